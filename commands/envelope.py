@@ -1,0 +1,101 @@
+"""The command envelope, the record it travels in, and its one decoder.
+
+A command is `{id, type, aggregate_id, ts, v, data}` in JSON. Decoding is done once, with msgspec
+into a typed struct, because it is the hottest per-record work in every pipeline.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Command(msgspec.Struct, frozen=True):
+    """One record of the command log, decoded: `ts` is event time in epoch milliseconds."""
+
+    id: NonEmpty
+    type: NonEmpty
+    aggregate_id: NonEmpty
+    ts: Annotated[int, msgspec.Meta(ge=0)]
+    v: Annotated[int, msgspec.Meta(ge=1)]
+    data: dict[str, Any]
+
+
+class LogRecord(msgspec.Struct, frozen=True, gc=False):
+    """A record as read from the command log, before decoding; `timestamp` is log time (ms)."""
+
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A decoded command with the log record it came from, so every later step knows its
+    position (for versions and progress) and its raw bytes (for the DLQ)."""
+
+    record: LogRecord
+    command: Command
+
+
+class Reason(StrEnum):
+    """Why a command was rejected; the value is what DLQ headers and metric labels carry."""
+
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    WRONG_SHAPE = "wrong_shape"
+    UNKNOWN_TYPE = "unknown_type"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    INVALID_DATA = "invalid_data"
+    KEY_MISMATCH = "key_mismatch"
+    INVALID_TRANSITION = "invalid_transition"
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A record a step refused: travels to the DLQ with its reason, never dropped."""
+
+    record: LogRecord
+    step: str
+    reason: Reason
+    detail: str
+
+
+class MalformedCommand(ValueError):
+    """Raised by `decode_command`; carries the reason code and a human detail."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_decoder = msgspec.json.Decoder(Command)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_command(raw: bytes | None) -> Command:
+    """Decode one command; raise `MalformedCommand` saying why it is not one."""
+    if not raw:
+        raise MalformedCommand(Reason.WRONG_SHAPE, "empty record value")
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise MalformedCommand(Reason.WRONG_SHAPE, str(exc)) from None
+    except UnicodeDecodeError:
+        raise MalformedCommand(Reason.NOT_UTF8, "record value is not UTF-8") from None
+    except msgspec.DecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedCommand(Reason.NOT_UTF8, "record value is not UTF-8") from None
+        raise MalformedCommand(Reason.NOT_JSON, str(exc)) from None
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode a command as the JSON envelope the log carries."""
+    return _encoder.encode(command)

@@ -1,0 +1,29 @@
+"""One error root for the whole project.
+
+Everything raised on purpose derives from `CqrsError`, so the CLI can print the message and exit
+without a traceback, while a bug still shows one. Messages name what was wrong and the fix.
+"""
+
+
+class CqrsError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(CqrsError):
+    """A setting or flag has a value that cannot work."""
+
+
+class SpecError(CqrsError):
+    """A pipeline spec is refused before anything starts."""
+
+
+class BrokerError(CqrsError):
+    """The local broker could not be fetched, started or reached."""
+
+
+class CommandLogError(CqrsError):
+    """The command log cannot serve what was asked (missing topic, truncated offsets)."""
+
+
+class StoreError(CqrsError):
+    """The ClickHouse store cannot be opened or used as asked."""

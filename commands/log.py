@@ -1,0 +1,117 @@
+"""The command log as a topic: create it, and ask the broker where it begins and ends.
+
+The log is the system of record, so it is created with unlimited retention and is never
+rewritten. Offsets are read with a group-less consumer: positions live in Bytewax recovery,
+never in a consumer group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from commands.errors import CommandLogError
+
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+class CommandLog:
+    """Admin and offset queries for one topic; opens its clients lazily and closes them."""
+
+    def __init__(self, brokers: str, topic: str, timeout_s: float = 30.0) -> None:
+        self.brokers = brokers
+        self.topic = topic
+        self._timeout_ms = int(timeout_s * 1000)
+        self._consumer: KafkaConsumer | None = None
+
+    def __enter__(self) -> CommandLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def ensure(self, partitions: int = 6, configs: dict[str, str] | None = None) -> int:
+        """Create the topic if it is missing; return its partition count either way."""
+        if partitions < 1:
+            raise CommandLogError(f"partitions must be at least 1, got {partitions}")
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.brokers, bootstrap_timeout_ms=self._timeout_ms
+        )
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    {
+                        self.topic: {
+                            "num_partitions": partitions,
+                            "replication_factor": -1,
+                            "configs": {**FOREVER, **(configs or {})},
+                        }
+                    }
+                )
+            admin.wait_for_topics([self.topic], timeout_ms=self._timeout_ms)
+        except KafkaError as exc:
+            raise CommandLogError(
+                f"cannot create topic {self.topic!r} on {self.brokers}: {exc}"
+            ) from exc
+        finally:
+            admin.close()
+        return len(self.partitions())
+
+    def _offsets_consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            try:
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=self.brokers,
+                    enable_auto_commit=False,
+                    bootstrap_timeout_ms=self._timeout_ms,
+                    request_timeout_ms=max(self._timeout_ms, 30_000) + 1000,
+                )
+            except KafkaError as exc:
+                raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
+        return self._consumer
+
+    def partitions(self) -> list[int]:
+        """The topic's partition ids; a missing topic is an error that says how to create it."""
+        parts = self._offsets_consumer().partitions_for_topic(self.topic)
+        if not parts:
+            raise CommandLogError(
+                f"topic {self.topic!r} does not exist on {self.brokers}; "
+                f"create it with `cqrs topic create --topic {self.topic}`"
+            )
+        return sorted(parts)
+
+    def _tps(self) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in self.partitions()]
+
+    def beginning_offsets(self) -> dict[int, int]:
+        found = self._offsets_consumer().beginning_offsets(self._tps())
+        return {tp.partition: off for tp, off in found.items()}
+
+    def end_offsets(self) -> dict[int, int]:
+        """The next offset each partition will write: what "caught up" is measured against."""
+        found = self._offsets_consumer().end_offsets(self._tps())
+        return {tp.partition: off for tp, off in found.items()}
+
+    def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        """The first offset at or after `timestamp_ms` (log time) in each partition; the end
+        offset where no record is that late."""
+        tps = self._tps()
+        found = self._offsets_consumer().offsets_for_times({tp: timestamp_ms for tp in tps})
+        ends = self.end_offsets()
+        return {
+            tp.partition: (hit.offset if hit is not None else ends[tp.partition])
+            for tp, hit in found.items()
+        }
+
+
+def part_key(partition: int) -> str:
+    """The Bytewax partition key of a log partition: zero-padded, so that sorting keys (as
+    Bytewax does to route items) keeps the partitions' numeric order."""
+    return f"{partition:05d}"

@@ -1,0 +1,79 @@
+"""Pipeline metrics, made by one factory that takes a registry (tests pass a fresh one).
+
+Families are created once per registry; each deployment gets children labelled with its
+pipeline, version and deployment name. Counters are bumped per batch, not per command.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LABELS = ("pipeline", "version", "deployment")
+
+
+class Metrics:
+    """The metric families of one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.consumed = Counter(
+            "cqrs_commands_consumed",
+            "Records read from the command log",
+            [*_LABELS, "partition"],
+            registry=registry,
+        )
+        self.next_offset = Gauge(
+            "cqrs_source_next_offset",
+            "Next offset the source will read",
+            [*_LABELS, "partition"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "cqrs_commands_rejected",
+            "Records refused by a step, sent to the DLQ",
+            [*_LABELS, "step", "reason"],
+            registry=registry,
+        )
+        self.projected = Counter(
+            "cqrs_projection_rows_written",
+            "Rows inserted into projection tables",
+            [*_LABELS, "projection"],
+            registry=registry,
+        )
+        self.insert_seconds = Histogram(
+            "cqrs_sink_insert_duration_seconds",
+            "Time to insert one batch into ClickHouse",
+            [*_LABELS, "projection"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.insert_rows = Histogram(
+            "cqrs_sink_insert_rows",
+            "Rows per insert into ClickHouse",
+            [*_LABELS, "projection"],
+            registry=registry,
+            buckets=(1, 10, 100, 1000, 5000, 10_000, 25_000, 50_000, 100_000),
+        )
+
+    def for_deployment(self, pipeline: str, version: int, deployment: str) -> DeploymentMetrics:
+        return DeploymentMetrics(self, (pipeline, str(version), deployment))
+
+
+class DeploymentMetrics:
+    """One deployment's view of the families: the callbacks the source, steps and sinks call."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str]) -> None:
+        self._m = metrics
+        self._labels = labels
+
+    def on_consumed(self, partition: int, records: int, next_offset: int) -> None:
+        self._m.consumed.labels(*self._labels, str(partition)).inc(records)
+        self._m.next_offset.labels(*self._labels, str(partition)).set(next_offset)
+
+    def on_rejected(self, step: str, reason: str, count: int = 1) -> None:
+        self._m.rejected.labels(*self._labels, step, reason).inc(count)
+
+    def on_flush(self, projection: str, rows: int, seconds: float) -> None:
+        self._m.projected.labels(*self._labels, projection).inc(rows)
+        self._m.insert_seconds.labels(*self._labels, projection).observe(seconds)
+        self._m.insert_rows.labels(*self._labels, projection).observe(rows)

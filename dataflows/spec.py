@@ -1,0 +1,207 @@
+"""The pipeline spec: a YAML file naming the source, the filters and the projections.
+
+Parsing is strict and happens before anything starts: an unknown key, a wrong type or an
+unknown filter is refused with the file, the path inside it (`filters[3].window.size`) and
+what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from commands.errors import SpecError
+from operators.base import Filter
+from operators.registry import FILTERS, Registry
+from sinks.ddl import Table
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: the command log topic; empty means the runtime's CQRS_TOPIC
+    topic: str = ""
+    start: Literal["earliest", "latest"] = "earliest"
+
+
+class SinkSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: rows buffered before an insert; an insert also happens at every epoch's snapshot
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50_000
+
+
+class ProjectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    steps: Annotated[list[str | dict[str, Any]], msgspec.Meta(min_length=1)]
+    sink: SinkSpec = SinkSpec()
+
+
+class PipelineSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    projections: Annotated[list[ProjectionSpec], msgspec.Meta(min_length=1)]
+    description: str = ""
+    source: SourceSpec = SourceSpec()
+    filters: list[str | dict[str, Any]] = []
+    #: Python modules to import first, so the filters they register can be named here
+    modules: list[str] = []
+
+    @property
+    def deployment(self) -> str:
+        """`<pipeline>_v<version>`: the deployment's database, recovery dir and progress key."""
+        return f"{self.name}_v{self.version}"
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    steps: tuple[Filter, ...]
+    table: Table
+    sink: SinkSpec
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A spec with every filter resolved and built: what the dataflow builder consumes."""
+
+    spec: PipelineSpec
+    source: str  # where the spec came from, for messages
+    filters: tuple[Filter, ...]
+    projections: tuple[Projection, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def deployment(self) -> str:
+        return self.spec.deployment
+
+
+def load_pipeline(path: Path | str, registry: Registry = FILTERS) -> Pipeline:
+    """Read, check and resolve a spec file; every problem is a `SpecError` naming the place."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    return parse_pipeline(text, str(path), registry)
+
+
+def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS) -> Pipeline:
+    try:
+        spec = msgspec.yaml.decode(text, type=PipelineSpec)
+    except msgspec.ValidationError as exc:
+        raise SpecError(f"{source}: {_pathify(str(exc))}") from None
+    except msgspec.DecodeError as exc:
+        raise SpecError(f"{source}: not valid YAML ({exc})") from None
+    for i, module in enumerate(spec.modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SpecError(f"{source}: modules[{i}]: cannot import {module!r} ({exc})") from None
+    seen: set[str] = set()
+    filters = tuple(
+        _build_step(entry, f"filters[{i}]", source, registry, seen)
+        for i, entry in enumerate(spec.filters)
+    )
+    for i, f in enumerate(filters):
+        if f.table is not None:
+            raise SpecError(
+                f"{source}: filters[{i}]: {f.step_id!r} writes a table, so it belongs in a "
+                f"projection's steps, not in the shared filters"
+            )
+    projections = []
+    names: set[str] = set()
+    for p, proj in enumerate(spec.projections):
+        where = f"projections[{p}]"
+        if proj.name in names:
+            raise SpecError(f"{source}: {where}.name: projection {proj.name!r} is named twice")
+        names.add(proj.name)
+        steps = tuple(
+            _build_step(entry, f"{where}.steps[{i}]", source, registry, seen)
+            for i, entry in enumerate(proj.steps)
+        )
+        last = steps[-1]
+        if last.table is None:
+            raise SpecError(
+                f"{source}: {where}.steps[{len(steps) - 1}]: the last step of a projection must "
+                f"write a table, and {last.step_id!r} does not"
+            )
+        for i, step in enumerate(steps[:-1]):
+            if step.table is not None:
+                raise SpecError(
+                    f"{source}: {where}.steps[{i}]: {step.step_id!r} writes a table, so it can "
+                    f"only be the last step"
+                )
+        table = replace(last.table, name=proj.name)
+        projections.append(Projection(proj.name, steps, table, proj.sink))
+    return Pipeline(spec=spec, source=source, filters=filters, projections=tuple(projections))
+
+
+_STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _build_step(
+    entry: str | dict[str, Any], where: str, source: str, registry: Registry, seen: set[str]
+) -> Filter:
+    """An entry is `name` or `{name: params}`, optionally with an `id:` beside the name."""
+    if isinstance(entry, str):
+        name, params, step_id = entry, {}, entry
+    else:
+        entry = dict(entry)
+        step_id = entry.pop("id", None)
+        if len(entry) != 1:
+            raise SpecError(
+                f"{source}: {where}: expected one filter name (with its parameters) and an "
+                f"optional `id`, got keys {sorted(entry)}"
+            )
+        ((name, params),) = entry.items()
+        params = {} if params is None else params
+        step_id = step_id or name
+        if not isinstance(params, dict):
+            raise SpecError(f"{source}: {where}.{name}: parameters must be a mapping")
+    registration = registry.get(name)
+    if registration is None:
+        raise SpecError(
+            f"{source}: {where}: unknown filter {name!r}; registered filters: "
+            f"{', '.join(registry.names())} (a filter of your own needs its module in `modules`)"
+        )
+    if not isinstance(step_id, str) or not _STEP_ID.match(step_id):
+        raise SpecError(
+            f"{source}: {where}.id: {step_id!r} is not a step id: use lowercase letters, digits "
+            f"and '_', starting with a letter"
+        )
+    if step_id in seen:
+        raise SpecError(
+            f"{source}: {where}: step id {step_id!r} is used twice; give one of them an `id:`"
+        )
+    seen.add(step_id)
+    try:
+        typed = msgspec.convert(params, registration.params)
+    except msgspec.ValidationError as exc:
+        raise SpecError(f"{source}: {where}.{name}: {_pathify(str(exc))}") from None
+    try:
+        return registration.factory(step_id, typed)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"{source}: {where}.{name}: {exc}") from None
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+def _pathify(message: str) -> str:
+    """msgspec says '... - at `$.filters[3].x`'; say 'at filters[3].x: ...' instead."""
+    found = _MSGSPEC_PATH.search(message)
+    if not found:
+        return message
+    path = found.group(1).lstrip(".")
+    return f"at {path or 'top level'}: {message[: found.start()]}"

@@ -1,0 +1,331 @@
+"""`cqrs`: the command line. Settings come from `CQRS_*` variables; flags override them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table as RichTable
+
+import operators.builtin  # noqa: F401 - registers the built-in filters
+from commands.errors import CqrsError
+from commands.generator import OrderGenerator
+from commands.load import LoadStats, produce_load
+from commands.log import CommandLog
+from commands.producer import CommandProducer
+from dataflows.spec import load_pipeline
+from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
+from deploy.query import QueryResult, query
+from deploy.runtime import Runtime
+from deploy.settings import Settings
+from sinks.dlq import TOPIC_CONFIGS, dlq_topic
+
+console = Console(stderr=True)
+out = Console()
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="CQRS_DATA_DIR (default .data)")
+@click.option("--brokers", help="CQRS_BROKERS: host:port of a running broker (default: local)")
+@click.option("--clickhouse", help="CQRS_CLICKHOUSE: chdb:///dir or http(s)://host:8123")
+@click.option("--topic", help="CQRS_TOPIC: the command log topic (default commands)")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, **overrides: Any) -> None:
+    """CQRS on streaming data: a Kafka command log, Bytewax filters, ClickHouse projections."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    ctx.obj = Settings.from_env(**overrides)
+
+
+# --- broker -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def broker() -> None:
+    """The local Kafka broker (not used when CQRS_BROKERS is set)."""
+
+
+@broker.command("start")
+@click.option("--port", type=int, help="listen on this port (default: a free one, kept after)")
+@click.pass_obj
+def broker_start(settings: Settings, port: int | None) -> None:
+    """Fetch Kafka from Maven Central (first time only), start it, wait until it answers."""
+    launcher = local_broker(settings, port)
+    if not launcher.dist.is_cached:
+        console.print(f"fetching Apache Kafka {launcher.dist.version} from Maven Central (once)…")
+    started = time.monotonic()
+    state = launcher.start()
+    console.print(
+        f"broker up on {state.bootstrap} (pid {state.pid}, {time.monotonic() - started:.1f}s)"
+    )
+    out.print(state.bootstrap)
+
+
+@broker.command("stop")
+@click.pass_obj
+def broker_stop(settings: Settings) -> None:
+    """Stop the local broker cleanly; its log stays on disk for the next start."""
+    stopped = local_broker(settings).stop()
+    console.print("broker stopped" if stopped else "no local broker was running")
+
+
+@broker.command("status")
+@click.pass_obj
+def broker_status(settings: Settings) -> None:
+    state = local_broker(settings).status()
+    if state is None:
+        out.print("stopped")
+        sys.exit(1)
+    out.print(f"running on {state.bootstrap} (pid {state.pid})")
+
+
+# --- the command log --------------------------------------------------------------------------
+
+
+@cli.group()
+def topic() -> None:
+    """The command log topic."""
+
+
+@topic.command("create")
+@click.option("--partitions", default=6, show_default=True, type=click.IntRange(1, 1000))
+@click.pass_obj
+def topic_create(settings: Settings, partitions: int) -> None:
+    """Create the command log (retention unlimited) and its DLQ, if missing."""
+    brokers = resolve_brokers(settings)
+    with CommandLog(brokers, settings.topic) as log:
+        count = log.ensure(partitions)
+    with CommandLog(brokers, dlq_topic(settings.topic)) as dlq:
+        dlq.ensure(1, configs=TOPIC_CONFIGS)
+    console.print(f"topic {settings.topic}: {count} partitions; DLQ {dlq_topic(settings.topic)}")
+
+
+@cli.command()
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="commands per second")
+@click.option("--count", type=click.IntRange(min=1), help="stop after this many commands")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="stop after S s")
+@click.option("--seed", default=0, show_default=True, help="same seed, same orders")
+@click.option("--partitions", default=6, show_default=True, type=click.IntRange(1, 1000))
+@click.pass_obj
+def produce(
+    settings: Settings,
+    rate: float | None,
+    count: int | None,
+    duration: float | None,
+    seed: int,
+    partitions: int,
+) -> None:
+    """Generate demo orders onto the command log, with a progress line."""
+    brokers = resolve_brokers(settings)
+    with CommandLog(brokers, settings.topic) as log:
+        log.ensure(partitions)
+    generator = OrderGenerator(
+        seed=seed, start_ms=int(time.time() * 1000), step_ms=1000.0 / rate if rate else 1.0
+    )
+    with CommandProducer(brokers, settings.topic) as producer:
+        stats = produce_load(
+            producer,
+            generator,
+            rate=rate,
+            count=count,
+            duration_s=duration,
+            on_progress=_progress_line,
+        )
+    console.print()
+    if stats.errors:
+        raise CqrsError(f"{stats.errors} commands failed: {producer.last_error}")
+
+
+def _progress_line(stats: LoadStats) -> None:
+    console.print(
+        f"sent {stats.sent:>10,}  acked {stats.acked:>10,}  "
+        f"rate {stats.rate:>9,.0f}/s  errors {stats.errors}",
+        end="\r",
+        highlight=False,
+    )
+
+
+# --- pipelines --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+def validate(spec: Path) -> None:
+    """Check a pipeline spec without starting anything."""
+    pipeline = load_pipeline(spec)
+    console.print(f"{spec}: ok — {pipeline.deployment}")
+    for projection in pipeline.projections:
+        cols = ", ".join(f"{n} {t}" for n, t in projection.table.columns)
+        console.print(f"  projection {projection.name}: {cols}", highlight=False)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="stop at the log's end offsets as of the start, instead of tailing",
+)
+@click.pass_obj
+def run(settings: Settings, spec: Path, http_port: int | None, until_caught_up: bool) -> None:
+    """Run a pipeline in a runtime that also serves queries, until Ctrl-C."""
+    pipeline = load_pipeline(spec)
+    settings = settings.with_(http_port=http_port) if http_port is not None else settings
+    brokers = resolve_brokers(settings)
+    stop_at = None
+    if until_caught_up:
+        with CommandLog(brokers, pipeline.spec.source.topic or settings.topic) as log:
+            stop_at = log.end_offsets()
+    with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
+        deployment = runtime.run_pipeline(pipeline, stop_at=stop_at)
+        console.print(f"{deployment.name} running; queries: {runtime.url}/query")
+        try:
+            while not deployment.join(0.5):
+                pass
+        except KeyboardInterrupt:
+            console.print("stopping (flushing sinks, writing the last snapshot)…")
+    if deployment.error is not None:
+        raise CqrsError(f"{deployment.name} failed: {deployment.error}")
+    console.print(f"{deployment.name} {deployment.state.value}")
+
+
+@cli.command("query")
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_obj
+def query_cmd(settings: Settings, sql: str, fmt: str) -> None:
+    """Run a read-only SQL query (through the runtime when it holds the store)."""
+    result = query(settings, sql)
+    if fmt == "json":
+        out.print_json(json.dumps(result.to_json()))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.to_json()["rows"])
+    else:
+        out.print(_rich_table(result))
+
+
+def _rich_table(result: QueryResult) -> RichTable:
+    table = RichTable(*result.columns)
+    for row in result.to_json()["rows"]:
+        table.add_row(*(str(v) for v in row))
+    return table
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+DEMO_QUERY = (
+    "SELECT status, count() AS orders, round(sum(amount), 2) AS amount "
+    "FROM {views}.orders GROUP BY status ORDER BY status"
+)
+
+
+@cli.command()
+@click.option("--rate", default=500.0, show_default=True, help="commands per second")
+@click.option("--seed", default=0, show_default=True)
+@click.pass_obj
+def demo(settings: Settings, rate: float, seed: int) -> None:
+    """Start the broker, produce orders, run the orders pipeline, show live counts (Ctrl-C)."""
+    launcher = None  # set when the demo starts the local broker, so it stops it again
+    if settings.brokers:
+        brokers = settings.brokers
+    else:
+        found = local_broker(settings)
+        if found.status() is None:
+            launcher = found
+            if not found.dist.is_cached:
+                console.print("fetching Apache Kafka from Maven Central (first run only)…")
+        brokers = found.start().bootstrap
+    console.print(f"broker {brokers}")
+    with CommandLog(brokers, settings.topic) as log:
+        log.ensure(6)
+    stop = threading.Event()
+    stats: dict[str, LoadStats] = {}
+    producer = CommandProducer(brokers, settings.topic)
+    generator = OrderGenerator(seed=seed, start_ms=int(time.time() * 1000), step_ms=1000.0 / rate)
+
+    def produce_forever() -> None:
+        produce_load(
+            producer,
+            generator,
+            rate=rate,
+            should_stop=stop.is_set,
+            on_progress=lambda s: stats.__setitem__("load", s),
+        )
+
+    feeder = threading.Thread(target=produce_forever, name="demo-producer", daemon=True)
+    try:
+        with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
+            deployment = runtime.run_pipeline(load_pipeline(DEMO_SPEC))
+            feeder.start()
+            console.print(f"{deployment.name} running; API {runtime.url}; Ctrl-C to stop")
+            sql = DEMO_QUERY.format(views=settings.query_database)
+            try:
+                with Live(console=out, refresh_per_second=1) as live:
+                    while deployment.join(2.0) is False:
+                        live.update(_demo_view(runtime.query(sql), stats.get("load")))
+            except KeyboardInterrupt:
+                console.print("stopping…")
+            stop.set()
+            feeder.join(30)
+        if deployment.error is not None:
+            raise CqrsError(f"{deployment.name} failed: {deployment.error}")
+    finally:
+        stop.set()
+        producer.close()
+        if launcher is not None:
+            launcher.stop()
+
+
+def _demo_view(result: QueryResult, load: LoadStats | None) -> RichTable:
+    table = _rich_table(result)
+    if load is not None:
+        table.caption = f"produced {load.sent:,} commands at {load.rate:,.0f}/s"
+    table.title = "orders by status (query.orders, refreshed every 2 s)"
+    return table
+
+
+# --- plumbing ---------------------------------------------------------------------------------
+
+
+class _graceful_sigterm:
+    """Turns SIGTERM into KeyboardInterrupt, so `kill` stops as gracefully as Ctrl-C."""
+
+    def __enter__(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._raise)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except CqrsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,47 @@
+"""The CLI's side of the runtime's HTTP API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from commands.errors import CqrsError, StoreError
+from deploy.query import QueryResult
+
+
+class RuntimeClient:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def query(self, sql: str) -> QueryResult:
+        return QueryResult.from_json(self._call("POST", "/query", {"sql": sql}))
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/deployments")
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                message = exc.reason
+            if exc.code == 400:
+                raise StoreError(message) from None
+            raise CqrsError(f"runtime at {self.url} answered {exc.code}: {message}") from None
+        except urllib.error.URLError as exc:
+            raise CqrsError(f"cannot reach the runtime at {self.url}: {exc.reason}") from None

@@ -1,0 +1,162 @@
+"""A deployment: one pipeline spec version running, with its own ClickHouse database, its own
+Bytewax recovery directory, and its DLQ.
+
+It runs its Bytewax execution in a thread of the runtime (with embedded ClickHouse only one
+process may open the store). Stopping is graceful: the source ends its partitions, Bytewax
+closes the epoch, the sinks flush and the last snapshot is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import run_main
+from clickhouse_connect.driver.client import Client
+
+from commands.log import CommandLog
+from dataflows.builder import Observers, build_dataflow
+from dataflows.metrics import DeploymentMetrics
+from dataflows.source import CommandLogSource, StartAt
+from dataflows.spec import Pipeline
+from sinks import ddl
+from sinks.clickhouse import ProjectionSink, create_projection_table
+from sinks.dlq import TOPIC_CONFIGS, DlqSink, dlq_topic
+
+log = logging.getLogger(__name__)
+
+#: Bytewax epoch: how often sinks flush and state is snapshotted. One second bounds the
+#: latency from log to query (a row is visible after its epoch's flush) and the work a crash
+#: repeats, while keeping inserts to about one per second per partition and table.
+EPOCH = timedelta(seconds=1)
+
+
+class State(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETED = "completed"  # a bounded run that reached its end offsets
+    FAILED = "failed"
+
+
+@dataclass
+class DeploymentConfig:
+    pipeline: Pipeline
+    brokers: str
+    topic: str
+    clickhouse_dsn: str
+    recovery_root: Path
+    start: StartAt = field(default_factory=StartAt)
+    #: end offsets (exclusive) for a bounded run; None tails the log
+    stop_at: dict[int, int] | None = None
+    epoch: timedelta = EPOCH
+
+
+class Deployment:
+    def __init__(self, config: DeploymentConfig, metrics: DeploymentMetrics) -> None:
+        self.config = config
+        self.name = config.pipeline.deployment
+        self.database = self.name
+        self.metrics = metrics
+        self.state = State.CREATED
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.config.recovery_root / self.name
+
+    def prepare(self, client: Client) -> list[int]:
+        """Create the database, tables and DLQ topic; return the log's partitions."""
+        cfg = self.config
+        with CommandLog(cfg.brokers, cfg.topic) as command_log:
+            partitions = command_log.partitions()
+        with CommandLog(cfg.brokers, dlq_topic(cfg.topic)) as dlq_log:
+            dlq_log.ensure(partitions=1, configs=TOPIC_CONFIGS)
+        client.command(ddl.create_database(self.database))
+        for projection in cfg.pipeline.projections:
+            create_projection_table(client, self.database, projection.table)
+        if not self.recovery_dir.exists():
+            self.recovery_dir.mkdir(parents=True)
+            init_db_dir(self.recovery_dir, 1)
+        return partitions
+
+    def run(self, partitions: list[int]) -> None:
+        """Run the dataflow in this thread until it completes, fails or is stopped."""
+        cfg = self.config
+        source = CommandLogSource(
+            cfg.brokers,
+            cfg.topic,
+            start=cfg.start,
+            stop_at=cfg.stop_at,
+            stop_event=self._stop,
+            on_consumed=self.metrics.on_consumed,
+        )
+        sizes = {p.name: p.sink.max_rows for p in cfg.pipeline.projections}
+        tables = {p.name: p.table for p in cfg.pipeline.projections}
+
+        def projection_sink(name: str) -> ProjectionSink:
+            return ProjectionSink(
+                self.database,
+                tables[name],
+                cfg.clickhouse_dsn,
+                partitions,
+                max_rows=sizes[name],
+                on_flush=self.metrics.on_flush,
+            )
+
+        flow = build_dataflow(
+            cfg.pipeline,
+            source,
+            projection_sink,
+            DlqSink(cfg.brokers, cfg.topic, self.name),
+            Observers(on_rejected=self.metrics.on_rejected),
+        )
+        self.state = State.RUNNING
+        try:
+            run_main(
+                flow,
+                epoch_interval=cfg.epoch,
+                recovery_config=RecoveryConfig(str(self.recovery_dir)),
+            )
+        except BaseException as exc:
+            self.state = State.FAILED
+            self.error = exc
+            log.error("deployment %s failed: %s", self.name, exc)
+            raise
+        self.state = State.STOPPED if self._stop.is_set() else State.COMPLETED
+
+    def start(self, partitions: list[int]) -> None:
+        """Run in a thread of its own."""
+        self._thread = threading.Thread(
+            target=self._run_quietly,
+            args=(partitions,),
+            name=f"deployment-{self.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run_quietly(self, partitions: list[int]) -> None:
+        with contextlib.suppress(BaseException):
+            self.run(partitions)
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Ask the source to end, then wait for the final flush and snapshot."""
+        if self.state == State.RUNNING:
+            self.state = State.STOPPING
+        self._stop.set()
+        self.join(timeout_s)
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            return not self._thread.is_alive()
+        return True

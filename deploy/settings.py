@@ -1,0 +1,107 @@
+"""The one settings object: `CQRS_*` environment variables, overridden by CLI flags.
+
+Nothing else in the project reads the environment; everything that needs a setting is handed
+this object (or a value from it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from commands.errors import ConfigError
+
+ENV_PREFIX = "CQRS_"
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_DSN_SCHEMES = ("chdb://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives, which broker and ClickHouse to use, and what the runtime binds.
+
+    `brokers` None means the local broker started from `data_dir`; `clickhouse` None means the
+    embedded engine at `<data_dir>/clickhouse`.
+    """
+
+    data_dir: Path = Path(".data")
+    cache_dir: Path = Path(".cache")
+    brokers: str | None = None
+    clickhouse: str | None = None
+    topic: str = "commands"
+    http_host: str = "127.0.0.1"
+    #: the runtime's API port; 0 picks any free one (the runtime file says which)
+    http_port: int = 8765
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _TOPIC.match(self.topic):
+            raise ConfigError(
+                f"CQRS_TOPIC={self.topic!r} is not a valid topic name: use letters, digits, "
+                f"'.', '_' or '-' (at most 200)"
+            )
+        if self.clickhouse is not None and not self.clickhouse.startswith(_DSN_SCHEMES):
+            raise ConfigError(
+                f"CQRS_CLICKHOUSE={self.clickhouse!r} is not a DSN this runtime can use: give "
+                f"chdb:///path/to/dir (embedded) or http(s)://host:8123 (a ClickHouse server)"
+            )
+        if not 0 <= self.http_port < 65536:
+            raise ConfigError(
+                f"CQRS_HTTP_PORT={self.http_port} must be a port from 1 to 65535 (0: any free port)"
+            )
+        if self.http_host not in ("127.0.0.1", "localhost", "::1") and not self.token:
+            raise ConfigError(
+                f"binding {self.http_host} exposes the control API beyond loopback: "
+                f"set CQRS_TOKEN (or --token) so requests must carry it"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `CQRS_<FIELD>` from `env` (the process environment by default); `overrides`
+        that are not None win, as CLI flags should."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse or f"chdb://{self.data_dir.resolve() / 'clickhouse'}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when ClickHouse runs inside this process (chDB): one process per data dir."""
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def broker_home(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.data_dir / "recovery"
+
+    #: the database of stable views that dashboards and `cqrs query` read
+    query_database: str = "query"
+
+
+def _coerce(name: str, raw: str) -> Any:
+    if name in ("data_dir", "cache_dir"):
+        return Path(raw)
+    if name == "http_port":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"CQRS_HTTP_PORT={raw!r} is not a port number") from None
+    return raw

@@ -1,0 +1,5 @@
+"""Imports every built-in filter module, so their registrations are in `FILTERS`."""
+
+from operators import order_state, validate
+
+BUILTIN_MODULES = (order_state, validate)

@@ -1,0 +1,154 @@
+"""`order_state`: the current state of each order, folded from its commands in log order.
+
+The state lives per order (the aggregate) until the order is closed (shipped or cancelled):
+then its last row is emitted and the key forgotten, so memory holds open orders only. A command
+that does not fit the order's life (paid before placed, shipped twice) is rejected. Every row
+carries the log offset as its version: the table is a ReplacingMergeTree, so a replay writes
+the same rows with the same versions and the newest per order wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from commands import orders
+from commands.envelope import Envelope, Reason, Rejected
+from operators.base import Keyed, Output, Projected
+from operators.registry import NoParams, register_filter
+from sinks.ddl import Table
+
+TABLE_COLUMNS = (
+    ("order_id", "String"),
+    ("customer_id", "String"),
+    ("region", "LowCardinality(String)"),
+    ("currency", "LowCardinality(String)"),
+    ("status", "LowCardinality(String)"),
+    ("item_count", "UInt16"),
+    ("quantity", "UInt32"),
+    ("amount", "Float64"),
+    ("paid_amount", "Float64"),
+    ("payment_method", "LowCardinality(String)"),
+    ("carrier", "LowCardinality(String)"),
+    ("cancel_reason", "LowCardinality(String)"),
+    ("placed_at", "DateTime64(3, 'UTC')"),
+    ("updated_at", "DateTime64(3, 'UTC')"),
+    ("version", "UInt64"),
+)
+
+
+class OrderState(msgspec.Struct, frozen=True):
+    order_id: str
+    customer_id: str
+    region: str
+    currency: str
+    status: str
+    item_count: int
+    quantity: int
+    amount: float
+    placed_at: int
+    updated_at: int
+    paid_amount: float = 0.0
+    payment_method: str = ""
+    carrier: str = ""
+    cancel_reason: str = ""
+
+    def row(self, version: int) -> tuple[object, ...]:
+        return (
+            self.order_id,
+            self.customer_id,
+            self.region,
+            self.currency,
+            self.status,
+            self.item_count,
+            self.quantity,
+            self.amount,
+            self.paid_amount,
+            self.payment_method,
+            self.carrier,
+            self.cancel_reason,
+            self.placed_at,
+            self.updated_at,
+            version,
+        )
+
+
+# Which statuses each command may follow; the status it leads to.
+_ALLOWED = {
+    orders.PAID: ({"placed"}, "paid"),
+    orders.SHIPPED: ({"paid"}, "shipped"),
+    orders.CANCELLED: ({"placed", "paid"}, "cancelled"),
+}
+_CLOSED = {"shipped", "cancelled"}
+
+
+def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
+    """The order's next state, or why the command does not apply to it."""
+    command = envelope.command
+    data = command.data
+    if command.type == orders.PLACED:
+        if state is not None:
+            return f"order {command.aggregate_id} was already placed"
+        items = data["items"]
+        return OrderState(
+            order_id=command.aggregate_id,
+            customer_id=data["customer_id"],
+            region=data["region"],
+            currency=data["currency"],
+            status="placed",
+            item_count=len(items),
+            quantity=sum(i["qty"] for i in items),
+            amount=round(sum(i["qty"] * i["unit_price"] for i in items), 2),
+            placed_at=command.ts,
+            updated_at=command.ts,
+        )
+    allowed = _ALLOWED.get(command.type)
+    if allowed is None:
+        return f"order_state does not handle {command.type!r}"
+    if state is None:
+        return (
+            f"{command.type} for order {command.aggregate_id}, which is not open "
+            f"(never placed, or already closed)"
+        )
+    sources, target = allowed
+    if state.status not in sources:
+        return f"{command.type} for order {command.aggregate_id} in status {state.status!r}"
+    changes: dict[str, object] = {"status": target, "updated_at": max(state.updated_at, command.ts)}
+    if command.type == orders.PAID:
+        changes.update(paid_amount=data["amount"], payment_method=data["method"])
+    elif command.type == orders.SHIPPED:
+        changes["carrier"] = data["carrier"]
+    else:
+        changes["cancel_reason"] = data["reason"]
+    return msgspec.structs.replace(state, **changes)
+
+
+@register_filter("order_state", params=NoParams)
+class OrderStateProjector(Keyed[OrderState]):
+    """Projects the current state of each order (one row per order, newest version wins)."""
+
+    def __init__(self, step_id: str, params: NoParams) -> None:
+        self.step_id = step_id
+        self.table = Table(
+            name=step_id, columns=TABLE_COLUMNS, order_by=("order_id",), version="version"
+        )
+
+    def key(self, envelope: Envelope) -> str:
+        return envelope.command.aggregate_id
+
+    def step(
+        self, state: OrderState | None, envelope: Envelope
+    ) -> tuple[OrderState | None, Sequence[Output]]:
+        outcome = apply(state, envelope)
+        if isinstance(outcome, str):
+            rejected = Rejected(
+                record=envelope.record,
+                step=self.step_id,
+                reason=Reason.INVALID_TRANSITION,
+                detail=outcome,
+            )
+            return state, (rejected,)
+        record = envelope.record
+        row = Projected(record.partition, record.offset, outcome.row(record.offset))
+        return (None if outcome.status in _CLOSED else outcome), (row,)

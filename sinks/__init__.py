@@ -1,0 +1,1 @@
+"""Where results go: ClickHouse projections (the query side) and Kafka topics (DLQ, downstream)."""

@@ -1,0 +1,96 @@
+"""DDL in one place: identifiers are checked and quoted here, and nothing else builds SQL from
+names. A projection's table is described by `Table`; this module turns it into statements."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from commands.errors import StoreError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# ClickHouse type expressions as projections declare them: names, nesting, numbers, quoted
+# enum labels. Anything else (a `;`, a comment) is refused, so a spec cannot inject SQL.
+_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\((?:[A-Za-z0-9_ ,'=()-])*\))?$")
+
+
+def ident(name: str) -> str:
+    """Quote an identifier after checking it is a plain name."""
+    if not _IDENT.match(name):
+        raise StoreError(
+            f"{name!r} is not a usable ClickHouse name: use letters, digits and '_', "
+            f"starting with a letter or '_'"
+        )
+    return f"`{name}`"
+
+
+def qualified(database: str, table: str) -> str:
+    return f"{ident(database)}.{ident(table)}"
+
+
+def check_type(type_: str) -> str:
+    if not _TYPE.match(type_):
+        raise StoreError(f"{type_!r} is not a ClickHouse column type this runtime accepts")
+    return type_
+
+
+@dataclass(frozen=True)
+class Table:
+    """A projection table: columns in insert order, its sorting key, and the version column that
+    makes it a ReplacingMergeTree (the row with the highest version of a key wins)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    order_by: tuple[str, ...]
+    version: str | None = None
+    settings: dict[str, int | str] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def __post_init__(self) -> None:
+        names = self.column_names
+        for key in (*self.order_by, *((self.version,) if self.version else ())):
+            if key not in names:
+                raise StoreError(f"table {self.name}: key column {key!r} is not among {names}")
+
+
+def create_database(database: str) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {ident(database)}"
+
+
+def create_table(database: str, table: Table) -> str:
+    cols = ",\n  ".join(f"{ident(n)} {check_type(t)}" for n, t in table.columns)
+    engine = f"ReplacingMergeTree({ident(table.version)})" if table.version else "MergeTree"
+    order = ", ".join(ident(c) for c in table.order_by) or "tuple()"
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS {qualified(database, table.name)} (\n  {cols}\n)\n"
+        f"ENGINE = {engine}\nORDER BY ({order})"
+    )
+    if table.settings:
+        pairs = ", ".join(
+            f"{_setting_name(k)} = {_setting_value(v)}" for k, v in table.settings.items()
+        )
+        sql += f"\nSETTINGS {pairs}"
+    return sql
+
+
+def _setting_name(name: str) -> str:
+    if not _IDENT.match(name):
+        raise StoreError(f"{name!r} is not a ClickHouse setting name")
+    return name
+
+
+def _setting_value(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_view_if_missing(database: str, view: str, source_db: str, source_table: str) -> str:
+    """A stable view over a projection table; FINAL so each key appears once."""
+    return (
+        f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS "
+        f"SELECT * FROM {qualified(source_db, source_table)} FINAL"
+    )

@@ -1,0 +1,102 @@
+"""The DLQ sink: every rejected record goes to `<log topic>.dlq`, raw bytes unchanged, with the
+reason and where it came from in headers.
+
+A batch is flushed (acknowledged by the broker) before `write_batch` returns, so the epoch that
+contains a reject cannot be snapshotted while the reject is still in a producer buffer. A send
+that fails raises: the deployment restarts from its last snapshot rather than lose the record.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from kafka import KafkaProducer
+
+from commands.envelope import Rejected
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+MAX_DETAIL = 2000
+#: the largest record the DLQ (and the producer writing it) accepts
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+TOPIC_CONFIGS = {"max.message.bytes": str(MAX_RECORD_BYTES)}
+
+
+def dlq_topic(log_topic: str) -> str:
+    return log_topic + DLQ_SUFFIX
+
+
+def headers_of(rejected: Rejected, source_topic: str, deployment: str) -> list[tuple[str, bytes]]:
+    record = rejected.record
+    pipeline, _, version = deployment.rpartition("_v")
+    return [
+        ("reason", rejected.reason.value.encode()),
+        ("step", rejected.step.encode()),
+        ("detail", rejected.detail[:MAX_DETAIL].encode()),
+        ("source.topic", source_topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+        ("source.timestamp", str(record.timestamp).encode()),
+        ("pipeline", pipeline.encode()),
+        ("version", version.encode()),
+        ("deployment", deployment.encode()),
+    ]
+
+
+class DlqSink(DynamicSink[Rejected]):
+    def __init__(self, brokers: str, source_topic: str, deployment: str) -> None:
+        self._brokers = brokers
+        self._source_topic = source_topic
+        self._deployment = deployment
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DlqPartition:
+        producer = KafkaProducer(
+            bootstrap_servers=self._brokers,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+            linger_ms=5,
+        )
+        return _DlqPartition(
+            producer, dlq_topic(self._source_topic), self._source_topic, self._deployment
+        )
+
+
+class _DlqPartition(StatelessSinkPartition[Rejected]):
+    def __init__(
+        self, producer: KafkaProducer, topic: str, source_topic: str, deployment: str
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._source_topic = source_topic
+        self._deployment = deployment
+
+    def write_batch(self, items: list[Rejected]) -> None:
+        futures = []
+        for rejected in items:
+            record = rejected.record
+            log.warning(
+                "rejected %s[%d]@%d at %s: %s (%s)",
+                self._source_topic,
+                record.partition,
+                record.offset,
+                rejected.step,
+                rejected.reason.value,
+                rejected.detail[:200],
+            )
+            futures.append(
+                self._producer.send(
+                    self._topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers_of(rejected, self._source_topic, self._deployment),
+                )
+            )
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # raises the send's error, if any
+
+    def close(self) -> None:
+        self._producer.close()

@@ -1,0 +1,91 @@
+"""The one place that opens ClickHouse: a clickhouse-connect client from a DSN.
+
+`chdb://<dir>` is the engine embedded in this process; chDB allows one process per directory
+and one directory per process. So opening it takes an exclusive lock file beside the directory
+that names the holder: a second process gets a clear error pointing at the process that holds
+the store (and at its query endpoint), never a half-initialised engine or a second copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+from typing import IO
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from commands.errors import StoreError
+
+_lock = threading.Lock()
+_embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
+
+
+def open_client(dsn: str) -> Client:
+    """A client for the DSN; embedded stores are opened (and locked) once per process."""
+    if dsn.startswith("chdb://"):
+        path = Path(dsn.removeprefix("chdb://")).resolve()
+        _hold_embedded(path)
+        return _connect(f"chdb://{path}")
+    # No session id: one client is shared by threads, and a session would serialise them.
+    return _connect(dsn, autogenerate_session_id=False)
+
+
+def embedded_holder(path: Path) -> int | None:
+    """The pid holding the embedded store at `path`, or None if no process holds it."""
+    lock_file = _lock_path(path.resolve())
+    if not lock_file.exists():
+        return None
+    with lock_file.open("r") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
+def _connect(dsn: str, **options: object) -> Client:
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, **options)
+    except ClickHouseError as exc:
+        raise StoreError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _hold_embedded(path: Path) -> None:
+    global _embedded
+    with _lock:
+        if _embedded is not None:
+            held, _ = _embedded
+            if held != path:
+                raise StoreError(
+                    f"this process already has the embedded store {held} open; chDB allows one "
+                    f"directory per process, so {path} needs a process of its own"
+                )
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = _lock_path(path).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(
+                f"the embedded ClickHouse store {path} is open in process {holder}; chDB allows "
+                f"one process per directory. Query it through that process (`cqrs query` does "
+                f"so when it is the runtime), or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        _embedded = (path, handle)
