@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from commands.errors import StoreError
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
-from sinks.store import open_client
+from sinks.store import StoreBusy, open_client
 
 #: readonly=2 refuses every write and DDL but still lets the client pass its own query settings.
 READONLY = {"readonly": 2}
@@ -55,16 +56,27 @@ def run_readonly(client: Client, sql: str) -> QueryResult:
     )
 
 
-def query(settings: Settings, sql: str) -> QueryResult:
+def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
     """Run `sql` read-only: via the runtime of this data dir if one runs (it holds the embedded
-    store), else by opening the store in this process."""
-    if settings.embedded:
+    store), else by opening the store in this process. A runtime that is starting holds the
+    store before it says where it serves, so a busy store is retried until it does."""
+    if not settings.embedded:
+        return run_readonly(open_client(settings.clickhouse_dsn), sql)
+    from deploy.client import RuntimeClient
+
+    deadline = time.monotonic() + wait_s
+    while True:
         runtime = find_runtime(settings.data_dir)
         if runtime is not None:
-            from deploy.client import RuntimeClient
-
             return RuntimeClient(runtime.url, settings.token).query(sql)
-    return run_readonly(open_client(settings.clickhouse_dsn), sql)
+        try:
+            client = open_client(settings.clickhouse_dsn)
+        except StoreBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        return run_readonly(client, sql)
 
 
 def _jsonable(value: Any) -> Any:

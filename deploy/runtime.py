@@ -64,7 +64,8 @@ class Runtime:
         s = self.settings
         self._file.acquire()
         try:
-            self._client = open_client(s.clickhouse_dsn)
+            # A one-off `cqrs query` may hold the embedded store for a moment: wait for it.
+            self._client = open_client(s.clickhouse_dsn, wait_s=30.0)
             self._api = ApiServer(self, s.http_host, s.http_port, s.token)
             self._api.start()
             self._file.publish(self._api.url)

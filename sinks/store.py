@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -24,11 +25,24 @@ _lock = threading.Lock()
 _embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
 
 
-def open_client(dsn: str) -> Client:
-    """A client for the DSN; embedded stores are opened (and locked) once per process."""
+class StoreBusy(StoreError):
+    """The embedded store is held by another process (for now: it may be a short query)."""
+
+
+def open_client(dsn: str, wait_s: float = 0.0) -> Client:
+    """A client for the DSN; embedded stores are opened (and locked) once per process, waiting
+    up to `wait_s` for another process (a one-off `cqrs query`, say) to let go of it."""
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://")).resolve()
-        _hold_embedded(path)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                _hold_embedded(path)
+                break
+            except StoreBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
         return _connect(f"chdb://{path}")
     # No session id: one client is shared by threads, and a session would serialise them.
     return _connect(dsn, autogenerate_session_id=False)
@@ -79,7 +93,7 @@ def _hold_embedded(path: Path) -> None:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise StoreError(
+            raise StoreBusy(
                 f"the embedded ClickHouse store {path} is open in process {holder}; chDB allows "
                 f"one process per directory. Query it through that process (`cqrs query` does "
                 f"so when it is the runtime), or stop it first"

@@ -1,0 +1,118 @@
+"""Session-wide real components: a Kafka broker (started by the project's launcher, or the one
+CQRS_BROKERS names) and the embedded ClickHouse engine (one chDB directory per test process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from prometheus_client import CollectorRegistry
+
+import operators.builtin  # noqa: F401 - registers the built-in filters
+from commands.log import CommandLog
+from commands.producer import CommandProducer
+from dataflows.metrics import Metrics
+from dataflows.spec import Pipeline, load_pipeline
+from deploy.broker import KafkaDistribution, LocalBroker
+from deploy.deployment import Deployment, DeploymentConfig
+from deploy.settings import Settings
+from sinks.store import open_client
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def distribution() -> KafkaDistribution:
+    """Kafka's jars in the project's cache (`.cache/` unless CQRS_CACHE_DIR says otherwise)."""
+    cache = Settings.from_env().cache_dir
+    return KafkaDistribution(cache if cache.is_absolute() else REPO / cache)
+
+
+@pytest.fixture(scope="session")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("CQRS_BROKERS")
+    if given:
+        yield given
+        return
+    launcher = LocalBroker(tmp_path_factory.mktemp("broker"), distribution())
+    state = launcher.start()
+    yield state.bootstrap
+    launcher.stop()
+
+
+@pytest.fixture(scope="session")
+def store_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one embedded store this test process may open."""
+    return f"chdb://{tmp_path_factory.mktemp('store') / 'clickhouse'}"
+
+
+@pytest.fixture(scope="session")
+def store(store_dsn: str):
+    return open_client(store_dsn)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_topic(brokers: str, unique: str) -> Callable[..., str]:
+    """Create a fresh command log topic for one test."""
+
+    def make(partitions: int = 6, name: str | None = None) -> str:
+        topic = name or f"t_{unique}"
+        with CommandLog(brokers, topic) as log:
+            log.ensure(partitions)
+        return topic
+
+    return make
+
+
+def renamed(pipeline: Pipeline, name: str) -> Pipeline:
+    """The same pipeline under another name: its own database, so tests do not share tables."""
+    return dataclasses.replace(pipeline, spec=msgspec.structs.replace(pipeline.spec, name=name))
+
+
+@pytest.fixture
+def orders_pipeline(unique: str) -> Pipeline:
+    return renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), f"orders_{unique}")
+
+
+@pytest.fixture
+def run_bounded(brokers: str, store, store_dsn: str, tmp_path: Path) -> Callable[..., Deployment]:
+    """Run a deployment from the earliest offset to the log's end as of now, and return it."""
+
+    def run(
+        pipeline: Pipeline, topic: str, registry: CollectorRegistry | None = None
+    ) -> Deployment:
+        with CommandLog(brokers, topic) as log:
+            ends = log.end_offsets()
+        metrics = Metrics(registry or CollectorRegistry())
+        deployment = Deployment(
+            DeploymentConfig(
+                pipeline=pipeline,
+                brokers=brokers,
+                topic=topic,
+                clickhouse_dsn=store_dsn,
+                recovery_root=tmp_path / "recovery",
+                stop_at=ends,
+            ),
+            metrics.for_deployment(pipeline.name, pipeline.version, pipeline.deployment),
+        )
+        deployment.run(deployment.prepare(store))
+        return deployment
+
+    return run
+
+
+def produce(brokers: str, topic: str, commands) -> None:
+    with CommandProducer(brokers, topic) as producer:
+        for command in commands:
+            producer.send(command)
+        producer.flush()
+        assert producer.errors == 0, producer.last_error

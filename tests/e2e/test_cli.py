@@ -1,0 +1,114 @@
+"""The CLI as a user runs it, in processes of its own: produce, run, query through the running
+runtime (which holds the embedded store), stop, query the store directly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CQRS = str(Path(sys.executable).with_name("cqrs"))
+
+
+@pytest.fixture
+def env(tmp_path, brokers, unique):
+    return {
+        **os.environ,
+        "CQRS_BROKERS": brokers,
+        "CQRS_DATA_DIR": str(tmp_path / "data"),
+        "CQRS_TOPIC": f"e2e_{unique}",
+        "CQRS_HTTP_PORT": "0",
+    }
+
+
+def cqrs(env, *args, check=True):
+    done = subprocess.run(
+        [CQRS, "--log-level", "WARNING", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"cqrs {args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def count(env, sql="SELECT count() FROM query.orders"):
+    return json.loads(cqrs(env, "query", sql, "--format", "json").stdout)["rows"][0][0]
+
+
+def test_produce_run_query_stop(env):
+    cqrs(env, "topic", "create", "--partitions", "3")
+    produced = cqrs(env, "produce", "--count", "3000", "--seed", "5")
+    assert "sent" in produced.stderr and "errors 0" in produced.stderr
+
+    run = subprocess.Popen(
+        [CQRS, "run", str(REPO / "dataflows" / "orders.yaml")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        seen = None
+        while time.monotonic() < deadline:
+            done = cqrs(
+                env, "query", "SELECT count() FROM query.orders", "--format", "json", check=False
+            )
+            if done.returncode == 0:
+                seen = json.loads(done.stdout)["rows"][0][0]
+                if seen and seen > 1000:
+                    previous = seen
+                    time.sleep(1.5)
+                    if count(env) == previous:
+                        break
+            time.sleep(0.5)
+        assert seen and seen > 1000, "the pipeline did not fill the projection"
+
+        refused = cqrs(env, "query", "DROP DATABASE orders_v1", check=False)
+        assert refused.returncode == 2
+        assert "readonly" in refused.stderr.lower()
+
+        second = cqrs(env, "run", str(REPO / "dataflows" / "orders.yaml"), check=False)
+        assert second.returncode == 2
+        assert "a runtime already runs on data dir" in second.stderr
+    finally:
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert "orders_v1 stopped" in err
+
+    # The runtime is gone: the store opens in this process, with the same rows.
+    assert count(env) == seen
+
+
+def test_run_until_caught_up_exits_by_itself(env):
+    cqrs(env, "produce", "--count", "500", "--seed", "6")
+    done = cqrs(env, "run", str(REPO / "dataflows" / "orders.yaml"), "--until-caught-up")
+    assert "orders_v1 completed" in done.stderr
+    assert count(env, "SELECT countIf(status != '') FROM orders_v1.orders FINAL") > 100
+
+
+def test_validate_accepts_good_and_refuses_bad_specs(env, tmp_path):
+    ok = cqrs(env, "validate", str(REPO / "dataflows" / "orders.yaml"))
+    assert "orders_v1" in ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: orders\nversion: 1\nprojections: [{name: o, steps: [nope]}]\n")
+    refused = cqrs(env, "validate", str(bad), check=False)
+    assert refused.returncode == 2
+    assert "projections[0].steps[0]: unknown filter 'nope'" in refused.stderr
+
+
+def test_no_broker_is_a_clear_error(env):
+    env = {k: v for k, v in env.items() if k != "CQRS_BROKERS"}
+    refused = cqrs(env, "produce", "--count", "1", check=False)
+    assert refused.returncode == 2
+    assert "cqrs broker start" in refused.stderr

@@ -1,0 +1,134 @@
+"""The runtime in this process: it holds the store, runs a deployment in a thread, and serves
+read-only queries to other processes over HTTP."""
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from commands.errors import ConfigError, StoreError
+from commands.generator import OrderGenerator
+from deploy.client import RuntimeClient
+from deploy.deployment import State
+from deploy.runtime import Runtime
+from deploy.runtime_file import find_runtime
+from deploy.settings import Settings
+from tests.conftest import produce
+from tests.oracles import expected_orders
+
+
+def wait_for(predicate, timeout_s=60.0, every_s=0.25):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not true within {timeout_s}s")
+
+
+@pytest.fixture
+def settings(tmp_path, brokers, store_dsn, unique):
+    return Settings(
+        data_dir=tmp_path / "data",
+        brokers=brokers,
+        clickhouse=store_dsn,
+        http_port=0,
+        query_database=f"q_{unique}",
+    )
+
+
+def count_orders(client, settings):
+    return client.query(f"SELECT count() FROM {settings.query_database}.orders").rows[0][0]
+
+
+def test_runtime_serves_queries_while_the_pipeline_tails(
+    settings, brokers, make_topic, orders_pipeline
+):
+    topic = make_topic(partitions=2)
+    generator = OrderGenerator(seed=31)
+    first, later = generator.take(1000), generator.take(1000)
+    produce(brokers, topic, first)
+    settings = settings.with_(topic=topic)
+
+    with Runtime(settings, brokers) as runtime:
+        info = find_runtime(settings.data_dir)
+        assert info is not None and info.url == runtime.url
+        deployment = runtime.run_pipeline(orders_pipeline)
+        client = RuntimeClient(runtime.url)
+        wait_for(lambda: count_orders(client, settings) == len(expected_orders(first)))
+        produce(brokers, topic, later)  # the pipeline tails the log
+        wait_for(lambda: count_orders(client, settings) == len(expected_orders(first + later)))
+
+        for statement in [
+            f"DROP TABLE {orders_pipeline.deployment}.orders",
+            f"INSERT INTO {orders_pipeline.deployment}.orders (order_id) VALUES ('x')",
+            f"ALTER TABLE {orders_pipeline.deployment}.orders DELETE WHERE 1",
+            "CREATE TABLE evil (x UInt8) ENGINE = Memory",
+        ]:
+            with pytest.raises(StoreError, match="readonly"):
+                client.query(statement)
+        assert count_orders(client, settings) == len(expected_orders(first + later))
+
+        with pytest.raises(ConfigError, match="a runtime already runs on data dir"):
+            Runtime(settings, brokers).open()
+
+        metrics = urllib.request.urlopen(runtime.url + "/metrics").read().decode()
+        assert "cqrs_commands_consumed_total" in metrics
+        assert client.deployments() == [
+            {"name": orders_pipeline.deployment, "state": "running", "error": None}
+        ]
+    assert deployment.state is State.STOPPED
+    assert find_runtime(settings.data_dir) is None
+
+
+def test_a_restarted_runtime_resumes_where_it_stopped(
+    settings, brokers, make_topic, orders_pipeline
+):
+    topic = make_topic(partitions=2)
+    generator = OrderGenerator(seed=32)
+    first, later = generator.take(800), generator.take(300)
+    produce(brokers, topic, first)
+    settings = settings.with_(topic=topic)
+
+    with Runtime(settings, brokers) as runtime:
+        runtime.run_pipeline(orders_pipeline)
+        client = RuntimeClient(runtime.url)
+        wait_for(lambda: count_orders(client, settings) == len(expected_orders(first)))
+    produce(brokers, topic, later)
+
+    with Runtime(settings, brokers) as runtime:  # a fresh metrics registry
+        runtime.run_pipeline(orders_pipeline)
+        client = RuntimeClient(runtime.url)
+        wait_for(lambda: count_orders(client, settings) == len(expected_orders(first + later)))
+        consumed = sum(
+            runtime.registry.get_sample_value(
+                "cqrs_commands_consumed_total",
+                {
+                    "pipeline": orders_pipeline.name,
+                    "version": "1",
+                    "deployment": orders_pipeline.deployment,
+                    "partition": str(p),
+                },
+            )
+            or 0
+            for p in range(2)
+        )
+        assert consumed == len(later)  # resumed from recovery: nothing read twice
+
+
+def test_bad_requests_get_json_errors(settings, brokers):
+    with Runtime(settings, brokers) as runtime:
+        request = urllib.request.Request(runtime.url + "/query", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request)
+        assert caught.value.code == 400
+        assert "sql" in json.loads(caught.value.read())["error"]
+
+
+def test_a_token_is_required_when_set(settings, brokers):
+    with Runtime(settings.with_(token="s3cret"), brokers) as runtime:
+        with pytest.raises(Exception, match="401"):
+            RuntimeClient(runtime.url).health()
+        assert RuntimeClient(runtime.url, token="s3cret").health()["status"] == "ok"

@@ -1,0 +1,72 @@
+"""Oracles: what a projection should hold, computed from the commands alone.
+
+Written independently of the filters (no import from `operators`), so a bug in a filter cannot
+hide in its own oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from commands.envelope import Command
+
+
+def expected_orders(commands: Iterable[Command]) -> dict[str, dict[str, object]]:
+    """Current state per order of a stream of valid commands, in log order per order."""
+    orders: dict[str, dict[str, object]] = {}
+    for c in commands:
+        d = c.data
+        if c.type == "order.placed":
+            orders[c.aggregate_id] = {
+                "order_id": c.aggregate_id,
+                "customer_id": d["customer_id"],
+                "region": d["region"],
+                "currency": d["currency"],
+                "status": "placed",
+                "item_count": len(d["items"]),
+                "quantity": sum(i["qty"] for i in d["items"]),
+                "amount": round(sum(i["qty"] * i["unit_price"] for i in d["items"]), 2),
+                "paid_amount": 0.0,
+                "payment_method": "",
+                "carrier": "",
+                "cancel_reason": "",
+                "placed_at": c.ts,
+                "updated_at": c.ts,
+            }
+            continue
+        order = orders[c.aggregate_id]
+        order["updated_at"] = max(order["updated_at"], c.ts)
+        if c.type == "order.paid":
+            order.update(status="paid", paid_amount=d["amount"], payment_method=d["method"])
+        elif c.type == "order.shipped":
+            order.update(status="shipped", carrier=d["carrier"])
+        elif c.type == "order.cancelled":
+            order.update(status="cancelled", cancel_reason=d["reason"])
+    return orders
+
+
+ORDER_COLUMNS = (
+    "order_id, customer_id, region, currency, status, item_count, quantity, amount, "
+    "paid_amount, payment_method, carrier, cancel_reason, "
+    "toUnixTimestamp64Milli(placed_at) AS placed_at, toUnixTimestamp64Milli(updated_at) AS updated_at"
+)
+
+
+def diff_orders(expected: dict[str, dict[str, object]], rows: list[dict[str, object]]) -> list[str]:
+    """Every difference between the oracle and the table's rows, as readable lines."""
+    problems: list[str] = []
+    got = {r["order_id"]: r for r in rows}
+    if len(got) != len(rows):
+        problems.append(f"{len(rows) - len(got)} orders appear more than once")
+    for order_id in expected.keys() - got.keys():
+        problems.append(f"missing order {order_id}")
+    for order_id in got.keys() - expected.keys():
+        problems.append(f"unexpected order {order_id}")
+    for order_id in expected.keys() & got.keys():
+        want, have = expected[order_id], got[order_id]
+        for column, value in want.items():
+            other = have[column]
+            same = abs(other - value) < 1e-6 if isinstance(value, float) else other == value
+            if not same:
+                problems.append(f"{order_id}.{column}: expected {value!r}, got {other!r}")
+    return problems

@@ -1,0 +1,67 @@
+from commands.envelope import Envelope, LogRecord, Reason, Rejected
+from commands.generator import OrderGenerator
+from operators.base import Projected
+from operators.order_state import TABLE_COLUMNS, OrderStateProjector
+from operators.registry import NoParams
+
+
+def run(commands):
+    """Fold commands through the projector, one state per order, as the dataflow does."""
+    projector = OrderStateProjector("order_state", NoParams())
+    states, outputs = {}, []
+    for offset, command in enumerate(commands):
+        env = Envelope(LogRecord(0, offset, command.ts, None, b""), command)
+        key = projector.key(env)
+        state, out = projector.step(states.get(key), env)
+        if state is None:
+            states.pop(key, None)
+        else:
+            states[key] = state
+        outputs.extend(out)
+    return states, outputs
+
+
+def life_of_one_order(n=40):
+    commands = OrderGenerator(seed=5).take(n)
+    order = next(c.aggregate_id for c in reversed(commands) if c.type == "order.shipped")
+    return [c for c in commands if c.aggregate_id == order]
+
+
+def test_rows_follow_the_order_and_close_it():
+    life = life_of_one_order(400)
+    states, outputs = run(life)
+    assert [o.row[4] for o in outputs] == ["placed", "paid", "shipped"]
+    assert all(isinstance(o, Projected) for o in outputs)
+    assert states == {}  # closed orders are forgotten
+    last = dict(zip([c for c, _ in TABLE_COLUMNS], outputs[-1].row, strict=True))
+    placed, paid, shipped = life
+    assert last["customer_id"] == placed.data["customer_id"]
+    assert last["paid_amount"] == paid.data["amount"]
+    assert last["carrier"] == shipped.data["carrier"]
+    assert last["placed_at"] == placed.ts
+    assert last["updated_at"] == shipped.ts
+    assert last["version"] == 2  # the log offset of its last command
+    expected_amount = round(sum(i["qty"] * i["unit_price"] for i in placed.data["items"]), 2)
+    assert last["amount"] == expected_amount == paid.data["amount"]
+
+
+def test_commands_out_of_life_are_rejected_with_reason():
+    placed, paid, shipped = life_of_one_order(400)
+    _, outputs = run([paid])
+    assert isinstance(outputs[0], Rejected)
+    assert outputs[0].reason is Reason.INVALID_TRANSITION
+    assert "not open" in outputs[0].detail
+
+    _, outputs = run([placed, shipped])
+    assert isinstance(outputs[1], Rejected)
+    assert "status 'placed'" in outputs[1].detail
+
+    _, outputs = run([placed, placed])
+    assert "already placed" in outputs[1].detail
+
+
+def test_a_rejected_command_leaves_the_state_alone():
+    placed, paid, _ = life_of_one_order(400)
+    states, outputs = run([placed, placed, paid])
+    assert [type(o).__name__ for o in outputs] == ["Projected", "Rejected", "Projected"]
+    assert next(iter(states.values())).status == "paid"

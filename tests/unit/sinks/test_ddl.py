@@ -1,0 +1,50 @@
+import pytest
+
+from commands.errors import StoreError
+from sinks.ddl import Table, create_table, create_view_if_missing, ident
+
+
+def table(**kw):
+    base = dict(name="t", columns=(("k", "String"), ("v", "UInt64")), order_by=("k",), version="v")
+    return Table(**{**base, **kw})
+
+
+def test_replacing_merge_tree_with_version_and_settings():
+    sql = create_table("db", table(settings={"non_replicated_deduplication_window": 100}))
+    assert "CREATE TABLE IF NOT EXISTS `db`.`t`" in sql
+    assert "ENGINE = ReplacingMergeTree(`v`)" in sql
+    assert "ORDER BY (`k`)" in sql
+    assert "SETTINGS non_replicated_deduplication_window = 100" in sql
+
+
+def test_plain_merge_tree_without_version():
+    assert "ENGINE = MergeTree\n" in create_table("db", table(version=None))
+
+
+@pytest.mark.parametrize("name", ["a b", "x;DROP", "1abc", "", "`q`"])
+def test_identifiers_are_checked(name):
+    with pytest.raises(StoreError, match="not a usable ClickHouse name"):
+        ident(name)
+
+
+@pytest.mark.parametrize("bad", ["String; DROP TABLE x", "String -- c", "Strin`g"])
+def test_types_cannot_carry_sql(bad):
+    with pytest.raises(StoreError, match="column type"):
+        create_table("db", table(columns=(("k", bad), ("v", "UInt64"))))
+
+
+def test_types_with_arguments_pass():
+    sql = create_table("db", table(columns=(("k", "DateTime64(3, 'UTC')"), ("v", "UInt64"))))
+    assert "`k` DateTime64(3, 'UTC')" in sql
+
+
+def test_keys_must_be_columns():
+    with pytest.raises(StoreError, match="key column 'nope'"):
+        table(order_by=("nope",))
+
+
+def test_stable_view_reads_final():
+    sql = create_view_if_missing("query", "orders", "orders_v1", "orders")
+    assert sql == (
+        "CREATE VIEW IF NOT EXISTS `query`.`orders` AS SELECT * FROM `orders_v1`.`orders` FINAL"
+    )
