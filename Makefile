@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+, Java 17+ and Maven needed):
+#   make demo   the demo pipeline on the embedded defaults, live counts until Ctrl-C
+#   make test   lint, then every test against a real broker and the embedded ClickHouse
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint format broker-start broker-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cqrs demo
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+broker-start: $(STAMP)
+	$(BIN)/cqrs broker start
+
+broker-stop: $(STAMP)
+	$(BIN)/cqrs broker stop
+
+clean:
+	-$(BIN)/cqrs broker stop
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache
