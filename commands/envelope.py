@@ -37,23 +37,37 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
 
 class Envelope(msgspec.Struct, frozen=True):
     """A decoded command with the log record it came from, so every later step knows its
-    position (for versions and progress) and its raw bytes (for the DLQ)."""
+    position (for versions and progress) and its raw bytes (for the DLQ).
+
+    `attrs` holds what filters derive (an order's state, a converted amount): the command itself
+    stays exactly as it was logged.
+    """
 
     record: LogRecord
     command: Command
+    attrs: dict[str, Any] = {}
+
+    def with_attrs(self, **attrs: Any) -> Envelope:
+        return Envelope(self.record, self.command, {**self.attrs, **attrs})
 
 
 class Reason(StrEnum):
     """Why a command was rejected; the value is what DLQ headers and metric labels carry."""
 
+    TOO_LARGE = "too_large"
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     WRONG_SHAPE = "wrong_shape"
     UNKNOWN_TYPE = "unknown_type"
     UNSUPPORTED_VERSION = "unsupported_version"
     INVALID_DATA = "invalid_data"
+    NULL_KEY = "null_key"
     KEY_MISMATCH = "key_mismatch"
+    FUTURE_TIME = "future_time"
     INVALID_TRANSITION = "invalid_transition"
+    UPCAST_FAILED = "upcast_failed"
+    UNKNOWN_CURRENCY = "unknown_currency"
+    LATE = "late"
 
 
 class Rejected(msgspec.Struct, frozen=True):

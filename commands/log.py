@@ -15,6 +15,10 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from commands.errors import CommandLogError
 
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+#: the largest record the log (and its DLQ) takes: an oversized command must reach the pipeline,
+#: to be refused there with a reason, rather than bounce off the broker
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+LOG_CONFIGS = {**FOREVER, "max.message.bytes": str(MAX_RECORD_BYTES)}
 
 
 class CommandLog:
@@ -51,7 +55,7 @@ class CommandLog:
                         self.topic: {
                             "num_partitions": partitions,
                             "replication_factor": -1,
-                            "configs": {**FOREVER, **(configs or {})},
+                            "configs": {**LOG_CONFIGS, **(configs or {})},
                         }
                     }
                 )

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 
 from commands.envelope import Command, encode_command
 from commands.errors import CommandLogError
+from commands.log import MAX_RECORD_BYTES
 
 
 class CommandProducer:
@@ -27,7 +28,7 @@ class CommandProducer:
             "enable_idempotence": True,
             "linger_ms": 10,
             "batch_size": 256 * 1024,
-            "max_request_size": 8 * 1024 * 1024,
+            "max_request_size": MAX_RECORD_BYTES + 64 * 1024,
             "bootstrap_timeout_ms": 30_000,
         }
         config.update(overrides)

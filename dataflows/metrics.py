@@ -34,6 +34,24 @@ class Metrics:
             [*_LABELS, "step", "reason"],
             registry=registry,
         )
+        self.skipped = Counter(
+            "cqrs_commands_skipped",
+            "Commands left out on purpose, by why (filtered, deduplicated)",
+            [*_LABELS, "step", "why"],
+            registry=registry,
+        )
+        self.accepted = Counter(
+            "cqrs_commands_accepted",
+            "Commands that passed every shared filter",
+            _LABELS,
+            registry=registry,
+        )
+        self.step_items = Counter(
+            "cqrs_step_items",
+            "Items through each step, by direction (in, out, rejected, skipped)",
+            [*_LABELS, "step", "direction"],
+            registry=registry,
+        )
         self.projected = Counter(
             "cqrs_projection_rows_written",
             "Rows inserted into projection tables",
@@ -72,6 +90,24 @@ class DeploymentMetrics:
 
     def on_rejected(self, step: str, reason: str, count: int = 1) -> None:
         self._m.rejected.labels(*self._labels, step, reason).inc(count)
+
+    def on_skipped(self, step: str, why: str, count: int) -> None:
+        self._m.skipped.labels(*self._labels, step, why).inc(count)
+
+    def on_accepted(self, count: int) -> None:
+        if count:
+            self._m.accepted.labels(*self._labels).inc(count)
+
+    def on_step(self, step: str, ins: int, outs: int, rejected: int, skipped: int) -> None:
+        items = self._m.step_items
+        for direction, n in (
+            ("in", ins),
+            ("out", outs),
+            ("rejected", rejected),
+            ("skipped", skipped),
+        ):
+            if n:
+                items.labels(*self._labels, step, direction).inc(n)
 
     def on_flush(self, projection: str, rows: int, seconds: float) -> None:
         self._m.projected.labels(*self._labels, projection).inc(rows)

@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+import operators.builtin  # noqa: F401 - the built-in filters must be registered
 from commands.errors import SpecError
 from operators.base import Filter
+from operators.decode import MAX_RECORD_BYTES
 from operators.registry import FILTERS, Registry
 from sinks.ddl import Table
 
@@ -27,6 +29,8 @@ class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: the command log topic; empty means the runtime's CQRS_TOPIC
     topic: str = ""
     start: Literal["earliest", "latest"] = "earliest"
+    #: larger records are rejected (reason too_large) before decoding
+    max_record_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MAX_RECORD_BYTES
 
 
 class SinkSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -38,6 +42,8 @@ class ProjectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name
     steps: Annotated[list[str | dict[str, Any]], msgspec.Meta(min_length=1)]
     sink: SinkSpec = SinkSpec()
+    #: for a projection ending in `forward`: the topic it writes
+    topic: str = ""
 
 
 class PipelineSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,10 +64,17 @@ class PipelineSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 @dataclass(frozen=True)
 class Projection:
+    """A table projection (`table` set) or a topic projection (`topic` set)."""
+
     name: str
     steps: tuple[Filter, ...]
-    table: Table
+    table: Table | None
+    topic: str | None
     sink: SinkSpec
+
+    @property
+    def projector(self) -> Filter:
+        return self.steps[-1]
 
 
 @dataclass(frozen=True)
@@ -114,10 +127,10 @@ def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS)
         for i, entry in enumerate(spec.filters)
     )
     for i, f in enumerate(filters):
-        if f.table is not None:
+        if f.is_projector:
             raise SpecError(
-                f"{source}: filters[{i}]: {f.step_id!r} writes a table, so it belongs in a "
-                f"projection's steps, not in the shared filters"
+                f"{source}: filters[{i}]: {f.step_id!r} is a projector (it writes a table or a "
+                f"topic), so it belongs at the end of a projection's steps"
             )
     projections = []
     names: set[str] = set()
@@ -127,23 +140,41 @@ def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS)
             raise SpecError(f"{source}: {where}.name: projection {proj.name!r} is named twice")
         names.add(proj.name)
         steps = tuple(
-            _build_step(entry, f"{where}.steps[{i}]", source, registry, seen)
+            _build_step(entry, f"{where}.steps[{i}]", source, registry, seen, scope=proj.name)
             for i, entry in enumerate(proj.steps)
         )
         last = steps[-1]
-        if last.table is None:
+        if not last.is_projector:
             raise SpecError(
                 f"{source}: {where}.steps[{len(steps) - 1}]: the last step of a projection must "
-                f"write a table, and {last.step_id!r} does not"
+                f"write a table or a topic (a projector such as order_rows, tumbling or "
+                f"forward), and {last.step_id!r} does not"
             )
         for i, step in enumerate(steps[:-1]):
-            if step.table is not None:
+            if step.is_projector:
                 raise SpecError(
-                    f"{source}: {where}.steps[{i}]: {step.step_id!r} writes a table, so it can "
+                    f"{source}: {where}.steps[{i}]: {step.step_id!r} is a projector, so it can "
                     f"only be the last step"
                 )
-        table = replace(last.table, name=proj.name)
-        projections.append(Projection(proj.name, steps, table, proj.sink))
+        if last.forwards and not proj.topic:
+            raise SpecError(
+                f"{source}: {where}.topic: {last.step_id!r} writes to a topic; name it with "
+                f"`topic: <name>`"
+            )
+        if not last.forwards and proj.topic:
+            raise SpecError(
+                f"{source}: {where}.topic: {last.step_id!r} writes a table, not a topic; "
+                f"drop `topic`"
+            )
+        table = replace(last.table, name=proj.name) if last.table is not None else None
+        projections.append(Projection(proj.name, steps, table, proj.topic or None, proj.sink))
+    for i, f in enumerate(filters):
+        unknown = sorted(getattr(f, "targets", frozenset()) - names)
+        if unknown:
+            raise SpecError(
+                f"{source}: filters[{i}]: route names projections {unknown} that this spec "
+                f"does not have (it has {sorted(names)})"
+            )
     return Pipeline(spec=spec, source=source, filters=filters, projections=tuple(projections))
 
 
@@ -151,9 +182,15 @@ _STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def _build_step(
-    entry: str | dict[str, Any], where: str, source: str, registry: Registry, seen: set[str]
+    entry: str | dict[str, Any],
+    where: str,
+    source: str,
+    registry: Registry,
+    seen: set[str],
+    scope: str = "",
 ) -> Filter:
-    """An entry is `name` or `{name: params}`, optionally with an `id:` beside the name."""
+    """An entry is `name` or `{name: params}`, optionally with an `id:` beside the name. A
+    projection's steps are scoped by it: `revenue_per_minute/tumbling`."""
     if isinstance(entry, str):
         name, params, step_id = entry, {}, entry
     else:
@@ -180,6 +217,8 @@ def _build_step(
             f"{source}: {where}.id: {step_id!r} is not a step id: use lowercase letters, digits "
             f"and '_', starting with a letter"
         )
+    if scope:
+        step_id = f"{scope}/{step_id}"
     if step_id in seen:
         raise SpecError(
             f"{source}: {where}: step id {step_id!r} is used twice; give one of them an `id:`"

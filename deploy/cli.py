@@ -27,7 +27,7 @@ from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.query import QueryResult, query
 from deploy.runtime import Runtime
 from deploy.settings import Settings
-from sinks.dlq import TOPIC_CONFIGS, dlq_topic
+from sinks.dlq import ensure_dlq
 
 console = Console(stderr=True)
 out = Console()
@@ -107,9 +107,8 @@ def topic_create(settings: Settings, partitions: int) -> None:
     brokers = resolve_brokers(settings)
     with CommandLog(brokers, settings.topic) as log:
         count = log.ensure(partitions)
-    with CommandLog(brokers, dlq_topic(settings.topic)) as dlq:
-        dlq.ensure(1, configs=TOPIC_CONFIGS)
-    console.print(f"topic {settings.topic}: {count} partitions; DLQ {dlq_topic(settings.topic)}")
+    dlq = ensure_dlq(brokers, settings.topic)
+    console.print(f"topic {settings.topic}: {count} partitions; DLQ {dlq}")
 
 
 @cli.command()

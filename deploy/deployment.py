@@ -24,10 +24,11 @@ from commands.log import CommandLog
 from dataflows.builder import Observers, build_dataflow
 from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
-from dataflows.spec import Pipeline
+from dataflows.spec import Pipeline, Projection
 from sinks import ddl
 from sinks.clickhouse import ProjectionSink, create_projection_table
-from sinks.dlq import TOPIC_CONFIGS, DlqSink, dlq_topic
+from sinks.dlq import DlqSink, ensure_dlq
+from sinks.topic import TopicSink
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,14 @@ class Deployment:
         cfg = self.config
         with CommandLog(cfg.brokers, cfg.topic) as command_log:
             partitions = command_log.partitions()
-        with CommandLog(cfg.brokers, dlq_topic(cfg.topic)) as dlq_log:
-            dlq_log.ensure(partitions=1, configs=TOPIC_CONFIGS)
+        ensure_dlq(cfg.brokers, cfg.topic)
         client.command(ddl.create_database(self.database))
         for projection in cfg.pipeline.projections:
-            create_projection_table(client, self.database, projection.table)
+            if projection.table is not None:
+                create_projection_table(client, self.database, projection.table)
+            else:
+                with CommandLog(cfg.brokers, projection.topic) as downstream:
+                    downstream.ensure(partitions=len(partitions))
         if not self.recovery_dir.exists():
             self.recovery_dir.mkdir(parents=True)
             init_db_dir(self.recovery_dir, 1)
@@ -100,25 +104,31 @@ class Deployment:
             stop_event=self._stop,
             on_consumed=self.metrics.on_consumed,
         )
-        sizes = {p.name: p.sink.max_rows for p in cfg.pipeline.projections}
-        tables = {p.name: p.table for p in cfg.pipeline.projections}
 
-        def projection_sink(name: str) -> ProjectionSink:
+        def projection_sink(projection: Projection) -> ProjectionSink | TopicSink:
+            if projection.table is None:
+                return TopicSink(cfg.brokers, projection.topic or "")
             return ProjectionSink(
                 self.database,
-                tables[name],
+                projection.table,
                 cfg.clickhouse_dsn,
                 partitions,
-                max_rows=sizes[name],
+                max_rows=projection.sink.max_rows,
                 on_flush=self.metrics.on_flush,
             )
 
+        m = self.metrics
         flow = build_dataflow(
             cfg.pipeline,
             source,
             projection_sink,
             DlqSink(cfg.brokers, cfg.topic, self.name),
-            Observers(on_rejected=self.metrics.on_rejected),
+            Observers(
+                on_step=m.on_step,
+                on_rejected=m.on_rejected,
+                on_skipped=m.on_skipped,
+                on_accepted=m.on_accepted,
+            ),
         )
         self.state = State.RUNNING
         try:

@@ -107,9 +107,10 @@ class Runtime:
         views = self.settings.query_database
         self.client.command(ddl.create_database(views))
         for projection in pipeline.projections:
-            self.client.command(
-                ddl.create_view_if_missing(views, projection.name, database, projection.table.name)
-            )
+            if projection.table is None:
+                continue
+            select = projection.projector.view(ddl.qualified(database, projection.table.name))
+            self.client.command(ddl.create_view_if_missing(views, projection.name, select))
 
     def query(self, sql: str) -> QueryResult:
         return run_readonly(self.client, sql)

@@ -1,11 +1,14 @@
 """The shapes a filter can take. The builder wires each shape into Bytewax its own way.
 
-- `Stateless`: one envelope in, the same or a changed envelope out, or `None` (filtered out),
-  or a `Rejected` (to the DLQ).
-- `Keyed`: state per key (usually the aggregate); the state is an immutable value that Bytewax
-  snapshots for recovery, so it must be picklable and never mutated in place.
-- A projector is a filter whose outputs are table rows (`Projected`): the last step of a
-  projection; it declares the `Table` it fills.
+- `Stateless`: one envelope in; out comes the same or a changed envelope, a `Rejected` (to the
+  DLQ), or a `Skipped` (filtered out or deduplicated: counted, not an error).
+- `PartitionLocal`: state for one log partition, folded batch by batch. Every command of an
+  aggregate is on one partition in log order, so per-aggregate state, dedupe and windows can
+  all live here, and a replay sees the same order, hence the same results.
+- `Keyed`: the common case of `PartitionLocal`: one immutable state value per key.
+
+A projector is the last step of a projection: it turns envelopes into `Projected` rows for the
+`Table` it declares, or into `Forwarded` records for a topic.
 """
 
 from __future__ import annotations
@@ -30,27 +33,90 @@ class Projected(msgspec.Struct, frozen=True, gc=False):
     row: tuple[Any, ...]
 
 
-Output = Envelope | Rejected | Projected
+class Forwarded(msgspec.Struct, frozen=True, gc=False):
+    """A record for a downstream topic, with the log position it derives from."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Skipped(msgspec.Struct, frozen=True, gc=False):
+    """Left out on purpose: `why` is "filtered" or "deduplicated"."""
+
+    step: str
+    why: str
+
+
+Output = Envelope | Rejected | Skipped | Projected | Forwarded
 
 
 class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abstract methods
     """Any step; `step_id` is stable and explicit, since Bytewax keys recovery state by it."""
 
     step_id: str = ""
-    #: the table this step fills, for projectors (the builder names it after the projection);
-    #: None for filters that pass envelopes on
+    #: the table a projector fills (the builder names it after the projection)
     table: Table | None = None
+    #: True for a projector that writes to a topic instead of a table
+    forwards: bool = False
+
+    @property
+    def is_projector(self) -> bool:
+        return self.table is not None or self.forwards
+
+    def view(self, source: str) -> str:
+        """The stable view's query over this projector's table (`source` is its quoted name)."""
+        return f"SELECT * FROM {source} FINAL"
+
+    def reject(self, envelope: Envelope, reason: Any, detail: str) -> Rejected:
+        return Rejected(record=envelope.record, step=self.step_id, reason=reason, detail=detail)
 
 
 class Stateless(Filter):
     @abstractmethod
-    def apply(self, envelope: Envelope) -> Envelope | Rejected | None: ...
+    def apply(self, envelope: Envelope) -> Output: ...
 
 
-class Keyed(Filter, Generic[S]):
+class PartitionLocal(Filter, Generic[S]):
+    @abstractmethod
+    def restore(self, snapshot: Any | None) -> S:
+        """The working state from a snapshot (None: a fresh partition)."""
+
+    @abstractmethod
+    def process(self, state: S, batch: list[Envelope]) -> list[Output]:
+        """Fold a batch (in log order) into the state, which may be changed in place."""
+
+    @abstractmethod
+    def snapshot(self, state: S) -> Any:
+        """An immutable, picklable copy of the state for Bytewax recovery."""
+
+
+class Keyed(PartitionLocal[dict[str, Any]], Generic[S]):
+    """One immutable state value per key; returning `None` as state forgets the key."""
+
     @abstractmethod
     def key(self, envelope: Envelope) -> str: ...
 
     @abstractmethod
-    def step(self, state: S | None, envelope: Envelope) -> tuple[S | None, Sequence[Output]]:
-        """Fold one envelope into the key's state; returning `None` as state forgets the key."""
+    def step(self, state: S | None, envelope: Envelope) -> tuple[S | None, Sequence[Output]]: ...
+
+    def restore(self, snapshot: Any | None) -> dict[str, Any]:
+        return dict(snapshot) if snapshot else {}
+
+    def process(self, state: dict[str, Any], batch: list[Envelope]) -> list[Output]:
+        out: list[Output] = []
+        key_of, step = self.key, self.step
+        for envelope in batch:
+            key = key_of(envelope)
+            new, emitted = step(state.get(key), envelope)
+            if new is None:
+                state.pop(key, None)
+            else:
+                state[key] = new
+            out.extend(emitted)
+        return out
+
+    def snapshot(self, state: dict[str, Any]) -> dict[str, Any]:
+        # The values are immutable, so a shallow copy cannot be changed by later batches.
+        return dict(state)

@@ -1,5 +1,29 @@
 """Imports every built-in filter module, so their registrations are in `FILTERS`."""
 
-from operators import order_state, validate
+from operators import (
+    dedupe,
+    derive,
+    forward,
+    fx,
+    order_state,
+    redact,
+    route,
+    select,
+    upcast,
+    validate,
+    windows,
+)
 
-BUILTIN_MODULES = (order_state, validate)
+BUILTIN_MODULES = (
+    dedupe,
+    derive,
+    forward,
+    fx,
+    order_state,
+    redact,
+    route,
+    select,
+    upcast,
+    validate,
+    windows,
+)

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from commands.envelope import Envelope, LogRecord, MalformedCommand, Rejected, decode_command
+from commands.envelope import (
+    Envelope,
+    LogRecord,
+    MalformedCommand,
+    Reason,
+    Rejected,
+    decode_command,
+)
 
 STEP_ID = "decode"
+#: larger records are refused before decoding: one giant command must not stall a pipeline
+MAX_RECORD_BYTES = 1024 * 1024
 
 
-def decode(record: LogRecord) -> Envelope | Rejected:
-    try:
-        return Envelope(record=record, command=decode_command(record.value))
-    except MalformedCommand as exc:
-        return Rejected(record=record, step=STEP_ID, reason=exc.reason, detail=exc.detail)
+class Decoder:
+    def __init__(self, max_bytes: int = MAX_RECORD_BYTES) -> None:
+        self.max_bytes = max_bytes
+
+    def __call__(self, record: LogRecord) -> Envelope | Rejected:
+        value = record.value
+        if value is not None and len(value) > self.max_bytes:
+            detail = f"record value has {len(value):,} bytes; the limit is {self.max_bytes:,}"
+            return Rejected(record=record, step=STEP_ID, reason=Reason.TOO_LARGE, detail=detail)
+        try:
+            return Envelope(record=record, command=decode_command(value))
+        except MalformedCommand as exc:
+            return Rejected(record=record, step=STEP_ID, reason=exc.reason, detail=exc.detail)

@@ -1,10 +1,11 @@
-"""`order_state`: the current state of each order, folded from its commands in log order.
+"""The orders aggregate: `order_state` folds each order's commands into its state, and
+`order_rows` projects that state into the `orders` table.
 
-The state lives per order (the aggregate) until the order is closed (shipped or cancelled):
-then its last row is emitted and the key forgotten, so memory holds open orders only. A command
-that does not fit the order's life (paid before placed, shipped twice) is rejected. Every row
-carries the log offset as its version: the table is a ReplacingMergeTree, so a replay writes
-the same rows with the same versions and the newest per order wins.
+The state lives per order until the order is closed (shipped or cancelled), then the key is
+forgotten, so memory holds open orders only. A command that does not fit the order's life (paid
+before placed, shipped twice) is rejected. Every row carries the log offset as its version: the
+table is a ReplacingMergeTree, so a replay writes the same rows with the same versions and the
+newest per order wins.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 import msgspec
 
 from commands import orders
-from commands.envelope import Envelope, Reason, Rejected
-from operators.base import Keyed, Output, Projected
+from commands.envelope import Envelope, Reason
+from operators.base import Keyed, Output, Projected, Stateless
 from operators.registry import NoParams, register_filter
 from sinks.ddl import Table
 
@@ -125,14 +126,15 @@ def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
 
 
 @register_filter("order_state", params=NoParams)
-class OrderStateProjector(Keyed[OrderState]):
-    """Projects the current state of each order (one row per order, newest version wins)."""
+class OrderStateFilter(Keyed[OrderState]):
+    """Folds each order's commands into its state; rejects commands that break its life.
+
+    Every accepted envelope leaves with the order's new state as `order` (so later steps can
+    read `order.region`, `order.customer_id`, …), including the command that closes it.
+    """
 
     def __init__(self, step_id: str, params: NoParams) -> None:
         self.step_id = step_id
-        self.table = Table(
-            name=step_id, columns=TABLE_COLUMNS, order_by=("order_id",), version="version"
-        )
 
     def key(self, envelope: Envelope) -> str:
         return envelope.command.aggregate_id
@@ -142,13 +144,31 @@ class OrderStateProjector(Keyed[OrderState]):
     ) -> tuple[OrderState | None, Sequence[Output]]:
         outcome = apply(state, envelope)
         if isinstance(outcome, str):
-            rejected = Rejected(
-                record=envelope.record,
-                step=self.step_id,
-                reason=Reason.INVALID_TRANSITION,
-                detail=outcome,
+            return state, (self.reject(envelope, Reason.INVALID_TRANSITION, outcome),)
+        kept = None if outcome.status in _CLOSED else outcome
+        return kept, (envelope.with_attrs(order=outcome),)
+
+
+@register_filter("order_rows", params=NoParams)
+class OrderRows(Stateless):
+    """Projects the current state of each order: one row per order, the newest version wins.
+
+    Reads the `order` that `order_state` attached; the log offset is the row's version.
+    """
+
+    def __init__(self, step_id: str, params: NoParams) -> None:
+        self.step_id = step_id
+        self.table = Table(
+            name=step_id, columns=TABLE_COLUMNS, order_by=("order_id",), version="version"
+        )
+
+    def apply(self, envelope: Envelope) -> Output:
+        order = envelope.attrs.get("order")
+        if not isinstance(order, OrderState):
+            return self.reject(
+                envelope,
+                Reason.INVALID_DATA,
+                "order_rows needs order_state earlier in the pipeline",
             )
-            return state, (rejected,)
         record = envelope.record
-        row = Projected(record.partition, record.offset, outcome.row(record.offset))
-        return (None if outcome.status in _CLOSED else outcome), (row,)
+        return Projected(record.partition, record.offset, order.row(record.offset))

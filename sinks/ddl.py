@@ -88,9 +88,6 @@ def _setting_value(value: int | str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def create_view_if_missing(database: str, view: str, source_db: str, source_table: str) -> str:
-    """A stable view over a projection table; FINAL so each key appears once."""
-    return (
-        f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS "
-        f"SELECT * FROM {qualified(source_db, source_table)} FINAL"
-    )
+def create_view_if_missing(database: str, view: str, select: str) -> str:
+    """A stable view; `select` comes from the projector, over a `qualified` table name."""
+    return f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS {select}"

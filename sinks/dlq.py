@@ -14,18 +14,24 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
 
 from commands.envelope import Rejected
+from commands.log import MAX_RECORD_BYTES, CommandLog
 
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
 MAX_DETAIL = 2000
-#: the largest record the DLQ (and the producer writing it) accepts
-MAX_RECORD_BYTES = 16 * 1024 * 1024
-TOPIC_CONFIGS = {"max.message.bytes": str(MAX_RECORD_BYTES)}
 
 
 def dlq_topic(log_topic: str) -> str:
     return log_topic + DLQ_SUFFIX
+
+
+def ensure_dlq(brokers: str, log_topic: str) -> str:
+    """Create the log's DLQ (one partition: rejects are few, and one order is easy to read)."""
+    topic = dlq_topic(log_topic)
+    with CommandLog(brokers, topic) as dlq:
+        dlq.ensure(partitions=1)
+    return topic
 
 
 def headers_of(rejected: Rejected, source_topic: str, deployment: str) -> list[tuple[str, bytes]]:

@@ -70,3 +70,44 @@ def diff_orders(expected: dict[str, dict[str, object]], rows: list[dict[str, obj
             if not same:
                 problems.append(f"{order_id}.{column}: expected {value!r}, got {other!r}")
     return problems
+
+
+def expected_revenue_per_minute(
+    commands: Iterable[Command], usd_rates: dict[str, float] | None = None
+) -> dict[tuple[int, str, str], dict[str, float]]:
+    """Paid orders and revenue per (minute of event time, order region, payment currency)."""
+    region: dict[str, str] = {}
+    windows: dict[tuple[int, str, str], dict[str, float]] = {}
+    for c in commands:
+        if c.type == "order.placed":
+            region[c.aggregate_id] = c.data["region"]
+        elif c.type == "order.paid":
+            key = (c.ts - c.ts % 60_000, region[c.aggregate_id], c.data["currency"])
+            w = windows.setdefault(key, {"paid_orders": 0, "revenue": 0.0, "revenue_usd": 0.0})
+            w["paid_orders"] += 1
+            w["revenue"] += c.data["amount"]
+            if usd_rates is not None:
+                w["revenue_usd"] += round(c.data["amount"] * usd_rates[c.data["currency"]], 6)
+    return windows
+
+
+def diff_windows(
+    expected: dict[tuple, dict[str, float]], rows: list[dict[str, object]], keys: tuple[str, ...]
+) -> list[str]:
+    got = {tuple(_key_value(r[k]) for k in keys): r for r in rows}
+    problems = [f"missing window {k}" for k in expected.keys() - got.keys()]
+    problems += [f"unexpected window {k}" for k in got.keys() - expected.keys()]
+    for key in expected.keys() & got.keys():
+        for column, value in expected[key].items():
+            if column in got[key] and abs(got[key][column] - value) > 1e-6 * max(1, abs(value)):
+                problems.append(f"{key}.{column}: expected {value!r}, got {got[key][column]!r}")
+    return problems
+
+
+def _key_value(value: object) -> object:
+    """Window starts come back as datetimes; the oracle keys them by epoch milliseconds."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    return value

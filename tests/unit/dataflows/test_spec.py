@@ -4,31 +4,49 @@ import pytest
 
 from commands.errors import SpecError
 from dataflows.spec import load_pipeline, parse_pipeline
-from operators.order_state import OrderStateProjector
+from operators.dedupe import Dedupe
+from operators.order_state import OrderRows, OrderStateFilter
 from operators.validate import Validate
+from operators.windows import Sliding, Tumbling
 
 REPO = Path(__file__).resolve().parents[3]
 
 MINIMAL = """
 name: shop
 version: 2
-filters: [validate]
+filters: [validate, order_state]
 projections:
   - name: orders
-    steps: [order_state]
+    steps: [order_rows]
 """
 
 
-def test_the_shipped_orders_spec_resolves():
-    pipeline = load_pipeline(REPO / "dataflows" / "orders.yaml")
-    assert pipeline.deployment == "orders_v1"
-    assert [type(f) for f in pipeline.filters] == [Validate]
-    (projection,) = pipeline.projections
-    assert projection.name == "orders"
-    assert isinstance(projection.steps[-1], OrderStateProjector)
-    assert projection.table.name == "orders"
-    assert projection.table.version == "version"
-    assert projection.table.order_by == ("order_id",)
+def test_the_shipped_orders_specs_resolve():
+    v1 = load_pipeline(REPO / "dataflows" / "orders.yaml")
+    assert v1.deployment == "orders_v1"
+    assert [type(f) for f in v1.filters] == [Validate, Dedupe, OrderStateFilter]
+    orders, revenue = v1.projections
+    assert orders.name == "orders"
+    assert isinstance(orders.projector, OrderRows)
+    assert orders.table.name == "orders"
+    assert orders.table.version == "version"
+    assert orders.table.order_by == ("order_id",)
+    assert isinstance(revenue.projector, Tumbling)
+    assert revenue.projector.step_id == "revenue_per_minute/tumbling"
+    assert "paid_orders" in revenue.table.column_names
+
+    v2 = load_pipeline(REPO / "dataflows" / "orders_v2.yaml")
+    assert v2.deployment == "orders_v2"
+    assert [f.step_id for f in v2.filters] == [
+        "validate",
+        "dedupe",
+        "order_state",
+        "drop_test_customers",
+        "fx",
+    ]
+    assert [p.name for p in v2.projections] == ["orders", "revenue_per_minute", "top_skus_5m"]
+    assert "revenue_usd" in v2.projections[1].table.column_names
+    assert isinstance(v2.projections[2].projector, Sliding)
 
 
 def test_minimal_spec_takes_defaults():
@@ -39,8 +57,10 @@ def test_minimal_spec_takes_defaults():
 
 
 def test_step_ids_default_to_the_filter_name_and_can_be_given():
-    text = MINIMAL.replace("filters: [validate]", "filters: [{validate: {}, id: check}]")
-    assert parse_pipeline(text, "x.yaml").filters[0].step_id == "check"
+    text = MINIMAL.replace("filters: [validate,", "filters: [{validate: {}, id: check},")
+    pipeline = parse_pipeline(text, "x.yaml")
+    assert pipeline.filters[0].step_id == "check"
+    assert pipeline.projections[0].projector.step_id == "orders/order_rows"
 
 
 @pytest.mark.parametrize(
@@ -50,22 +70,19 @@ def test_step_ids_default_to_the_filter_name_and_can_be_given():
         (MINIMAL.replace("name: shop", "name: Shop"), "x.yaml: at name: Expected `str` matching"),
         (MINIMAL.replace("version: 2", "version: two"), "at version: Expected `int`, got `str`"),
         (MINIMAL.replace("version: 2", "version: 2\ncolour: red"), "unknown field `colour`"),
-        (MINIMAL.replace("[validate]", "[validat]"), "filters[0]: unknown filter 'validat'"),
+        (MINIMAL.replace("[validate,", "[validat,"), "filters[0]: unknown filter 'validat'"),
         (
-            MINIMAL.replace("[validate]", "[{validate: {schemas: 3}}]"),
+            MINIMAL.replace("[validate,", "[{validate: {schemas: 3}},"),
             "filters[0].validate: at schemas: Expected `str`, got `int`",
         ),
         (
-            MINIMAL.replace("[validate]", "[{validate: {}, check: {}}]"),
+            MINIMAL.replace("[validate,", "[{validate: {}, check: {}},"),
             "filters[0]: expected one filter name",
         ),
+        (MINIMAL.replace("[validate,", "[order_rows,"), "filters[0]: 'order_rows' is a projector"),
+        (MINIMAL.replace("[order_rows]", "[validate]"), "must write a table or a topic"),
         (
-            MINIMAL.replace("[validate]", "[order_state]"),
-            "filters[0]: 'order_state' writes a table",
-        ),
-        (MINIMAL.replace("[order_state]", "[{validate: {}, id: v2}]"), "must write a table"),
-        (
-            MINIMAL.replace("[validate]", "[{validate: {}, id: order_state}]"),
+            MINIMAL.replace("[validate,", "[{validate: {}, id: order_state},"),
             "step id 'order_state' is used twice",
         ),
         ("name: [", "x.yaml: not valid YAML"),

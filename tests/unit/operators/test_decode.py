@@ -1,5 +1,7 @@
 from commands.envelope import Envelope, LogRecord, Reason, Rejected
-from operators.decode import decode
+from operators.decode import Decoder
+
+decode = Decoder(max_bytes=2048)
 
 
 def test_decode_wraps_the_record():
@@ -9,6 +11,7 @@ def test_decode_wraps_the_record():
     assert isinstance(out, Envelope)
     assert out.record is record
     assert out.command.aggregate_id == "a"
+    assert out.attrs == {}
 
 
 def test_decode_rejects_with_reason_and_keeps_the_record():
@@ -18,3 +21,13 @@ def test_decode_rejects_with_reason_and_keeps_the_record():
     assert out.step == "decode"
     assert out.reason in (Reason.NOT_JSON, Reason.NOT_UTF8)
     assert out.record is record
+
+
+def test_oversized_records_are_refused_before_decoding():
+    big = (
+        b'{"id":"c","type":"t","aggregate_id":"a","ts":1,"v":1,"data":{"x":"' + b"y" * 3000 + b'"}}'
+    )
+    out = decode(LogRecord(0, 0, 0, b"a", big))
+    assert isinstance(out, Rejected)
+    assert out.reason is Reason.TOO_LARGE
+    assert "3,0" in out.detail and "2,048" in out.detail

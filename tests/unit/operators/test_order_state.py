@@ -1,34 +1,30 @@
 from commands.envelope import Envelope, LogRecord, Reason, Rejected
 from commands.generator import OrderGenerator
 from operators.base import Projected
-from operators.order_state import TABLE_COLUMNS, OrderStateProjector
+from operators.order_state import TABLE_COLUMNS, OrderRows, OrderState, OrderStateFilter
 from operators.registry import NoParams
 
 
 def run(commands):
-    """Fold commands through the projector, one state per order, as the dataflow does."""
-    projector = OrderStateProjector("order_state", NoParams())
-    states, outputs = {}, []
-    for offset, command in enumerate(commands):
-        env = Envelope(LogRecord(0, offset, command.ts, None, b""), command)
-        key = projector.key(env)
-        state, out = projector.step(states.get(key), env)
-        if state is None:
-            states.pop(key, None)
-        else:
-            states[key] = state
-        outputs.extend(out)
+    """Fold commands through order_state then order_rows, as the dataflow does."""
+    state_filter = OrderStateFilter("order_state", NoParams())
+    rows = OrderRows("orders/order_rows", NoParams())
+    states = state_filter.restore(None)
+    envelopes = [Envelope(LogRecord(0, off, c.ts, None, b""), c) for off, c in enumerate(commands)]
+    outputs = []
+    for out in state_filter.process(states, envelopes):
+        outputs.append(rows.apply(out) if isinstance(out, Envelope) else out)
     return states, outputs
 
 
-def life_of_one_order(n=40):
+def life_of_one_order(n=400):
     commands = OrderGenerator(seed=5).take(n)
     order = next(c.aggregate_id for c in reversed(commands) if c.type == "order.shipped")
     return [c for c in commands if c.aggregate_id == order]
 
 
 def test_rows_follow_the_order_and_close_it():
-    life = life_of_one_order(400)
+    life = life_of_one_order()
     states, outputs = run(life)
     assert [o.row[4] for o in outputs] == ["placed", "paid", "shipped"]
     assert all(isinstance(o, Projected) for o in outputs)
@@ -45,8 +41,19 @@ def test_rows_follow_the_order_and_close_it():
     assert last["amount"] == expected_amount == paid.data["amount"]
 
 
+def test_accepted_commands_carry_the_order_state():
+    placed, paid, _ = life_of_one_order()
+    f = OrderStateFilter("order_state", NoParams())
+    out = f.process(
+        f.restore(None),
+        [Envelope(LogRecord(0, i, 0, None, b""), c) for i, c in enumerate([placed, paid])],
+    )
+    assert [o.attrs["order"].status for o in out] == ["placed", "paid"]
+    assert out[1].attrs["order"].region == placed.data["region"]
+
+
 def test_commands_out_of_life_are_rejected_with_reason():
-    placed, paid, shipped = life_of_one_order(400)
+    placed, paid, shipped = life_of_one_order()
     _, outputs = run([paid])
     assert isinstance(outputs[0], Rejected)
     assert outputs[0].reason is Reason.INVALID_TRANSITION
@@ -61,7 +68,19 @@ def test_commands_out_of_life_are_rejected_with_reason():
 
 
 def test_a_rejected_command_leaves_the_state_alone():
-    placed, paid, _ = life_of_one_order(400)
+    placed, paid, _ = life_of_one_order()
     states, outputs = run([placed, placed, paid])
     assert [type(o).__name__ for o in outputs] == ["Projected", "Rejected", "Projected"]
     assert next(iter(states.values())).status == "paid"
+
+
+def test_snapshot_is_a_copy_later_batches_cannot_change():
+    placed, paid, _ = life_of_one_order()
+    f = OrderStateFilter("order_state", NoParams())
+    state = f.restore(None)
+    f.process(state, [Envelope(LogRecord(0, 0, 0, None, b""), placed)])
+    snap = f.snapshot(state)
+    f.process(state, [Envelope(LogRecord(0, 1, 0, None, b""), paid)])
+    assert isinstance(snap[placed.aggregate_id], OrderState)
+    assert snap[placed.aggregate_id].status == "placed"
+    assert f.restore(snap)[placed.aggregate_id].status == "placed"

@@ -43,8 +43,8 @@ def test_keys_must_be_columns():
         table(order_by=("nope",))
 
 
-def test_stable_view_reads_final():
-    sql = create_view_if_missing("query", "orders", "orders_v1", "orders")
-    assert sql == (
-        "CREATE VIEW IF NOT EXISTS `query`.`orders` AS SELECT * FROM `orders_v1`.`orders` FINAL"
-    )
+def test_stable_view_wraps_the_projectors_query():
+    sql = create_view_if_missing("query", "orders", "SELECT 1")
+    assert sql == "CREATE VIEW IF NOT EXISTS `query`.`orders` AS SELECT 1"
+    with pytest.raises(StoreError):
+        create_view_if_missing("query", "orders; DROP", "SELECT 1")

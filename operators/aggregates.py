@@ -1,0 +1,247 @@
+"""Window aggregations, computed as partials that ClickHouse merges.
+
+A windowed projection writes one partial row per window, group and log partition; the stable
+view merges the partials of all partitions (and of late panes). So every aggregation here says
+three things: how to fold a value into its partial, which columns hold the partial, and the SQL
+that merges partials into the answer. Each merge is exact, except `approx_count_distinct`: a
+KMV sketch (the k smallest 64-bit hashes), whose union is again a sketch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from commands.envelope import Envelope
+from operators.fields import MISSING, getter
+
+KMV_K = 1024
+
+
+class TopK(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: a field path whose value is the key (one per command) ...
+    field: str = ""
+    #: ... or a path to a list of items, each counted under its `key` with its `weight`
+    items: str = ""
+    key: str = ""
+    weight: str = ""
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
+class ApproxDistinct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    field: str
+
+
+AggSpec = str | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One named aggregation: its partial's columns, how to start and fold it, how to merge."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    start: Callable[[], Any]
+    fold: Callable[[Any, Envelope], Any]
+    to_columns: Callable[[Any], tuple[Any, ...]]
+    merge_sql: tuple[str, ...]  # one SQL expression per answer column, over the partials
+    merge: Callable[[Any, Any], Any]  # two partials into one (when session windows merge)
+
+
+def _add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def _union(a: set[Any], b: set[Any]) -> set[Any]:
+    return a | b
+
+
+def _add_weights(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    merged = dict(a)
+    for k, w in b.items():
+        merged[k] = merged.get(k, 0.0) + w
+    return merged
+
+
+def _number(path: str) -> Callable[[Envelope], float | None]:
+    get = getter(path)
+
+    def value(e: Envelope) -> float | None:
+        v = get(e)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    return value
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def build(name: str, spec: AggSpec) -> Aggregation:
+    """An aggregation from its spec: `count`, `{sum: path}`, `{min: path}`, `{max: path}`,
+    `{avg: path}`, `{count_distinct: path}`, `{approx_count_distinct: path}`, `{top_k: …}`."""
+    if spec == "count":
+        return Aggregation(
+            name, ((name, "UInt64"),), lambda: 0, lambda p, e: p + 1, lambda p: (p,),
+            (f"sum({_q(name)}) AS {_q(name)}",), _add,
+        )  # fmt: skip
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ValueError(
+            f"{name}: expected `count` or one of {{sum|min|max|avg|count_distinct|"
+            f"approx_count_distinct|top_k: …}}, got {spec!r}"
+        )
+    ((kind, arg),) = spec.items()
+    if kind in ("sum", "min", "max", "avg"):
+        if not isinstance(arg, str):
+            raise ValueError(f"{name}.{kind}: expected a field path, got {arg!r}")
+        value = _number(arg)
+        return _numeric(name, kind, value)
+    if kind == "count_distinct":
+        get = getter(arg) if isinstance(arg, str) else None
+        if get is None:
+            raise ValueError(f"{name}.count_distinct: expected a field path, got {arg!r}")
+        return Aggregation(
+            name, ((name, "Array(String)"),), set,
+            lambda p, e: (p.add(str(v)) if (v := get(e)) is not MISSING else None) or p,
+            lambda p: (sorted(p),),
+            (f"uniqExactArray({_q(name)}) AS {_q(name)}",), _union,
+        )  # fmt: skip
+    if kind == "approx_count_distinct":
+        get = getter(arg) if isinstance(arg, str) else None
+        if get is None:
+            raise ValueError(f"{name}.approx_count_distinct: expected a field path, got {arg!r}")
+        return _kmv(name, get)
+    if kind == "top_k":
+        return _top_k(name, msgspec.convert(arg, TopK))
+    raise ValueError(f"{name}: unknown aggregation {kind!r}")
+
+
+def _numeric(name: str, kind: str, value: Callable[[Envelope], float | None]) -> Aggregation:
+    q = _q(name)
+    if kind == "sum":
+
+        def fold_sum(p: float, e: Envelope) -> float:
+            v = value(e)
+            return p if v is None else p + v
+
+        return Aggregation(
+            name, ((name, "Float64"),), float, fold_sum, lambda p: (p,), (f"sum({q}) AS {q}",),
+            _add,
+        )  # fmt: skip
+    if kind in ("min", "max"):
+        better = min if kind == "min" else max
+
+        def fold_extreme(p: float | None, e: Envelope) -> float | None:
+            v = value(e)
+            return p if v is None else (v if p is None else better(p, v))
+
+        def merge_extreme(a: float | None, b: float | None) -> float | None:
+            return b if a is None else a if b is None else better(a, b)
+
+        return Aggregation(
+            name, ((name, "Nullable(Float64)"),), lambda: None, fold_extreme, lambda p: (p,),
+            (f"{kind}({q}) AS {q}",), merge_extreme,
+        )  # fmt: skip
+
+    def fold_avg(p: tuple[float, int], e: Envelope) -> tuple[float, int]:
+        v = value(e)
+        return p if v is None else (p[0] + v, p[1] + 1)
+
+    s, c = f"{name}__sum", f"{name}__count"
+    return Aggregation(
+        name, ((s, "Float64"), (c, "UInt64")), lambda: (0.0, 0), fold_avg, lambda p: p,
+        (f"sum({_q(s)}) / nullIf(sum({_q(c)}), 0) AS {q}",),
+        lambda a, b: (a[0] + b[0], a[1] + b[1]),
+    )  # fmt: skip
+
+
+def stable_hash(value: Any) -> int:
+    """A 64-bit hash that is the same in every process (Python's `hash` is salted)."""
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _kmv(name: str, get: Callable[[Envelope], Any]) -> Aggregation:
+    def fold(p: set[int], e: Envelope) -> set[int]:
+        v = get(e)
+        if v is not MISSING:
+            p.add(stable_hash(v))
+            if len(p) > 2 * KMV_K:  # keep the sketch small as it grows
+                p.intersection_update(sorted(p)[:KMV_K])
+        return p
+
+    q = _q(name)
+    hashes = f"arraySort(groupUniqArrayArray({q}))"
+    estimate = (
+        f"if(length({hashes}) < {KMV_K}, length({hashes}), "
+        f"toUInt64(({KMV_K} - 1) / (arrayElement({hashes}, {KMV_K}) / 18446744073709551616.0)))"
+    )
+
+    def trim(hashes: set[int]) -> set[int]:
+        return set(sorted(hashes)[:KMV_K]) if len(hashes) > KMV_K else hashes
+
+    return Aggregation(
+        name, ((name, "Array(UInt64)"),), set, fold, lambda p: (sorted(p)[:KMV_K],),
+        (f"{estimate} AS {q}",), lambda a, b: trim(a | b),
+    )  # fmt: skip
+
+
+def kmv_estimate(hashes: set[int] | list[int]) -> int:
+    """What the view computes from a sketch's hashes (for tests and for the oracle)."""
+    smallest = sorted(set(hashes))[:KMV_K]
+    if len(smallest) < KMV_K:
+        return len(smallest)
+    return int((KMV_K - 1) / (smallest[KMV_K - 1] / 2**64))
+
+
+def _top_k(name: str, spec: TopK) -> Aggregation:
+    if bool(spec.field) == bool(spec.items):
+        raise ValueError(f"{name}.top_k: give either `field` or `items` (with `key`)")
+    if spec.items and not spec.key:
+        raise ValueError(f"{name}.top_k: `items` needs the `key` of each item")
+    if spec.field:
+        key_of = getter(spec.field)
+        weight_of = _number(spec.weight) if spec.weight else None
+
+        def pairs(e: Envelope) -> list[tuple[Any, float]]:
+            k = key_of(e)
+            if k is MISSING:
+                return []
+            w = weight_of(e) if weight_of else 1.0
+            return [] if w is None else [(k, w)]
+
+    else:
+        items_of = getter(spec.items)
+
+        def pairs(e: Envelope) -> list[tuple[Any, float]]:
+            items = items_of(e)
+            if not isinstance(items, list):
+                return []
+            found = []
+            for item in items:
+                if isinstance(item, dict) and spec.key in item:
+                    w = item.get(spec.weight, 1.0) if spec.weight else 1.0
+                    if isinstance(w, int | float):
+                        found.append((item[spec.key], float(w)))
+            return found
+
+    def fold(p: dict[str, float], e: Envelope) -> dict[str, float]:
+        for k, w in pairs(e):
+            key = str(k)
+            p[key] = p.get(key, 0.0) + w
+        return p
+
+    q = _q(name)
+    merged = f"sumMap({q})"
+    top = (
+        f"arraySlice(arraySort(x -> (-x.2, x.1), arrayZip(mapKeys({merged}), "
+        f"mapValues({merged}))), 1, {spec.k}) AS {q}"
+    )
+    return Aggregation(
+        name, ((name, "Map(String, Float64)"),), dict, fold, lambda p: (dict(p),), (top,),
+        _add_weights,
+    )  # fmt: skip
