@@ -33,6 +33,13 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
     timestamp: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] = []
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
 
 class Envelope(msgspec.Struct, frozen=True):

@@ -44,9 +44,14 @@ class CommandProducer:
     def send(self, command: Command) -> None:
         self.send_raw(command.aggregate_id.encode(), encode_command(command))
 
-    def send_raw(self, key: bytes | None, value: bytes | None) -> None:
+    def send_raw(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Append bytes as they are: for replaying DLQ records and for planting bad input."""
-        future = self._producer.send(self.topic, key=key, value=value)
+        future = self._producer.send(self.topic, key=key, value=value, headers=headers)
         future.add_callback(self._on_ack)
         future.add_errback(self._on_error)
 

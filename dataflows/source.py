@@ -131,7 +131,7 @@ class _LogPartition(StatefulSourcePartition[LogRecord, int]):
         messages = polled.get(self._tp, ())
         stop = self._stop
         batch = [
-            LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value)
+            LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
             for m in messages
             if stop is None or m.offset < stop
         ]

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,19 @@ from rich.live import Live
 from rich.table import Table as RichTable
 
 import operators.builtin  # noqa: F401 - registers the built-in filters
+from commands.dead_letters import DeadLetter, read_dead_letters, replay
 from commands.errors import CqrsError
 from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.query import QueryResult, query
 from deploy.runtime import Runtime
 from deploy.settings import Settings
-from sinks.dlq import ensure_dlq
+from sinks.dlq import dlq_topic, ensure_dlq
 
 console = Console(stderr=True)
 out = Console()
@@ -172,6 +175,17 @@ def validate(spec: Path) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text")
+@click.pass_obj
+def graph(settings: Settings, spec: Path, fmt: str) -> None:
+    """Draw a pipeline's dataflow, as text or as a Mermaid flowchart."""
+    pipeline = load_pipeline(spec)
+    topic = pipeline.spec.source.topic or settings.topic
+    click.echo((mermaid if fmt == "mermaid" else text)(pipeline, topic))
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
 @click.option(
     "--until-caught-up",
@@ -225,6 +239,97 @@ def _rich_table(result: QueryResult) -> RichTable:
     for row in result.to_json()["rows"]:
         table.add_row(*(str(v) for v in row))
     return table
+
+
+# --- the DLQ ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter topic: what the pipelines refused, and why."""
+
+
+def _letters(
+    settings: Settings, start: int, limit: int | None, follow: bool, reason: str | None
+) -> Iterator[DeadLetter]:
+    brokers = resolve_brokers(settings)
+    for letter in read_dead_letters(brokers, dlq_topic(settings.topic), start, limit, follow):
+        if reason is None or letter.reason == reason:
+            yield letter
+
+
+@dlq.command("tail")
+@click.option("--from", "start", default=0, show_default=True, help="first DLQ offset")
+@click.option("--limit", type=click.IntRange(min=1), help="at most this many")
+@click.option("--follow", is_flag=True, help="keep waiting for new ones")
+@click.option("--reason", help="only this reason (not_json, late, …)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.pass_obj
+def dlq_tail(
+    settings: Settings,
+    start: int,
+    limit: int | None,
+    follow: bool,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Show rejected records with their reason and origin."""
+    for letter in _letters(settings, start, limit, follow, reason):
+        if as_json:
+            doc = {
+                "offset": letter.offset,
+                "key": letter.key.decode(errors="replace") if letter.key is not None else None,
+                "headers": letter.headers,
+                "value": (letter.value or b"")[:2000].decode(errors="replace"),
+            }
+            click.echo(json.dumps(doc))
+            continue
+        h = letter.headers
+        preview = repr((letter.value or b"")[:60])
+        out.print(
+            f"[bold]{letter.offset}[/bold] {h.get('reason')} at {h.get('step')} "
+            f"({h.get('deployment')}, {h.get('source.topic')}[{h.get('source.partition')}]"
+            f"@{h.get('source.offset')}): {h.get('detail', '')[:160]}\n    {preview}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@dlq.command("replay")
+@click.option("--offset", "offsets", multiple=True, type=int, help="a DLQ offset (repeatable)")
+@click.option("--reason", help="every record with this reason")
+@click.option("--all", "everything", is_flag=True, help="every record in the DLQ")
+@click.option("--dry-run", is_flag=True, help="show what would be replayed")
+@click.pass_obj
+def dlq_replay(
+    settings: Settings,
+    offsets: tuple[int, ...],
+    reason: str | None,
+    everything: bool,
+    dry_run: bool,
+) -> None:
+    """Re-produce chosen records, unchanged, to the command log (after fixing the cause)."""
+    if not (offsets or reason or everything):
+        raise click.UsageError("choose records: --offset N (repeatable), --reason R or --all")
+    wanted = set(offsets)
+    letters = [
+        letter
+        for letter in _letters(settings, min(wanted, default=0), None, False, reason)
+        if everything or reason or letter.offset in wanted
+    ]
+    missing = wanted - {letter.offset for letter in letters}
+    if missing:
+        raise CqrsError(f"no DLQ record at offset(s) {sorted(missing)}; nothing was replayed")
+    for letter in letters:
+        console.print(
+            f"{'would replay' if dry_run else 'replay'} {letter.offset} ({letter.reason})"
+        )
+    if dry_run:
+        return
+    acked = replay(resolve_brokers(settings), settings.topic, letters)
+    console.print(f"{acked} of {len(letters)} records back on {settings.topic}")
+    if acked != len(letters):
+        raise CqrsError("some records were not acknowledged by the broker")
 
 
 # --- the demo ---------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Ids are remembered per log partition (a retried command carries its aggregate's 
 lands on the same partition), for `ttl` of event time and at most `max_keys` per partition: the
 oldest go first, so memory stays bounded whatever the traffic. The ids are part of the
 partition's state, so they survive a restart through Bytewax recovery.
+
+A record put back from the DLQ (`cqrs dlq replay`) is a deliberate second submission: its id is
+taken together with the DLQ offset it came from, so the first replay of a record passes and a
+second replay of the same record is a duplicate.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from commands.dead_letters import REPLAYED_HEADER
 from commands.envelope import Envelope
 from operators.base import Output, PartitionLocal, Skipped
 from operators.durations import millis
@@ -54,10 +59,14 @@ class Dedupe(PartitionLocal[SeenIds]):
         out: list[Output] = []
         for envelope in batch:
             command = envelope.command
-            if command.id in ids:
+            key = command.id
+            replayed = envelope.record.header(REPLAYED_HEADER) if envelope.record.headers else None
+            if replayed is not None:
+                key = f"{key}@dlq{replayed.decode(errors='replace')}"
+            if key in ids:
                 out.append(self._skipped)
                 continue
-            ids[command.id] = command.ts
+            ids[key] = command.ts
             if command.ts > state.newest:
                 state.newest = command.ts
             out.append(envelope)

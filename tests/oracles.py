@@ -6,6 +6,7 @@ hide in its own oracle.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 from commands.envelope import Command
@@ -94,7 +95,7 @@ def expected_revenue_per_minute(
 def diff_windows(
     expected: dict[tuple, dict[str, float]], rows: list[dict[str, object]], keys: tuple[str, ...]
 ) -> list[str]:
-    got = {tuple(_key_value(r[k]) for k in keys): r for r in rows}
+    got = {tuple(epoch_ms(r[k]) for k in keys): r for r in rows}
     problems = [f"missing window {k}" for k in expected.keys() - got.keys()]
     problems += [f"unexpected window {k}" for k in got.keys() - expected.keys()]
     for key in expected.keys() & got.keys():
@@ -104,10 +105,40 @@ def diff_windows(
     return problems
 
 
-def _key_value(value: object) -> object:
+def epoch_ms(value: object) -> object:
     """Window starts come back as datetimes; the oracle keys them by epoch milliseconds."""
-    import datetime as dt
-
     if isinstance(value, dt.datetime):
         return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
     return value
+
+
+USD_RATES = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067}
+
+
+def without_test_customers(commands: Iterable[Command]) -> list[Command]:
+    """What orders v2 keeps: every command of orders whose customer is not a test customer."""
+    commands = list(commands)
+    test_orders = {
+        c.aggregate_id
+        for c in commands
+        if c.type == "order.placed" and c.data["customer_id"].startswith("test-")
+    }
+    return [c for c in commands if c.aggregate_id not in test_orders]
+
+
+def expected_top_skus(
+    commands: Iterable[Command], size: int = 300_000, hop: int = 60_000, k: int = 10
+) -> dict[int, list[tuple[str, float]]]:
+    """Top SKUs by quantity placed, per sliding window start."""
+    weights: dict[int, dict[str, float]] = {}
+    for c in commands:
+        if c.type != "order.placed":
+            continue
+        last = c.ts - c.ts % hop
+        for start in range(last - size + hop, last + 1, hop):
+            w = weights.setdefault(start, {})
+            for item in c.data["items"]:
+                w[item["sku"]] = w.get(item["sku"], 0.0) + item["qty"]
+    return {
+        start: sorted(w.items(), key=lambda kv: (-kv[1], kv[0]))[:k] for start, w in weights.items()
+    }

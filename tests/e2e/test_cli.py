@@ -112,3 +112,48 @@ def test_no_broker_is_a_clear_error(env):
     refused = cqrs(env, "produce", "--count", "1", check=False)
     assert refused.returncode == 2
     assert "cqrs broker start" in refused.stderr
+
+
+def test_dlq_tail_and_replay_after_a_fix(env, brokers):
+    from commands.envelope import Command
+    from commands.producer import CommandProducer
+
+    spec = str(REPO / "dataflows" / "orders.yaml")
+    cqrs(env, "produce", "--count", "200", "--seed", "8")
+    placed = Command(
+        id="fix-placed", type="order.placed", aggregate_id="o-fixme", ts=1_767_225_700_000, v=1,
+        data={"order_id": "o-fixme", "customer_id": "c-1", "region": "eu-west", "currency": "EUR",
+              "items": [{"sku": "sku-001", "qty": 1, "unit_price": 9.5}]},
+    )  # fmt: skip
+    paid = Command(
+        id="fix-paid", type="order.paid", aggregate_id="o-fixme", ts=1_767_225_700_100, v=1,
+        data={"order_id": "o-fixme", "amount": 9.5, "currency": "EUR", "method": "card"},
+    )  # fmt: skip
+    with CommandProducer(brokers, env["CQRS_TOPIC"]) as producer:
+        producer.send(paid)  # its order was never placed: rejected
+        producer.flush()
+    cqrs(env, "run", spec, "--until-caught-up")
+
+    tail = cqrs(env, "dlq", "tail", "--json")
+    (letter,) = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert letter["headers"]["reason"] == "invalid_transition"
+    assert letter["headers"]["step"] == "order_state"
+    assert json.loads(letter["value"])["id"] == "fix-paid"
+
+    refused = cqrs(env, "dlq", "replay", "--offset", "99", check=False)
+    assert refused.returncode == 2 and "no DLQ record at offset(s) [99]" in refused.stderr
+
+    with CommandProducer(brokers, env["CQRS_TOPIC"]) as producer:  # the fix: place the order
+        producer.send(placed)
+        producer.flush()
+    replayed = cqrs(env, "dlq", "replay", "--reason", "invalid_transition")
+    assert "1 of 1 records back" in replayed.stderr
+    cqrs(env, "run", spec, "--until-caught-up")
+    status = cqrs(
+        env,
+        "query",
+        "SELECT status FROM query.orders WHERE order_id = 'o-fixme'",
+        "--format",
+        "json",
+    )
+    assert json.loads(status.stdout)["rows"] == [["paid"]]

@@ -34,3 +34,45 @@ def test_the_oracle_check_catches_a_planted_difference():
     problems = diff_orders(expected, rows)
     assert f"missing order {missing}" in problems
     assert any(p.endswith("got 'teleported'") for p in problems)
+
+
+def test_orders_v2_drops_test_customers_converts_to_usd_and_ranks_skus(
+    brokers, make_topic, run_bounded, store, unique
+):
+    from dataflows.spec import load_pipeline
+    from sinks.ddl import qualified
+    from tests.conftest import REPO, renamed
+    from tests.oracles import (
+        USD_RATES,
+        diff_windows,
+        epoch_ms,
+        expected_revenue_per_minute,
+        expected_top_skus,
+        without_test_customers,
+    )
+
+    pipeline = renamed(load_pipeline(REPO / "dataflows" / "orders_v2.yaml"), f"orders_{unique}")
+    topic = make_topic(partitions=4)
+    commands = OrderGenerator(seed=12, step_ms=200).take(6000)  # about 20 minutes
+    produce(brokers, topic, commands)
+    run_bounded(pipeline, topic)
+    db = pipeline.deployment
+    kept = without_test_customers(commands)
+    assert len(kept) < len(commands)
+
+    rows = list(store.query(f"SELECT {ORDER_COLUMNS} FROM `{db}`.orders FINAL").named_results())
+    assert diff_orders(expected_orders(kept), rows) == []
+
+    def view(name):
+        projection = next(p for p in pipeline.projections if p.name == name)
+        return list(store.query(projection.projector.view(qualified(db, name))).named_results())
+
+    revenue = view("revenue_per_minute")
+    want = expected_revenue_per_minute(kept, usd_rates=USD_RATES)
+    assert diff_windows(want, revenue, ("window_start", "region", "currency")) == []
+    assert all("revenue_usd" in r for r in revenue)
+
+    top = {
+        epoch_ms(r["window_start"]): [(s, w) for s, w in r["top_skus"]] for r in view("top_skus_5m")
+    }
+    assert top == expected_top_skus(kept)

@@ -98,3 +98,14 @@ def test_bad_specs_are_refused_with_the_place(text, message):
 def test_missing_file_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match="cannot read the spec"):
         load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_a_spec_can_use_a_filter_from_a_user_module():
+    text = MINIMAL.replace("filters: [validate,", "filters: [{tag_vip: {value: gold}}, validate,")
+    text += "modules: [tests.fixtures.user_filters]\n"
+    pipeline = parse_pipeline(text, "x.yaml")
+    assert type(pipeline.filters[0]).__name__ == "TagVip"
+    with pytest.raises(
+        SpecError, match=r"filters\[0\]\.tag_vip: Object missing required field `value`"
+    ):
+        parse_pipeline(text.replace("{tag_vip: {value: gold}}", "tag_vip"), "x.yaml")

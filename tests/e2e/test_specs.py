@@ -1,0 +1,96 @@
+"""`cqrs validate` on broken specs: each refused with its own precise message."""
+
+import subprocess
+
+import pytest
+
+from tests.e2e.test_cli import CQRS
+
+GOOD = """\
+name: shop
+version: 1
+filters:
+  - validate
+  - order_state
+projections:
+  - name: orders
+    steps: [order_rows]
+  - name: per_minute
+    steps:
+      - select: {where: {type: order.paid}}
+      - tumbling:
+          size: 1m
+          aggregates: {n: count}
+"""
+
+BROKEN = [
+    (GOOD.replace("- validate", "- validat"), "filters[0]: unknown filter 'validat'"),
+    (
+        GOOD.replace("size: 1m", "size: 1x"),
+        "projections[1].steps[1].tumbling: size: '1x' is not a duration",
+    ),
+    (GOOD.replace("version: 1", "version: 0"), "at version: Expected `int` >= 1"),
+    (GOOD.replace("version: 1", "version: 1\ncolor: red"), "unknown field `color`"),
+    (GOOD.replace("name: shop", "name: Shop!"), "at name: Expected `str` matching regex"),
+    (
+        GOOD.replace("steps: [order_rows]", "steps: [validate]"),
+        "projections[0].steps[0]: the last step of a projection must write a table",
+    ),
+    (
+        GOOD.replace("- order_state", "- {order_state: {}, id: validate}"),
+        "filters[1]: step id 'validate' is used twice",
+    ),
+    (
+        GOOD.replace("{where: {type: order.paid}}", "{where: {type: {like: paid}}}"),
+        "projections[1].steps[0].select: type: unknown test 'like'",
+    ),
+    (
+        GOOD.replace("aggregates: {n: count}", "aggregates: {n: {median: data.amount}}"),
+        "projections[1].steps[1].tumbling: n: unknown aggregation 'median'",
+    ),
+    (
+        GOOD.replace(
+            "      - tumbling:\n          size: 1m",
+            "      - sliding:\n          size: 5m\n          hop: 2m",
+        ),
+        "projections[1].steps[1].sliding: size (5m) must be a positive multiple of hop (2m)",
+    ),
+    (
+        GOOD + "  - name: out\n    steps: [forward]\n",
+        "projections[2].topic: 'out/forward' writes to a topic",
+    ),
+    (
+        GOOD.replace(
+            "  - order_state",
+            "  - order_state\n  - route: {routes: [{when: {type: x}, to: [nowhere]}]}",
+        ),
+        "filters[2]: route names projections ['nowhere']",
+    ),
+    ("name: shop\nversion: [", "not valid YAML"),
+]
+
+
+def test_ten_and_more_broken_specs_give_distinct_precise_messages(tmp_path):
+    messages = []
+    for i, (text, expected) in enumerate(BROKEN):
+        spec = tmp_path / f"broken_{i}.yaml"
+        spec.write_text(text)
+        done = subprocess.run(
+            [CQRS, "validate", str(spec)], capture_output=True, text=True, timeout=60
+        )
+        message = " ".join(done.stderr.split())
+        assert done.returncode == 2, (i, done.stdout, done.stderr)
+        assert expected in message, (i, message)
+        assert str(spec) in message
+        messages.append(message)
+    assert len(set(messages)) == len(BROKEN) >= 10
+
+
+@pytest.mark.parametrize("spec", ["dataflows/orders.yaml", "dataflows/orders_v2.yaml"])
+def test_the_shipped_specs_validate(spec):
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [CQRS, "validate", str(REPO / spec)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
