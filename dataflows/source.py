@@ -50,7 +50,13 @@ class StartAt:
         raise CommandLogError(f"start position {self!r} is incomplete")
 
 
-class CommandLogSource(FixedPartitionedSource[LogRecord, int]):
+Batch = tuple[str, list[LogRecord]]  # (partition key, records in log order)
+
+
+class CommandLogSource(FixedPartitionedSource[Batch, int]):
+    """Emits one item per poll of a partition: `(partition key, records)`, so Bytewax moves
+    batches, and the pipeline step receives them already keyed by partition."""
+
     def __init__(
         self,
         brokers: str,
@@ -96,12 +102,13 @@ class CommandLogSource(FixedPartitionedSource[LogRecord, int]):
         return _LogPartition(self, partition, offset, stop)
 
 
-class _LogPartition(StatefulSourcePartition[LogRecord, int]):
+class _LogPartition(StatefulSourcePartition[Batch, int]):
     def __init__(
         self, source: CommandLogSource, partition: int, offset: int, stop: int | None
     ) -> None:
         self._source = source
         self._partition = partition
+        self._key = part_key(partition)
         self._next = offset
         self._stop = stop
         self._tp = TopicPartition(source.topic, partition)
@@ -121,7 +128,7 @@ class _LogPartition(StatefulSourcePartition[LogRecord, int]):
             self._consumer.assign([self._tp])
             self._consumer.seek(self._tp, offset)
 
-    def next_batch(self) -> list[LogRecord]:
+    def next_batch(self) -> list[Batch]:
         source = self._source
         if self._consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
             raise StopIteration
@@ -135,14 +142,14 @@ class _LogPartition(StatefulSourcePartition[LogRecord, int]):
             for m in messages
             if stop is None or m.offset < stop
         ]
-        if batch:
-            self._next = batch[-1].offset + 1
-            self._awake = None
-            if source.on_consumed is not None:
-                source.on_consumed(self._partition, len(batch), self._next)
-        else:
+        if not batch:
             self._awake = datetime.now(UTC) + source.idle_wait
-        return batch
+            return []
+        self._next = batch[-1].offset + 1
+        self._awake = None
+        if source.on_consumed is not None:
+            source.on_consumed(self._partition, len(batch), self._next)
+        return [(self._key, batch)]
 
     def next_awake(self) -> datetime | None:
         return self._awake

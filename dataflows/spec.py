@@ -36,6 +36,8 @@ class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class SinkSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: rows buffered before an insert; an insert also happens at every epoch's snapshot
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50_000
+    #: the longest a row waits in the buffer (what bounds the latency to the query side)
+    max_delay_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
 
 
 class ProjectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -21,7 +21,8 @@ from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
 from commands.log import CommandLog
-from dataflows.builder import Observers, build_dataflow
+from dataflows.builder import build_dataflow
+from dataflows.executor import Observers
 from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
@@ -32,10 +33,11 @@ from sinks.topic import TopicSink
 
 log = logging.getLogger(__name__)
 
-#: Bytewax epoch: how often sinks flush and state is snapshotted. One second bounds the
-#: latency from log to query (a row is visible after its epoch's flush) and the work a crash
-#: repeats, while keeping inserts to about one per second per partition and table.
-EPOCH = timedelta(seconds=1)
+#: Bytewax epoch: how often state is snapshotted into recovery (the sinks flush there too, and
+#: more often on their own `max_delay_ms`). Five seconds bounds the work a crash repeats to a
+#: few seconds of log, while a snapshot (open orders, dedupe ids, open windows per partition)
+#: is written to SQLite a handful of times a minute rather than every second.
+EPOCH = timedelta(seconds=5)
 
 
 class State(StrEnum):
@@ -114,6 +116,7 @@ class Deployment:
                 cfg.clickhouse_dsn,
                 partitions,
                 max_rows=projection.sink.max_rows,
+                max_delay_s=projection.sink.max_delay_ms / 1000,
                 on_flush=self.metrics.on_flush,
             )
 

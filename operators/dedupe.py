@@ -1,9 +1,14 @@
 """`dedupe`: drops a command whose id was seen before (a producer retry, a double send).
 
 Ids are remembered per log partition (a retried command carries its aggregate's key, so it
-lands on the same partition), for `ttl` of event time and at most `max_keys` per partition: the
-oldest go first, so memory stays bounded whatever the traffic. The ids are part of the
-partition's state, so they survive a restart through Bytewax recovery.
+lands on the same partition) for `ttl` of event time, and at most the last `max_keys` of them:
+the oldest go first, so memory stays bounded whatever the traffic.
+
+The memory is a ring of 64-bit id hashes with their event times, in two flat arrays, plus a
+set for lookups. The arrays are the snapshot: copying them is a memory copy, so the state can go
+into Bytewax recovery at every epoch without costing a pass over every id (the set is rebuilt
+from them on restore). A 64-bit hash makes a false duplicate about as likely as one in 10^9 at
+the default cap.
 
 A record put back from the DLQ (`cqrs dlq replay`) is a deliberate second submission: its id is
 taken together with the DLQ offset it came from, so the first replay of a record passes and a
@@ -12,30 +17,61 @@ second replay of the same record is a duplicate.
 
 from __future__ import annotations
 
+from array import array
 from typing import Annotated, Any
 
 import msgspec
 
 from commands.dead_letters import REPLAYED_HEADER
 from commands.envelope import Envelope
+from operators.aggregates import stable_hash
 from operators.base import Output, PartitionLocal, Skipped
 from operators.durations import millis
 from operators.registry import register_filter
 
 
 class DedupeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    ttl: str | int = "1h"
-    max_keys: Annotated[int, msgspec.Meta(ge=1)] = 200_000
+    ttl: str | int = "10m"
+    max_keys: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
 
 
 class SeenIds:
-    """Ids in insertion order with their event time, and the newest event time seen."""
+    """A ring of (hash, event time), oldest at `head`, and the set of hashes in it."""
 
-    __slots__ = ("ids", "newest")
+    __slots__ = ("hashes", "head", "newest", "seen", "size", "times")
 
-    def __init__(self, ids: dict[str, int] | None = None, newest: int = 0) -> None:
-        self.ids: dict[str, int] = ids if ids is not None else {}
-        self.newest = newest
+    def __init__(self, capacity: int) -> None:
+        self.hashes = array("Q", bytes(8 * capacity))
+        self.times = array("q", bytes(8 * capacity))
+        self.head = 0
+        self.size = 0
+        self.newest = 0
+        self.seen: set[int] = set()
+
+    def __contains__(self, h: int) -> bool:
+        return h in self.seen
+
+    def add(self, h: int, ts: int) -> None:
+        capacity = len(self.hashes)
+        if self.size == capacity:
+            self.drop_oldest()
+        i = (self.head + self.size) % capacity
+        self.hashes[i] = h
+        self.times[i] = ts
+        self.size += 1
+        self.seen.add(h)
+        if ts > self.newest:
+            self.newest = ts
+
+    def drop_oldest(self) -> None:
+        self.seen.discard(self.hashes[self.head])
+        self.head = (self.head + 1) % len(self.hashes)
+        self.size -= 1
+
+    def expire(self, horizon: int) -> None:
+        """Forget ids older than `horizon`; insertion order is close to event-time order."""
+        while self.size and self.times[self.head] < horizon:
+            self.drop_oldest()
 
 
 @register_filter("dedupe", params=DedupeParams)
@@ -49,42 +85,42 @@ class Dedupe(PartitionLocal[SeenIds]):
         self._skipped = Skipped(step_id, "deduplicated")
 
     def restore(self, snapshot: Any | None) -> SeenIds:
+        state = SeenIds(self.max_keys)
         if snapshot is None:
-            return SeenIds()
-        ids, newest = snapshot
-        return SeenIds(dict(ids), newest)
+            return state
+        hashes, times, newest = snapshot
+        state.newest = newest
+        for h, ts in zip(array("Q", hashes), array("q", times), strict=True):
+            state.add(h, ts)
+        state.newest = max(state.newest, newest)
+        return state
 
     def process(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
-        ids = state.ids
         out: list[Output] = []
         for envelope in batch:
             command = envelope.command
             key = command.id
-            replayed = envelope.record.header(REPLAYED_HEADER) if envelope.record.headers else None
-            if replayed is not None:
-                key = f"{key}@dlq{replayed.decode(errors='replace')}"
-            if key in ids:
+            if envelope.record.headers:
+                replayed = envelope.record.header(REPLAYED_HEADER)
+                if replayed is not None:
+                    key = f"{key}@dlq{replayed.decode(errors='replace')}"
+            h = stable_hash(key)
+            if h in state:
                 out.append(self._skipped)
                 continue
-            ids[key] = command.ts
-            if command.ts > state.newest:
-                state.newest = command.ts
+            state.add(h, command.ts)
             out.append(envelope)
-        self._evict(state)
+        state.expire(state.newest - self.ttl_ms)
         return out
 
-    def _evict(self, state: SeenIds) -> None:
-        ids = state.ids
-        horizon = state.newest - self.ttl_ms
-        excess = len(ids) - self.max_keys
-        # Insertion order is close to event-time order, so expired ids sit at the front.
-        while ids:
-            oldest = next(iter(ids))
-            if excess > 0 or ids[oldest] < horizon:
-                del ids[oldest]
-                excess -= 1
-            else:
-                break
-
-    def snapshot(self, state: SeenIds) -> tuple[dict[str, int], int]:
-        return dict(state.ids), state.newest
+    def snapshot(self, state: SeenIds) -> tuple[bytes, bytes, int]:
+        """The live ids, oldest first, as packed arrays."""
+        capacity = len(state.hashes)
+        end = state.head + state.size
+        if end <= capacity:
+            hashes = state.hashes[state.head : end]
+            times = state.times[state.head : end]
+        else:
+            hashes = state.hashes[state.head :] + state.hashes[: end - capacity]
+            times = state.times[state.head :] + state.times[: end - capacity]
+        return hashes.tobytes(), times.tobytes(), state.newest

@@ -1,9 +1,11 @@
 """The ClickHouse projection sink: batched, synchronous inserts, one sink partition per log
 partition.
 
-Rows are buffered and inserted when a batch fills up and at every epoch's snapshot: Bytewax
-snapshots a sink partition only after its epoch's items were written, so flushing there means
-a recovery snapshot never covers a row that is still only in memory.
+Rows are buffered and inserted when `max_rows` are waiting, when the oldest has waited
+`max_delay`, and at every epoch's snapshot. Bytewax snapshots a sink partition only after its
+epoch's items were written, so flushing at the snapshot means a recovery snapshot never covers
+a row that is still only in memory; flushing on `max_delay` keeps rows visible quickly even
+though epochs (and so snapshots) are seconds apart.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from sinks.store import open_client
 DEDUP_WINDOW = 10_000
 
 Row = tuple[Any, ...]
-# (log offset the row derives from, the row in the table's column order)
-SinkItem = tuple[int, Row]
+# per batch of one partition: (first offset, last offset, rows in the table's column order)
+SinkItem = tuple[int, int, list[Row]]
 FlushObserver = Callable[[str, int, float], None]  # (table, rows, seconds)
 
 
@@ -47,8 +49,10 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         dsn: str,
         partitions: Sequence[int],
         max_rows: int = 50_000,
+        max_delay_s: float = 0.25,
         on_flush: FlushObserver | None = None,
     ) -> None:
+        self._max_delay_s = max_delay_s
         self._database = database
         self._table = table
         self._dsn = dsn
@@ -73,6 +77,7 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
             partition=int(for_part),
             written=resume_state,
             max_rows=self._max_rows,
+            max_delay_s=self._max_delay_s,
             on_flush=self._on_flush,
         )
 
@@ -86,8 +91,11 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         partition: int,
         written: int | None,
         max_rows: int,
+        max_delay_s: float,
         on_flush: FlushObserver | None,
     ) -> None:
+        self._max_delay_s = max_delay_s
+        self._since = 0.0  # when the oldest buffered batch arrived
         self._client = client
         self._target = qualified(database, table.name)
         self._token_prefix = f"{database}.{table.name}:{partition}"
@@ -102,14 +110,14 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         self._last = -1
 
     def write_batch(self, values: list[SinkItem]) -> None:
-        rows = self._rows
-        for offset, row in values:
-            if self._first < 0 or offset < self._first:
-                self._first = offset
-            if offset > self._last:
-                self._last = offset
-            rows.append(row)
-        if len(rows) >= self._max_rows:
+        now = time.monotonic()
+        for first, last, rows in values:
+            if self._first < 0:
+                self._first = first
+                self._since = now
+            self._last = max(self._last, last)
+            self._rows.extend(rows)
+        if len(self._rows) >= self._max_rows or now - self._since >= self._max_delay_s:
             self._flush()
 
     def snapshot(self) -> int:
@@ -122,6 +130,9 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
 
     def _flush(self) -> None:
         if not self._rows:
+            # Nothing to insert, but the batches up to `_last` are done with.
+            self._written = max(self._written, self._last)
+            self._first = self._last = -1
             return
         started = time.perf_counter()
         self._client.insert(

@@ -6,7 +6,9 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from commands.envelope import LogRecord, Reason, encode_command
 from commands.generator import OrderGenerator
-from dataflows.builder import Observers, build_dataflow
+from commands.log import part_key
+from dataflows.builder import build_dataflow
+from dataflows.executor import Observers
 from dataflows.spec import parse_pipeline
 from operators.base import Forwarded
 
@@ -57,13 +59,22 @@ class Tally:
         self.accepted += n
 
 
+def batches(items, size=7):
+    """What the source emits: (partition key, records) per poll, in log order per partition."""
+    out = []
+    for p in sorted({r.partition for r in items}):
+        mine = [r for r in items if r.partition == p]
+        out.extend((part_key(p), mine[i : i + size]) for i in range(0, len(mine), size))
+    return out
+
+
 def run(items, spec=SPEC):
     pipeline = parse_pipeline(spec, "shop.yaml")
     rows = {p.name: [] for p in pipeline.projections}
     rejects, tally = [], Tally()
     flow = build_dataflow(
         pipeline,
-        TestingSource(items, batch_size=7),
+        TestingSource(batches(items)),
         lambda projection: TestingSink(rows[projection.name]),
         TestingSink(rejects),
         tally.observers(),
@@ -76,13 +87,14 @@ def test_every_command_becomes_a_row_and_payments_a_window():
     commands = OrderGenerator(seed=4).take(2000)
     rows, rejects, tally = run(records(commands))
     assert rejects == []
-    assert len(rows["orders"]) == len(commands)
-    for key, (offset, row) in rows["orders"]:
+    orders = [(key, row) for key, (_, _, batch) in rows["orders"] for row in batch]
+    assert len(orders) == len(commands)
+    for key, (first, last, batch) in rows["orders"]:
         assert int(key) in (0, 1, 2)
-        assert row[-1] == offset  # the version is the log offset
+        assert all(first <= row[-1] <= last for row in batch)  # the version is the log offset
     # window rows: the newest version of each (window, region, partition) counts the payments
     latest = {}
-    for _, (_, row) in rows["paid_per_minute"]:
+    for row in (row for _, (_, _, batch) in rows["paid_per_minute"] for row in batch):
         start, _end, region, partition, pane, n, version = row
         key = (start, region, partition, pane)
         if key not in latest or version > latest[key][1]:
@@ -128,7 +140,7 @@ def test_bad_records_duplicates_and_orphans_are_accounted_for():
     # the ledger: every consumed record is accepted, rejected or skipped by the shared filters
     consumed = len(good) + len(bad) + 1
     assert consumed == tally.accepted + len(rejects) + sum(shared_skips.values())
-    assert len(rows["orders"]) == len(commands)
+    assert sum(len(batch) for _, (_, _, batch) in rows["orders"]) == len(commands)
 
 
 ROUTED = """
@@ -156,5 +168,5 @@ def test_route_sends_each_command_to_its_projections():
     paid = sum(c.type == "order.paid" for c in commands)
     assert rejects == []
     assert len(rows["payments"]) == paid
-    assert len(rows["orders"]) == len(commands) - paid
+    assert sum(len(batch) for _, (_, _, batch) in rows["orders"]) == len(commands) - paid
     assert all(isinstance(f, Forwarded) and b'"order.paid"' in f.value for f in rows["payments"])

@@ -132,10 +132,12 @@ def test_dedupe_drops_repeats_and_stays_bounded():
     assert dedupe.process(state, [env(id_="id4", ts=5000)]) == [Skipped("step", "deduplicated")]
     # ids older than the ttl (in event time) are forgotten
     dedupe.process(state, [env(id_="late-clock", ts=60_000)])
-    assert "id0" not in state.ids
+    assert dedupe.process(state, [env(id_="id0", ts=60_000)]) != [Skipped("step", "deduplicated")]
     # and never more than max_keys
     dedupe.process(state, [env(id_=f"n{i}", ts=60_000 + i) for i in range(500)])
-    assert len(state.ids) <= 100
+    assert state.size == len(state.seen) == 100
+    assert dedupe.process(state, [env(id_="n499", ts=61_000)]) == [Skipped("step", "deduplicated")]
+    assert dedupe.process(state, [env(id_="n0", ts=61_000)]) != [Skipped("step", "deduplicated")]
 
 
 def test_dedupe_snapshot_is_not_changed_by_later_batches():
@@ -144,7 +146,10 @@ def test_dedupe_snapshot_is_not_changed_by_later_batches():
     dedupe.process(state, [env(id_="a")])
     snap = dedupe.snapshot(state)
     dedupe.process(state, [env(id_="b")])
-    assert set(snap[0]) == {"a"}
+    restored = dedupe.restore(snap)
+    assert restored.size == 1
+    assert dedupe.process(restored, [env(id_="b")]) == [env(id_="b")]
+    assert dedupe.process(restored, [env(id_="a")]) == [Skipped("step", "deduplicated")]
 
 
 def test_envelopes_keep_their_record():
@@ -165,3 +170,13 @@ def test_dedupe_lets_a_dlq_replay_through_once():
     )
     assert dedupe.process(state, [replayed]) == [replayed]
     assert dedupe.process(state, [replayed]) == [Skipped("step", "deduplicated")]
+
+
+def test_dedupe_snapshot_of_a_wrapped_ring_restores_the_same_ids():
+    dedupe = make(Dedupe, DedupeParams, max_keys=10)
+    state = dedupe.restore(None)
+    dedupe.process(state, [env(id_=f"i{n}", ts=n) for n in range(25)])
+    assert state.head != 0  # the ring has wrapped
+    restored = dedupe.restore(dedupe.snapshot(state))
+    assert restored.seen == state.seen and restored.size == 10
+    assert list(restored.times[: restored.size]) == list(range(15, 25))
