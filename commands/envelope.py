@@ -75,6 +75,7 @@ class Reason(StrEnum):
     UPCAST_FAILED = "upcast_failed"
     UNKNOWN_CURRENCY = "unknown_currency"
     LATE = "late"
+    UNWRITABLE_ROW = "unwritable_row"
 
 
 class Rejected(msgspec.Struct, frozen=True):

@@ -27,3 +27,7 @@ class CommandLogError(CqrsError):
 
 class StoreError(CqrsError):
     """The ClickHouse store cannot be opened or used as asked."""
+
+
+class RecoveryError(CqrsError):
+    """A deployment's recovery state is missing or damaged: resuming would skip or redo work."""

@@ -58,6 +58,12 @@ class Metrics:
             [*_LABELS, "projection"],
             registry=registry,
         )
+        self.insert_retries = Counter(
+            "cqrs_sink_insert_retries",
+            "Inserts into ClickHouse that failed for the infrastructure and were retried",
+            [*_LABELS, "projection"],
+            registry=registry,
+        )
         self.insert_seconds = Histogram(
             "cqrs_sink_insert_duration_seconds",
             "Time to insert one batch into ClickHouse",
@@ -108,6 +114,9 @@ class DeploymentMetrics:
         ):
             if n:
                 items.labels(*self._labels, step, direction).inc(n)
+
+    def on_retry(self, projection: str, error: BaseException) -> None:
+        self._m.insert_retries.labels(*self._labels, projection).inc()
 
     def on_flush(self, projection: str, rows: int, seconds: float) -> None:
         self._m.projected.labels(*self._labels, projection).inc(rows)

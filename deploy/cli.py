@@ -223,7 +223,7 @@ def query_cmd(settings: Settings, sql: str, fmt: str) -> None:
     """Run a read-only SQL query (through the runtime when it holds the store)."""
     result = query(settings, sql)
     if fmt == "json":
-        out.print_json(json.dumps(result.to_json()))
+        click.echo(json.dumps(result.to_json()))
     elif fmt == "csv":
         import csv
 

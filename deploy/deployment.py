@@ -20,6 +20,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
+from commands.errors import RecoveryError
 from commands.log import CommandLog
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
@@ -27,8 +28,15 @@ from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
 from sinks import ddl
-from sinks.clickhouse import ProjectionSink, create_projection_table
-from sinks.dlq import DlqSink, ensure_dlq
+from sinks.clickhouse import (
+    ClientFactory,
+    ProjectionSink,
+    check_dedup_window,
+    create_projection_table,
+)
+from sinks.dlq import DlqSink, DlqWriter, ensure_dlq
+from sinks.progress import PROGRESS, create_progress_table, read_progress
+from sinks.store import open_client
 from sinks.topic import TopicSink
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,8 @@ log = logging.getLogger(__name__)
 #: few seconds of log, while a snapshot (open orders, dedupe ids, open windows per partition)
 #: is written to SQLite a handful of times a minute rather than every second.
 EPOCH = timedelta(seconds=5)
+#: one Bytewax worker per deployment, so one recovery partition
+RECOVERY_PARTITIONS = 1
 
 
 class State(StrEnum):
@@ -60,6 +70,8 @@ class DeploymentConfig:
     #: end offsets (exclusive) for a bounded run; None tails the log
     stop_at: dict[int, int] | None = None
     epoch: timedelta = EPOCH
+    #: how the sinks open ClickHouse (tests put faults at this boundary)
+    client_factory: ClientFactory = open_client
 
 
 class Deployment:
@@ -78,22 +90,57 @@ class Deployment:
         return self.config.recovery_root / self.name
 
     def prepare(self, client: Client) -> list[int]:
-        """Create the database, tables and DLQ topic; return the log's partitions."""
+        """Create the database, tables and DLQ topic, check the recovery state; return the
+        log's partitions. Refuses (and changes nothing) when resuming could skip or redo work."""
         cfg = self.config
         with CommandLog(cfg.brokers, cfg.topic) as command_log:
             partitions = command_log.partitions()
+        self._check_recovery(client)
         ensure_dlq(cfg.brokers, cfg.topic)
         client.command(ddl.create_database(self.database))
+        create_progress_table(client, self.database)
         for projection in cfg.pipeline.projections:
             if projection.table is not None:
                 create_projection_table(client, self.database, projection.table)
+                check_dedup_window(
+                    client, self.database, projection.table, self._dedup_needed(partitions)
+                )
             else:
                 with CommandLog(cfg.brokers, projection.topic) as downstream:
                     downstream.ensure(partitions=len(partitions))
         if not self.recovery_dir.exists():
             self.recovery_dir.mkdir(parents=True)
-            init_db_dir(self.recovery_dir, 1)
+            init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
         return partitions
+
+    def _dedup_needed(self, partitions: list[int]) -> int:
+        """Inserts per table a crash can repeat: every partition's flushes in one epoch (on
+        max_delay) plus the snapshot's own, with a margin of two."""
+        delays = [p.sink.max_delay_ms for p in self.config.pipeline.projections]
+        per_epoch = self.config.epoch.total_seconds() * 1000 / min(delays) + 1
+        return int(2 * len(partitions) * per_epoch)
+
+    def _check_recovery(self, client: Client) -> None:
+        parts = [self.recovery_dir / f"part-{i}.sqlite3" for i in range(RECOVERY_PARTITIONS)]
+        if self.recovery_dir.exists():
+            missing = [p.name for p in parts if not p.exists()]
+            if missing:
+                raise RecoveryError(
+                    f"{self.name}: recovery partition(s) {missing} are missing from "
+                    f"{self.recovery_dir}; resuming would reprocess or skip commands. Restore "
+                    f"them, or rebuild the projections with a replay into a new database"
+                )
+            return
+        exists = client.command(
+            f"SELECT count() FROM system.tables WHERE database = {ddl.literal(self.database)} "
+            f"AND name = {ddl.literal(PROGRESS.name)}"
+        )
+        if int(exists) and any(read_progress(client, self.database).values()):
+            raise RecoveryError(
+                f"{self.name}: its database has written progress but its recovery directory "
+                f"{self.recovery_dir} is gone; resuming from nothing would redo or skip work. "
+                f"Restore the directory, or rebuild with a replay into a new database"
+            )
 
     def run(self, partitions: list[int]) -> None:
         """Run the dataflow in this thread until it completes, fails or is stopped."""
@@ -115,9 +162,12 @@ class Deployment:
                 projection.table,
                 cfg.clickhouse_dsn,
                 partitions,
+                dlq=lambda: DlqWriter(cfg.brokers, cfg.topic, self.name),
                 max_rows=projection.sink.max_rows,
                 max_delay_s=projection.sink.max_delay_ms / 1000,
                 on_flush=self.metrics.on_flush,
+                on_retry=self.metrics.on_retry,
+                client_factory=cfg.client_factory,
             )
 
         m = self.metrics

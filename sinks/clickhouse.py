@@ -6,22 +6,38 @@ Rows are buffered and inserted when `max_rows` are waiting, when the oldest has 
 epoch's items were written, so flushing at the snapshot means a recovery snapshot never covers
 a row that is still only in memory; flushing on `max_delay` keeps rows visible quickly even
 though epochs (and so snapshots) are seconds apart.
+
+Each insert carries a deduplication token made of the deployment, table, partition and offset
+range; a retry sends the same rows with the same token, so an insert that succeeded although
+the client saw an error is not applied twice. After each insert the partition's progress is
+recorded. While ClickHouse is failing, the insert is retried and `write_batch` does not return:
+Bytewax stops pulling from the source, so memory stays at one buffer per partition.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
+from commands.envelope import LogRecord, Reason, Rejected
+from commands.errors import StoreError
 from commands.log import part_key
 from sinks import ddl
 from sinks.ddl import Table, qualified
+from sinks.dlq import DlqWriter
+from sinks.progress import record_progress
+from sinks.retry import Backoff, is_content_error
 from sinks.store import open_client
+
+log = logging.getLogger(__name__)
 
 #: Inserts remembered per table for token deduplication: a retried batch, or one replayed with
 #: the same offset range, within this many inserts is dropped by ClickHouse.
@@ -31,12 +47,32 @@ Row = tuple[Any, ...]
 # per batch of one partition: (first offset, last offset, rows in the table's column order)
 SinkItem = tuple[int, int, list[Row]]
 FlushObserver = Callable[[str, int, float], None]  # (table, rows, seconds)
+RetryObserver = Callable[[str, BaseException], None]  # (table, error)
+ClientFactory = Callable[[str], Client]
 
 
 def create_projection_table(client: Client, database: str, table: Table) -> None:
     """Create the table with the settings this sink's idempotent inserts rely on."""
     settings = {"non_replicated_deduplication_window": DEDUP_WINDOW, **table.settings}
     client.command(ddl.create_table(database, replace(table, settings=settings)))
+
+
+def check_dedup_window(client: Client, database: str, table: Table, needed: int) -> None:
+    """Refuse a table whose deduplication window is smaller than the inserts a crash can
+    repeat: a replayed batch beyond the window would be inserted twice."""
+    engine = client.command(
+        f"SELECT engine_full FROM system.tables WHERE database = {ddl.literal(database)} "
+        f"AND name = {ddl.literal(table.name)}"
+    )
+    found = re.search(r"non_replicated_deduplication_window\s*=\s*(\d+)", str(engine))
+    window = int(found.group(1)) if found else 0
+    if window < needed:
+        raise StoreError(
+            f"{database}.{table.name} remembers {window} inserts for deduplication, but a "
+            f"restart may repeat up to {needed}; fix it with ALTER TABLE "
+            f"{qualified(database, table.name)} MODIFY SETTING "
+            f"non_replicated_deduplication_window = {max(needed, DEDUP_WINDOW)}"
+        )
 
 
 class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
@@ -48,18 +84,24 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         table: Table,
         dsn: str,
         partitions: Sequence[int],
+        dlq: Callable[[], DlqWriter],
         max_rows: int = 50_000,
         max_delay_s: float = 0.25,
         on_flush: FlushObserver | None = None,
+        on_retry: RetryObserver | None = None,
+        client_factory: ClientFactory = open_client,
     ) -> None:
-        self._max_delay_s = max_delay_s
         self._database = database
         self._table = table
         self._dsn = dsn
         self._keys = [part_key(p) for p in sorted(partitions)]
         self._index = {key: i for i, key in enumerate(self._keys)}
+        self._dlq = dlq
         self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
         self._on_flush = on_flush
+        self._on_retry = on_retry
+        self._client_factory = client_factory
 
     def list_parts(self) -> list[str]:
         return list(self._keys)
@@ -71,43 +113,28 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _ProjectionPartition:
         return _ProjectionPartition(
-            client=open_client(self._dsn),
-            database=self._database,
-            table=self._table,
-            partition=int(for_part),
-            written=resume_state,
-            max_rows=self._max_rows,
-            max_delay_s=self._max_delay_s,
-            on_flush=self._on_flush,
+            self, self._client_factory(self._dsn), int(for_part), resume_state
         )
 
 
 class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
     def __init__(
-        self,
-        client: Client,
-        database: str,
-        table: Table,
-        partition: int,
-        written: int | None,
-        max_rows: int,
-        max_delay_s: float,
-        on_flush: FlushObserver | None,
+        self, sink: ProjectionSink, client: Client, partition: int, written: int | None
     ) -> None:
-        self._max_delay_s = max_delay_s
-        self._since = 0.0  # when the oldest buffered batch arrived
+        self._sink = sink
         self._client = client
-        self._target = qualified(database, table.name)
-        self._token_prefix = f"{database}.{table.name}:{partition}"
-        self._table = table
+        self._partition = partition
+        table = sink._table
+        self._target = qualified(sink._database, table.name)
+        self._token_prefix = f"{sink._database}.{table.name}:{partition}"
         self._names = table.column_names
         self._types = [t for _, t in table.columns]
-        self._max_rows = max_rows
-        self._on_flush = on_flush
         self._written = -1 if written is None else written
         self._rows: list[Row] = []
         self._first = -1
         self._last = -1
+        self._since = 0.0  # when the oldest buffered batch arrived
+        self._dlq: DlqWriter | None = None
 
     def write_batch(self, values: list[SinkItem]) -> None:
         now = time.monotonic()
@@ -117,7 +144,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
                 self._since = now
             self._last = max(self._last, last)
             self._rows.extend(rows)
-        if len(self._rows) >= self._max_rows or now - self._since >= self._max_delay_s:
+        if len(self._rows) >= self._sink._max_rows or now - self._since >= self._sink._max_delay_s:
             self._flush()
 
     def snapshot(self) -> int:
@@ -127,28 +154,91 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
     def close(self) -> None:
         self._flush()
         self._client.close()
+        if self._dlq is not None:
+            self._dlq.close()
 
     def _flush(self) -> None:
-        if not self._rows:
-            # Nothing to insert, but the batches up to `_last` are done with.
-            self._written = max(self._written, self._last)
-            self._first = self._last = -1
+        if self._first < 0:
             return
         started = time.perf_counter()
-        self._client.insert(
-            self._target,
-            self._rows,
-            column_names=self._names,
-            column_type_names=self._types,
-            settings={
-                "async_insert": 0,
-                # Same input range, same token: a retried or replayed batch is not inserted twice.
-                "insert_deduplication_token": f"{self._token_prefix}:{self._first}-{self._last}",
-            },
-        )
-        if self._on_flush is not None:
-            self._on_flush(self._table.name, len(self._rows), time.perf_counter() - started)
+        token = f"{self._token_prefix}:{self._first}-{self._last}"
+        if self._rows:
+            self._insert(self._rows, token)
+            if self._sink._on_flush is not None:
+                self._sink._on_flush(
+                    self._sink._table.name, len(self._rows), time.perf_counter() - started
+                )
         self._written = max(self._written, self._last)
+        self._retrying(
+            lambda: record_progress(
+                self._client,
+                self._sink._database,
+                self._sink._table.name,
+                self._partition,
+                self._written,
+            )
+        )
         self._rows = []
-        self._first = -1
-        self._last = -1
+        self._first = self._last = -1
+
+    def _insert(self, rows: list[Row], token: str) -> None:
+        """Insert, retrying infrastructure errors; split the batch on a content error until
+        the rows ClickHouse refuses are found, send those to the DLQ, and write the rest."""
+
+        def insert() -> None:
+            self._client.insert(
+                self._target,
+                rows,
+                column_names=self._names,
+                column_type_names=self._types,
+                settings={"async_insert": 0, "insert_deduplication_token": token},
+            )
+
+        try:
+            self._retrying(insert)
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            if len(rows) == 1:
+                self._reject(rows[0], exc)
+                return
+            middle = len(rows) // 2
+            self._insert(rows[:middle], f"{token}/a")
+            self._insert(rows[middle:], f"{token}/b")
+
+    def _retrying(self, action: Callable[[], None]) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                if is_content_error(exc):
+                    raise
+                if self._sink._on_retry is not None:
+                    self._sink._on_retry(self._sink._table.name, exc)
+                seconds = backoff.pause()
+                log.warning(
+                    "insert into %s failed (%s); retried in %.1fs", self._target, exc, seconds
+                )
+
+    def _reject(self, row: Row, exc: BaseException) -> None:
+        """A row ClickHouse will never take: to the DLQ, as JSON of its columns."""
+        named = dict(zip(self._names, row, strict=True))
+        version = named.get(self._sink._table.version or "", self._last)
+        record = LogRecord(
+            partition=self._partition,
+            offset=version if isinstance(version, int) else self._last,
+            timestamp=int(time.time() * 1000),
+            key=self._sink._table.name.encode(),
+            value=msgspec.json.encode(named, enc_hook=str),
+        )
+        rejected = Rejected(
+            record=record,
+            step=f"{self._sink._table.name}/sink",
+            reason=Reason.UNWRITABLE_ROW,
+            detail=str(exc).strip(),
+        )
+        if self._dlq is None:
+            self._dlq = self._sink._dlq()
+        self._dlq.write([rejected])

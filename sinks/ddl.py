@@ -56,6 +56,11 @@ class Table:
                 raise StoreError(f"table {self.name}: key column {key!r} is not among {names}")
 
 
+def literal(value: str) -> str:
+    """A string literal, escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def create_database(database: str) -> str:
     return f"CREATE DATABASE IF NOT EXISTS {ident(database)}"
 
@@ -83,9 +88,7 @@ def _setting_name(name: str) -> str:
 
 
 def _setting_value(value: int | str) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value) if isinstance(value, int) else literal(value)
 
 
 def create_view_if_missing(database: str, view: str, select: str) -> str:

@@ -51,37 +51,24 @@ def headers_of(rejected: Rejected, source_topic: str, deployment: str) -> list[t
     ]
 
 
-class DlqSink(DynamicSink[Rejected]):
-    def __init__(self, brokers: str, source_topic: str, deployment: str) -> None:
-        self._brokers = brokers
-        self._source_topic = source_topic
-        self._deployment = deployment
+class DlqWriter:
+    """Writes rejects to the DLQ and waits until the broker has them all."""
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DlqPartition:
-        producer = KafkaProducer(
-            bootstrap_servers=self._brokers,
+    def __init__(self, brokers: str, source_topic: str, deployment: str) -> None:
+        self._producer = KafkaProducer(
+            bootstrap_servers=brokers,
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES + 64 * 1024,
             linger_ms=5,
         )
-        return _DlqPartition(
-            producer, dlq_topic(self._source_topic), self._source_topic, self._deployment
-        )
-
-
-class _DlqPartition(StatelessSinkPartition[Rejected]):
-    def __init__(
-        self, producer: KafkaProducer, topic: str, source_topic: str, deployment: str
-    ) -> None:
-        self._producer = producer
-        self._topic = topic
+        self._topic = dlq_topic(source_topic)
         self._source_topic = source_topic
         self._deployment = deployment
 
-    def write_batch(self, items: list[Rejected]) -> None:
+    def write(self, rejects: list[Rejected]) -> None:
         futures = []
-        for rejected in items:
+        for rejected in rejects:
             record = rejected.record
             log.warning(
                 "rejected %s[%d]@%d at %s: %s (%s)",
@@ -106,3 +93,24 @@ class _DlqPartition(StatelessSinkPartition[Rejected]):
 
     def close(self) -> None:
         self._producer.close()
+
+
+class DlqSink(DynamicSink[Rejected]):
+    def __init__(self, brokers: str, source_topic: str, deployment: str) -> None:
+        self._brokers = brokers
+        self._source_topic = source_topic
+        self._deployment = deployment
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DlqPartition:
+        return _DlqPartition(DlqWriter(self._brokers, self._source_topic, self._deployment))
+
+
+class _DlqPartition(StatelessSinkPartition[Rejected]):
+    def __init__(self, writer: DlqWriter) -> None:
+        self._writer = writer
+
+    def write_batch(self, items: list[Rejected]) -> None:
+        self._writer.write(items)
+
+    def close(self) -> None:
+        self._writer.close()

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -88,7 +89,10 @@ def run_bounded(brokers: str, store, store_dsn: str, tmp_path: Path) -> Callable
     """Run a deployment from the earliest offset to the log's end as of now, and return it."""
 
     def run(
-        pipeline: Pipeline, topic: str, registry: CollectorRegistry | None = None
+        pipeline: Pipeline,
+        topic: str,
+        registry: CollectorRegistry | None = None,
+        **config: Any,
     ) -> Deployment:
         with CommandLog(brokers, topic) as log:
             ends = log.end_offsets()
@@ -101,6 +105,7 @@ def run_bounded(brokers: str, store, store_dsn: str, tmp_path: Path) -> Callable
                 clickhouse_dsn=store_dsn,
                 recovery_root=tmp_path / "recovery",
                 stop_at=ends,
+                **config,
             ),
             metrics.for_deployment(pipeline.name, pipeline.version, pipeline.deployment),
         )

@@ -106,7 +106,10 @@ def diff_windows(
 
 
 def epoch_ms(value: object) -> object:
-    """Window starts come back as datetimes; the oracle keys them by epoch milliseconds."""
+    """Window starts come back as datetimes (or ISO text, through JSON); the oracle keys them
+    by epoch milliseconds."""
+    if isinstance(value, str) and "T" in value:
+        value = dt.datetime.fromisoformat(value)
     if isinstance(value, dt.datetime):
         return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
     return value

@@ -22,7 +22,7 @@ from tests.oracles import (
 )
 
 
-def read_dlq(brokers, topic, expect):
+def read_dlq(brokers, topic, expect, wait_s=30):
     consumer = KafkaConsumer(
         bootstrap_servers=brokers,
         enable_auto_commit=False,
@@ -31,7 +31,7 @@ def read_dlq(brokers, topic, expect):
     tp = TopicPartition(dlq_topic(topic), 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
-    records, deadline = [], time.monotonic() + 30
+    records, deadline = [], time.monotonic() + wait_s
     while len(records) < expect and time.monotonic() < deadline:
         records.extend(consumer.poll(timeout_ms=500).get(tp, []))
     consumer.close()

@@ -1,0 +1,55 @@
+"""Progress: per deployment, projection and log partition, the highest offset whose effects are
+written. It lives in the deployment's database beside the projections, so "caught up" can be
+read from the same place as the data, by any process that can query it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.ddl import Table, create_table, qualified
+
+PROGRESS = Table(
+    name="_progress",
+    columns=(
+        ("projection", "LowCardinality(String)"),
+        ("partition", "UInt16"),
+        ("offset", "Int64"),
+        ("updated_at", "DateTime64(3, 'UTC')"),
+    ),
+    order_by=("projection", "partition"),
+    version="offset",
+)
+_COLUMNS = PROGRESS.column_names
+_TYPES = [t for _, t in PROGRESS.columns]
+
+
+def create_progress_table(client: Client, database: str) -> None:
+    client.command(create_table(database, PROGRESS))
+
+
+def record_progress(
+    client: Client, database: str, projection: str, partition: int, offset: int
+) -> None:
+    """`offset` is the last offset written (-1: none yet)."""
+    client.insert(
+        qualified(database, PROGRESS.name),
+        [(projection, partition, offset, int(time.time() * 1000))],
+        column_names=_COLUMNS,
+        column_type_names=_TYPES,
+        settings={"async_insert": 0},
+    )
+
+
+def read_progress(client: Client, database: str) -> dict[str, dict[int, int]]:
+    """{projection: {partition: last offset written}}."""
+    result = client.query(
+        f"SELECT projection, partition, max(offset) FROM {qualified(database, PROGRESS.name)} "
+        f"GROUP BY projection, partition"
+    )
+    progress: dict[str, dict[int, int]] = {}
+    for projection, partition, offset in result.result_rows:
+        progress.setdefault(projection, {})[partition] = offset
+    return progress
