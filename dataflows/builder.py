@@ -30,13 +30,14 @@ PIPELINE_STEP = "pipeline"
 
 
 def build_dataflow(
+    flow_id: str,
     pipeline: Pipeline,
     source: Source[tuple[str, list[LogRecord]]],
     projection_sink: SinkFactory,
     dlq_sink: Sink[Rejected],
     observers: Observers = NO_OBSERVERS,
 ) -> Dataflow:
-    flow = Dataflow(pipeline.deployment)
+    flow = Dataflow(flow_id)
     batches = op.input("source", flow, source)
 
     def build(resume: dict[str, Any] | None) -> _Logic:

@@ -76,6 +76,13 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         self.batch_size = batch_size
         self.idle_wait = idle_wait
         self.on_consumed = on_consumed
+        self._built: list[_LogPartition] = []
+
+    def close_all(self) -> None:
+        """Close every partition built; Bytewax calls `close` only after finite input, not
+        when a run fails, and a failed run must not leave consumers reconnecting forever."""
+        for part in self._built:
+            part.close()
 
     def list_parts(self) -> list[str]:
         with CommandLog(self.brokers, self.topic) as log:
@@ -99,7 +106,9 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
                 f"this recovery state belongs to another log (a recreated topic?)"
             )
         stop = self.stop_at.get(partition) if self.stop_at is not None else None
-        return _LogPartition(self, partition, offset, stop)
+        part = _LogPartition(self, partition, offset, stop)
+        self._built.append(part)
+        return part
 
 
 class _LogPartition(StatefulSourcePartition[Batch, int]):
@@ -159,5 +168,5 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
 
     def close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close()
+            self._consumer.close(timeout_ms=2000)
             self._consumer = None

@@ -1,10 +1,15 @@
 """The runtime's HTTP server: a small JSON control API, `/metrics` for Prometheus, and the
 read-only query endpoint that lets other processes read the embedded store.
 
-Routes:
+Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 404):
 - `GET /health` → `{"status": "ok", "pid": …}`
 - `GET /metrics` → Prometheus text exposition
-- `GET /deployments` → `[{"name", "state", "error"}]`
+- `GET /deployments` → every deployment's status (see `deploy.status.describe`)
+- `GET /deployments/<name>` → one deployment's status
+- `POST /deployments` with `{"spec": "<yaml>", "source": "<file name>", "from": "earliest",
+  "until": "now", "follow": false, "into": "<name>"}` → creates and starts a deployment (a
+  replay), answers its status
+- `POST /deployments/<name>/start`, `POST /deployments/<name>/stop` → its status
 - `POST /query` with `{"sql": "…"}` → `{"columns", "types", "rows"}`; runs with `readonly`
 
 When the runtime has a token, every request must carry `Authorization: Bearer <token>`.
@@ -16,6 +21,7 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -74,29 +80,68 @@ class _Handler(BaseHTTPRequestHandler):
             body = generate_latest(self.runtime.registry)
             self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
         elif self.path == "/deployments":
-            self._json(self.runtime.describe())
+            self._answer(self.runtime.status)
+        elif self.path.startswith("/deployments/"):
+            name = self.path.removeprefix("/deployments/")
+            self._answer(lambda: self.runtime.status(name)[0])
         else:
             self._json({"error": f"no route GET {self.path}"}, HTTPStatus.NOT_FOUND)
 
     def do_POST(self) -> None:
         if not self._authorized():
             return
-        if self.path != "/query":
-            self._json({"error": f"no route POST {self.path}"}, HTTPStatus.NOT_FOUND)
+        body = self._body()
+        if body is None:
             return
+        runtime = self.runtime
+        parts = self.path.strip("/").split("/")
+        if parts == ["query"]:
+            sql = body.get("sql")
+            if not isinstance(sql, str):
+                self._json({"error": 'send JSON {"sql": "<statement>"}'}, HTTPStatus.BAD_REQUEST)
+                return
+            self._answer(lambda: runtime.query(sql).to_json())
+        elif parts == ["deployments"]:
+            spec = body.get("spec")
+            if not isinstance(spec, str):
+                self._json({"error": 'send JSON {"spec": "<yaml>", …}'}, HTTPStatus.BAD_REQUEST)
+                return
+
+            def create() -> Any:
+                record = runtime.create(
+                    spec,
+                    str(body.get("source") or "<request>"),
+                    start=str(body.get("from") or ""),
+                    until=body.get("until"),
+                    follow=bool(body.get("follow")),
+                    into=body.get("into"),
+                )
+                return runtime.status(record.name)[0]
+
+            self._answer(create)
+        elif len(parts) == 3 and parts[0] == "deployments" and parts[2] in ("start", "stop"):
+            action = runtime.start if parts[2] == "start" else runtime.stop
+            self._answer(lambda: runtime.status(action(parts[1]).name)[0])
+        else:
+            self._json({"error": f"no route POST {self.path}"}, HTTPStatus.NOT_FOUND)
+
+    def _body(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._json({"error": "request body too large"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-            return
+            return None
         try:
-            sql = json.loads(self.rfile.read(length))["sql"]
-            if not isinstance(sql, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            self._json({"error": 'send JSON {"sql": "<statement>"}'}, HTTPStatus.BAD_REQUEST)
-            return
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._json({"error": "send a JSON object"}, HTTPStatus.BAD_REQUEST)
+            return None
+        return body
+
+    def _answer(self, compute: Callable[[], Any]) -> None:
         try:
-            self._json(self.runtime.query(sql).to_json())
+            self._json(compute())
         except CqrsError as exc:
             self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
 

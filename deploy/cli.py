@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 
 import operators.builtin  # noqa: F401 - registers the built-in filters
-from commands.dead_letters import DeadLetter, read_dead_letters, replay
+from commands.dead_letters import DeadLetter, read_dead_letters
+from commands.dead_letters import replay as replay_letters
 from commands.errors import CqrsError
 from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
@@ -27,10 +30,16 @@ from commands.producer import CommandProducer
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
+from deploy.client import RuntimeClient
+from deploy.deployment import Deployment
 from deploy.query import QueryResult, query
-from deploy.runtime import Runtime
+from deploy.registry import Registry
+from deploy.runtime import Runtime, root_cause
+from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from deploy.status import describe
 from sinks.dlq import dlq_topic, ensure_dlq
+from sinks.store import open_client
 
 console = Console(stderr=True)
 out = Console()
@@ -194,25 +203,203 @@ def graph(settings: Settings, spec: Path, fmt: str) -> None:
 )
 @click.pass_obj
 def run(settings: Settings, spec: Path, http_port: int | None, until_caught_up: bool) -> None:
-    """Run a pipeline in a runtime that also serves queries, until Ctrl-C."""
+    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
     pipeline = load_pipeline(spec)
     settings = settings.with_(http_port=http_port) if http_port is not None else settings
     brokers = resolve_brokers(settings)
-    stop_at = None
-    if until_caught_up:
-        with CommandLog(brokers, pipeline.spec.source.topic or settings.topic) as log:
-            stop_at = log.end_offsets()
     with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
-        deployment = runtime.run_pipeline(pipeline, stop_at=stop_at)
-        console.print(f"{deployment.name} running; queries: {runtime.url}/query")
+        name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
+        console.print(f"{name} running; queries: {runtime.url}/query")
+        ended = _wait(runtime, name)
+    _report_end(ended, name)
+
+
+def _wait(runtime: Runtime, name: str) -> Deployment | None:
+    """Until the deployment ends for good, or Ctrl-C (then None)."""
+    try:
+        while True:
+            ended = runtime.settled(name)
+            if ended is not None:
+                return ended
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopping (flushing sinks, writing the last snapshot)…")
+        return None
+
+
+def _report_end(ended: Deployment | None, name: str) -> None:
+    if ended is None:
+        console.print(f"{name} stopped")
+        return
+    if ended.error is not None:
+        raise CqrsError(f"{name} failed: {root_cause(ended.error)}")
+    console.print(f"{name} {ended.state.value}")
+
+
+@cli.command()
+@click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@click.pass_obj
+def serve(settings: Settings, http_port: int | None) -> None:
+    """Run the runtime: resume registered deployments, serve the API, until Ctrl-C."""
+    settings = settings.with_(http_port=http_port) if http_port is not None else settings
+    with _graceful_sigterm(), Runtime(settings, resolve_brokers(settings)) as runtime:
+        running = ", ".join(runtime.deployments) or "none yet"
+        console.print(f"runtime serving {runtime.url} (deployments: {running}); Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
+        console.print("stopping (flushing sinks, writing the last snapshots)…")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option(
+    "--from",
+    "start",
+    default="earliest",
+    show_default=True,
+    help="earliest, latest, a time (ISO 8601 or epoch ms), or 0:120,1:98",
+)
+@click.option("--until", help="a time, or now (the default unless --follow)")
+@click.option("--into", help="the new deployment's database (default <pipeline>_v<version>)")
+@click.option("--follow", is_flag=True, help="keep tailing after the end: become live")
+@click.option("--detach", is_flag=True, help="with a runtime running: return at once")
+@click.pass_obj
+def replay(
+    settings: Settings,
+    spec: Path,
+    start: str,
+    until: str | None,
+    into: str | None,
+    follow: bool,
+    detach: bool,
+) -> None:
+    """Rebuild a pipeline's projections from the log, into a new database."""
+    if follow and until:
+        raise click.UsageError("--until and --follow exclude each other: a bound, or tailing")
+    pipeline = load_pipeline(spec)
+    request = {"spec": spec.read_text(), "source": str(spec), "from": start, "until": until,
+               "follow": follow, "into": into}  # fmt: skip
+    runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
+    if runtime_info is not None:
+        client = RuntimeClient(runtime_info.url, settings.token)
+        status = client.create(**request)
+        if detach:
+            console.print(f"{status['name']} started in the runtime at {runtime_info.url}")
+            return
         try:
-            while not deployment.join(0.5):
-                pass
+            _follow_progress(lambda: client.deployment(status["name"]))
         except KeyboardInterrupt:
-            console.print("stopping (flushing sinks, writing the last snapshot)…")
-    if deployment.error is not None:
-        raise CqrsError(f"{deployment.name} failed: {deployment.error}")
-    console.print(f"{deployment.name} {deployment.state.value}")
+            client.stop(status["name"])
+            console.print(f"cancelled; resume with `cqrs start {status['name']}`")
+        return
+    brokers = resolve_brokers(settings)
+    with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
+        record = runtime.create(request["spec"], str(spec), start, until, follow, into)
+        name = record.name
+        console.print(f"{name}: replaying {pipeline.deployment} spec; API {runtime.url}")
+        try:
+            _follow_progress(lambda: runtime.status(name)[0], until_settled=runtime.settled)
+        except KeyboardInterrupt:
+            runtime.stop(name)
+            console.print(f"cancelled; resume with `cqrs start {name}` (or `cqrs serve`)")
+            return
+        ended = runtime.settled(name)
+    _report_end(ended, name)
+
+
+def _follow_progress(
+    poll: Callable[[], dict[str, Any]],
+    until_settled: Callable[[str], Deployment | None] | None = None,
+) -> None:
+    """A progress bar of offsets done/total, rate and ETA, until the replay completes (or, for
+    a following replay, catches up)."""
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        status = poll()
+        task = bar.add_task(status["name"], total=status["total"] or 1, rate="")
+        started, first_done = time.monotonic(), status["done"]
+        while True:
+            status = poll()
+            elapsed = time.monotonic() - started
+            rate = (status["done"] - first_done) / elapsed if elapsed > 0 else 0.0
+            bar.update(task, completed=status["done"], total=status["total"] or 1,
+                       rate=f"{rate:,.0f} cmd/s")  # fmt: skip
+            if status["state"] in ("completed", "failed", "stopped"):
+                break
+            if status["follow"] and status["total"] and status["done"] >= status["total"]:
+                break  # caught up: it goes on live
+            if until_settled is not None and until_settled(status["name"]) is not None:
+                break
+            time.sleep(0.5)
+    if status["state"] == "failed":
+        raise CqrsError(f"{status['name']} failed: {status['error']}")
+    console.print(f"{status['name']}: {status['state']}, {status['done']:,} of "
+                  f"{status['total']:,} offsets")  # fmt: skip
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(settings: Settings, as_json: bool) -> None:
+    """Every deployment: state, progress and lag per partition, rows per projection."""
+    runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
+    if runtime_info is not None:
+        statuses = RuntimeClient(runtime_info.url, settings.token).deployments()
+    else:
+        client = open_client(settings.clickhouse_dsn)
+        registry = Registry(client, settings.control_database)
+        registry.create_tables()
+        brokers = resolve_brokers(settings)
+        logs: dict[str, CommandLog] = {}
+
+        def ends(topic: str) -> dict[int, int]:
+            logs.setdefault(topic, CommandLog(brokers, topic))
+            return logs[topic].end_offsets()
+
+        statuses = [describe(client, r, ends) for r in registry.all()]
+    if as_json:
+        click.echo(json.dumps(statuses))
+        return
+    table = RichTable("deployment", "state", "lag", "progress", "rows", "in / accepted")
+    for s in statuses:
+        lag = sum(int(v) for v in s["lag"].values())
+        progress = f"{s['done']:,}/{s['total']:,}" if not s["follow"] else "live"
+        rows = ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
+        flow = (
+            f"{s.get('consumed', 0):,.0f} / {s.get('accepted', 0):,.0f}" if "consumed" in s else ""
+        )
+        state = s["state"] if s["desired"] == "running" else f"{s['state']} (held)"
+        table.add_row(s["name"], state, f"{lag:,}", progress, rows, flow)
+    out.print(table)
+
+
+@cli.command("start")
+@click.argument("name")
+@click.pass_obj
+def start_cmd(settings: Settings, name: str) -> None:
+    """Start (resume) a stopped deployment in the running runtime."""
+    console.print(_runtime_client(settings).start(name)["state"])
+
+
+@cli.command("stop")
+@click.argument("name")
+@click.pass_obj
+def stop_cmd(settings: Settings, name: str) -> None:
+    """Stop a deployment gracefully; it stays stopped until `cqrs start`."""
+    console.print(_runtime_client(settings).stop(name)["state"])
+
+
+def _runtime_client(settings: Settings) -> RuntimeClient:
+    info = find_runtime(settings.data_dir)
+    if info is None:
+        raise CqrsError(
+            f"no runtime runs on data dir {settings.data_dir}; start one with `cqrs serve`"
+        )
+    return RuntimeClient(info.url, settings.token)
 
 
 @cli.command("query")
@@ -326,7 +513,7 @@ def dlq_replay(
         )
     if dry_run:
         return
-    acked = replay(resolve_brokers(settings), settings.topic, letters)
+    acked = replay_letters(resolve_brokers(settings), settings.topic, letters)
     console.print(f"{acked} of {len(letters)} records back on {settings.topic}")
     if acked != len(letters):
         raise CqrsError("some records were not acknowledged by the broker")
@@ -376,20 +563,23 @@ def demo(settings: Settings, rate: float, seed: int) -> None:
     feeder = threading.Thread(target=produce_forever, name="demo-producer", daemon=True)
     try:
         with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
-            deployment = runtime.run_pipeline(load_pipeline(DEMO_SPEC))
+            name = runtime.ensure(load_pipeline(DEMO_SPEC), DEMO_SPEC.read_text()).name
             feeder.start()
-            console.print(f"{deployment.name} running; API {runtime.url}; Ctrl-C to stop")
+            console.print(f"{name} running; API {runtime.url}; Ctrl-C to stop")
             sql = DEMO_QUERY.format(views=settings.query_database)
+            ended = None
             try:
                 with Live(console=out, refresh_per_second=1) as live:
-                    while deployment.join(2.0) is False:
+                    while ended is None:
                         live.update(_demo_view(runtime.query(sql), stats.get("load")))
+                        time.sleep(2.0)
+                        ended = runtime.settled(name)
             except KeyboardInterrupt:
                 console.print("stopping…")
             stop.set()
             feeder.join(30)
-        if deployment.error is not None:
-            raise CqrsError(f"{deployment.name} failed: {deployment.error}")
+        if ended is not None:
+            _report_end(ended, name)
     finally:
         stop.set()
         producer.close()

@@ -7,8 +7,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from commands.errors import CqrsError, StoreError
+from commands.errors import CqrsError
 from deploy.query import QueryResult
+
+
+class RequestRefused(CqrsError):
+    """The runtime refused the request; the message says why."""
 
 
 class RuntimeClient:
@@ -22,6 +26,18 @@ class RuntimeClient:
 
     def deployments(self) -> list[dict[str, Any]]:
         return self._call("GET", "/deployments")
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/deployments/{name}")
+
+    def create(self, **request: Any) -> dict[str, Any]:
+        return self._call("POST", "/deployments", request)
+
+    def start(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/deployments/{name}/start", {})
+
+    def stop(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/deployments/{name}/stop", {})
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -41,7 +57,7 @@ class RuntimeClient:
             except ValueError:
                 message = exc.reason
             if exc.code == 400:
-                raise StoreError(message) from None
+                raise RequestRefused(message) from None
             raise CqrsError(f"runtime at {self.url} answered {exc.code}: {message}") from None
         except urllib.error.URLError as exc:
             raise CqrsError(f"cannot reach the runtime at {self.url}: {exc.reason}") from None

@@ -66,6 +66,8 @@ class DeploymentConfig:
     topic: str
     clickhouse_dsn: str
     recovery_root: Path
+    #: the deployment (and database) name; `<pipeline>_v<version>` unless a replay names one
+    name: str | None = None
     start: StartAt = field(default_factory=StartAt)
     #: end offsets (exclusive) for a bounded run; None tails the log
     stop_at: dict[int, int] | None = None
@@ -77,7 +79,7 @@ class DeploymentConfig:
 class Deployment:
     def __init__(self, config: DeploymentConfig, metrics: DeploymentMetrics) -> None:
         self.config = config
-        self.name = config.pipeline.deployment
+        self.name = config.name or config.pipeline.deployment
         self.database = self.name
         self.metrics = metrics
         self.state = State.CREATED
@@ -154,10 +156,15 @@ class Deployment:
             on_consumed=self.metrics.on_consumed,
         )
 
+        opened: list[CommandLogSource | ProjectionSink | TopicSink | DlqSink] = [source]
+
         def projection_sink(projection: Projection) -> ProjectionSink | TopicSink:
+            sink: ProjectionSink | TopicSink
             if projection.table is None:
-                return TopicSink(cfg.brokers, projection.topic or "")
-            return ProjectionSink(
+                sink = TopicSink(cfg.brokers, projection.topic or "")
+                opened.append(sink)
+                return sink
+            sink = ProjectionSink(
                 self.database,
                 projection.table,
                 cfg.clickhouse_dsn,
@@ -169,13 +176,18 @@ class Deployment:
                 on_retry=self.metrics.on_retry,
                 client_factory=cfg.client_factory,
             )
+            opened.append(sink)
+            return sink
 
         m = self.metrics
+        dlq = DlqSink(cfg.brokers, cfg.topic, self.name)
+        opened.append(dlq)
         flow = build_dataflow(
+            self.name,
             cfg.pipeline,
             source,
             projection_sink,
-            DlqSink(cfg.brokers, cfg.topic, self.name),
+            dlq,
             Observers(
                 on_step=m.on_step,
                 on_rejected=m.on_rejected,
@@ -195,6 +207,9 @@ class Deployment:
             self.error = exc
             log.error("deployment %s failed: %s", self.name, exc)
             raise
+        finally:
+            for part in opened:
+                part.close_all()
         self.state = State.STOPPED if self._stop.is_set() else State.COMPLETED
 
     def start(self, partitions: list[int]) -> None:

@@ -2,30 +2,58 @@
 
 It holds the ClickHouse store (with embedded chDB no other process may open it), runs
 deployments in threads, and serves the HTTP API through which the CLI queries and controls it.
+A supervisor restarts a deployment that crashed (with a growing pause), records how each one
+ended in the registry, and commits each deployment's written offsets to a consumer group of its
+own name, so the broker's tools show its lag. On start, the runtime resumes every deployment
+the registry says should be running: a replay stopped by a restart goes on where it was.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from commands.errors import CqrsError
+from commands.errors import CommandLogError, ConfigError, CqrsError, RecoveryError, SpecError
+from commands.log import CommandLog
 from dataflows.metrics import Metrics
 from dataflows.source import StartAt
-from dataflows.spec import Pipeline
+from dataflows.spec import Pipeline, parse_pipeline
+from deploy import positions
 from deploy.api import ApiServer
-from deploy.deployment import Deployment, DeploymentConfig
+from deploy.deployment import Deployment, DeploymentConfig, State
 from deploy.query import QueryResult, run_readonly
+from deploy.registry import Record, Registry
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
+from deploy.status import describe, written
 from sinks import ddl
 from sinks.store import open_client
 
 log = logging.getLogger(__name__)
+
+#: errors that a restart cannot cure: the deployment stays failed until someone acts
+_REFUSALS = (RecoveryError, CommandLogError, SpecError, ConfigError)
+_FIRST_RESTART_S = 1.0
+_MAX_RESTART_S = 60.0
+_COMMIT_EVERY_S = 5.0
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The project error under the wrappers Bytewax puts around what a step raised."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, CqrsError):
+            return seen
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return exc
 
 
 class Runtime:
@@ -39,8 +67,18 @@ class Runtime:
         self.metrics = Metrics(self.registry)
         self._file = RuntimeFile(settings.data_dir)
         self._client: Client | None = None
+        # Read-only queries get a client of their own: with chDB the `readonly` setting of a
+        # query stays on its connection, and the runtime's own writes must not inherit it.
+        self._reader: Client | None = None
         self._api: ApiServer | None = None
+        self._lock = threading.RLock()
         self.deployments: dict[str, Deployment] = {}
+        self._restarts: dict[str, tuple[int, float]] = {}  # name -> (attempts, due at)
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._logs: dict[str, CommandLog] = {}
+        self._logs_lock = threading.Lock()  # a KafkaConsumer is not for several threads
+        self._committers: dict[str, KafkaConsumer] = {}
 
     def __enter__(self) -> Runtime:
         self.open()
@@ -59,13 +97,21 @@ class Runtime:
     def url(self) -> str:
         return self._api.url if self._api is not None else ""
 
+    @property
+    def records(self) -> Registry:
+        return Registry(self.client, self.settings.control_database)
+
+    # -- life ----------------------------------------------------------------------------------
+
     def open(self) -> None:
-        """Take the data dir, open the store, serve the API, and say where."""
+        """Take the data dir, open the store, serve the API, resume what should run."""
         s = self.settings
         self._file.acquire()
         try:
             # A one-off `cqrs query` may hold the embedded store for a moment: wait for it.
             self._client = open_client(s.clickhouse_dsn, wait_s=30.0)
+            self._reader = open_client(s.clickhouse_dsn)
+            self.records.create_tables()
             self._api = ApiServer(self, s.http_host, s.http_port, s.token)
             self._api.start()
             self._file.publish(self._api.url)
@@ -73,34 +119,188 @@ class Runtime:
             self._file.release()
             raise
         log.info("runtime %d serving %s on data dir %s", self.pid, self.url, s.data_dir)
+        for record in self.records.all():
+            if record.desired == "running" and record.state != State.COMPLETED:
+                self._launch(record, note="resumed")
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
 
-    def run_pipeline(
+    def close(self) -> None:
+        """Stop every deployment gracefully (flush, snapshot), then stop serving. The registry
+        keeps wanting them running, so the next runtime resumes them."""
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(10)
+        with self._lock:
+            for deployment in self.deployments.values():
+                deployment.stop()
+            for deployment in self.deployments.values():
+                self._record_end(deployment)
+        for consumer in self._committers.values():
+            consumer.close()
+        for command_log in self._logs.values():
+            command_log.close()
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        self._file.release()
+
+    # -- deployments ---------------------------------------------------------------------------
+
+    def create(
         self,
-        pipeline: Pipeline,
-        start: StartAt | None = None,
-        stop_at: dict[int, int] | None = None,
-    ) -> Deployment:
-        """Prepare the deployment's database and start its dataflow in a thread."""
+        spec_text: str,
+        source: str,
+        start: str = "",
+        until: str | None = None,
+        follow: bool = False,
+        into: str | None = None,
+    ) -> Record:
+        """Register a new deployment of a spec and start it. `start` is a `--from` (empty: the
+        spec's own start); without `follow` it stops at `until` (default: now). Refuses a name
+        whose deployment or database already exists, before changing anything."""
+        pipeline = parse_pipeline(spec_text, source)
+        name = into or pipeline.deployment
+        ddl.ident(name)
+        with self._lock:
+            if self.records.get(name) is not None or self._database_exists(name):
+                raise ConfigError(
+                    f"database {name} already exists; replay into a new one with --into <name>, "
+                    f"or resume a stopped deployment with `cqrs start {name}`"
+                )
+            start_at = positions.parse_from(start) if start else StartAt(pipeline.spec.source.start)
+            until_ms = None if follow else positions.parse_until(until or "now")
+            topic = pipeline.spec.source.topic or self.settings.topic
+            with self._logs_lock:
+                starts, stops = positions.resolve(self._log(topic), start_at, until_ms)
+            record = Record(
+                name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
+                source=source, topic=topic, start=starts, stop=stops,
+            )  # fmt: skip
+            self.records.save(record)
+            self.records.note(record, "created", f"from {start or pipeline.spec.source.start}")
+            self._launch(record)
+            return record
+
+    def ensure(self, pipeline: Pipeline, spec_text: str, stop_now: bool = False) -> Deployment:
+        """Run a pipeline's own deployment (`cqrs run`): registered on first use, resumed after.
+        `stop_now` bounds this run at the log's current end without changing the record."""
         name = pipeline.deployment
-        if name in self.deployments and self.deployments[name].join(0) is False:
-            raise CqrsError(f"deployment {name} is already running in this runtime")
-        s = self.settings
+        with self._lock:
+            record = self.records.get(name)
+            topic = pipeline.spec.source.topic or self.settings.topic
+            if record is None:
+                with self._logs_lock:
+                    starts, _ = positions.resolve(
+                        self._log(topic), StartAt(pipeline.spec.source.start), None
+                    )
+                record = Record(
+                    name=name, pipeline=pipeline.name, version=pipeline.version,
+                    spec=spec_text, source=pipeline.source, topic=topic, start=starts, stop=None,
+                )  # fmt: skip
+                self.records.note(record, "created", "by cqrs run")
+            elif parse_pipeline(record.spec, record.source).spec != pipeline.spec:
+                raise ConfigError(
+                    f"{name} is registered with another spec; a changed pipeline needs a new "
+                    f"version (and a new deployment)"
+                )
+            record.desired = "running"
+            self.records.save(record)
+            stop = self._end_offsets(topic) if stop_now else None
+            return self._launch(record, stop_override=stop)
+
+    def start(self, name: str) -> Record:
+        with self._lock:
+            record = self._record(name)
+            if name in self.deployments and self.deployments[name].join(0) is False:
+                return record
+            record.desired = "running"
+            self.records.save(record)
+            self._launch(record, note="started")
+            return record
+
+    def stop(self, name: str) -> Record:
+        """Stop gracefully and keep it stopped (a later `start` resumes it)."""
+        with self._lock:
+            record = self._record(name)
+            record.desired = "stopped"
+            self.records.save(record)
+            deployment = self.deployments.get(name)
+        if deployment is not None:
+            deployment.stop()
+            self._record_end(deployment)
+        self.records.note(record, "stopped")
+        return record
+
+    def status(self, name: str | None = None) -> list[dict[str, Any]]:
+        records = [self._record(name)] if name else self.records.all()
+        out = []
+        for record in records:
+            status = describe(self.client, record, self._end_offsets)
+            live = self.deployments.get(record.name)
+            if live is not None:
+                status["state"] = live.state.value
+                status["consumed"] = self._sample("cqrs_commands_consumed_total", record)
+                status["accepted"] = self._sample("cqrs_commands_accepted_total", record)
+            out.append(status)
+        return out
+
+    def settled(self, name: str) -> Deployment | None:
+        """The deployment if it has ended for good (completed, stopped, or failed in a way a
+        restart cannot cure), None while it runs or waits to be restarted."""
+        with self._lock:
+            deployment = self.deployments.get(name)
+        if deployment is None or deployment.join(0) is False:
+            return None
+        if deployment.state is State.FAILED:
+            cause = root_cause(deployment.error) if deployment.error else None
+            return deployment if isinstance(cause, _REFUSALS) else None
+        return deployment
+
+    def query(self, sql: str) -> QueryResult:
+        if self._reader is None:
+            raise CqrsError("the runtime is not open")
+        return run_readonly(self._reader, sql)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return self.status()
+
+    # -- inside --------------------------------------------------------------------------------
+
+    def _launch(
+        self, record: Record, note: str = "", stop_override: dict[int, int] | None = None
+    ) -> Deployment:
+        running = self.deployments.get(record.name)
+        if running is not None and running.join(0) is False:
+            if stop_override is not None:
+                raise ConfigError(
+                    f"{record.name} is already running in this runtime; stop it first to run "
+                    f"it to a bound"
+                )
+            return running
+        pipeline = parse_pipeline(record.spec, record.source)
         deployment = Deployment(
             DeploymentConfig(
                 pipeline=pipeline,
                 brokers=self.brokers,
-                topic=pipeline.spec.source.topic or s.topic,
-                clickhouse_dsn=s.clickhouse_dsn,
-                recovery_root=s.recovery_dir,
-                start=start or StartAt(pipeline.spec.source.start),
-                stop_at=stop_at,
+                topic=record.topic,
+                clickhouse_dsn=self.settings.clickhouse_dsn,
+                recovery_root=self.settings.recovery_dir,
+                name=record.name,
+                start=StartAt("offsets", offsets=record.start),
+                stop_at=stop_override if stop_override is not None else record.stop,
             ),
-            self.metrics.for_deployment(pipeline.name, pipeline.version, name),
+            self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
         partitions = deployment.prepare(self.client)
         self._ensure_views(pipeline, deployment.database)
         deployment.start(partitions)
-        self.deployments[name] = deployment
+        self.deployments[record.name] = deployment
+        record.state = State.RUNNING.value
+        record.error = ""
+        self.records.save(record)
+        if note:
+            self.records.note(record, note)
         return deployment
 
     def _ensure_views(self, pipeline: Pipeline, database: str) -> None:
@@ -112,20 +312,111 @@ class Runtime:
             select = projection.projector.view(ddl.qualified(database, projection.table.name))
             self.client.command(ddl.create_view_if_missing(views, projection.name, select))
 
-    def query(self, sql: str) -> QueryResult:
-        return run_readonly(self.client, sql)
+    def _supervise(self) -> None:
+        last_commit = 0.0
+        while not self._stop.wait(0.5):
+            try:
+                self._check_deployments()
+                if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
+                    self._commit_offsets()
+                    last_commit = time.monotonic()
+            except Exception:  # the supervisor must outlive any one failure
+                log.exception("supervisor pass failed")
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [
-            {"name": d.name, "state": d.state.value, "error": repr(d.error) if d.error else None}
-            for d in self.deployments.values()
-        ]
+    def _check_deployments(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for name, deployment in list(self.deployments.items()):
+                if deployment.join(0) is False:
+                    continue
+                record = self.records.get(name)
+                if record is None:
+                    continue
+                if deployment.state is State.FAILED and record.desired == "running":
+                    cause = root_cause(deployment.error) if deployment.error else None
+                    if isinstance(cause, _REFUSALS):
+                        if record.state != State.FAILED:
+                            self._record_end(deployment)
+                        continue
+                    attempts, due = self._restarts.get(name, (0, 0.0))
+                    if due == 0.0:
+                        pause = min(_MAX_RESTART_S, _FIRST_RESTART_S * 2**attempts)
+                        self._restarts[name] = (attempts + 1, now + pause)
+                        self._record_end(deployment, f"restart in {pause:.0f}s")
+                    elif now >= due:
+                        self._restarts[name] = (attempts, 0.0)
+                        try:
+                            self._launch(record, note=f"restarted (attempt {attempts})")
+                        except CqrsError as exc:
+                            record.state, record.error = State.FAILED.value, str(exc)
+                            self.records.save(record)
+                    continue
+                if record.state != deployment.state.value:
+                    self._record_end(deployment)
+                    self._restarts.pop(name, None)
 
-    def close(self) -> None:
-        """Stop every deployment gracefully (flush, snapshot), then stop serving."""
-        for deployment in self.deployments.values():
-            deployment.stop()
-        if self._api is not None:
-            self._api.stop()
-            self._api = None
-        self._file.release()
+    def _record_end(self, deployment: Deployment, detail: str = "") -> None:
+        record = self.records.get(deployment.name)
+        if record is None or (record.state == deployment.state.value and not detail):
+            return
+        record.state = deployment.state.value
+        if deployment.error is not None:
+            record.error = str(root_cause(deployment.error))
+        self.records.save(record)
+        self.records.note(record, deployment.state.value, detail or record.error)
+
+    def _commit_offsets(self) -> None:
+        """Monitoring only: Bytewax recovery stays the one record of where to resume."""
+        with self._lock:
+            running = [d for d in self.deployments.values() if d.state is State.RUNNING]
+        for deployment in running:
+            tables = [p.name for p in deployment.config.pipeline.projections if p.table is not None]
+            offsets = written(self.client, deployment.database, tables)
+            if not offsets:
+                continue
+            consumer = self._committers.get(deployment.name)
+            if consumer is None:
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self.brokers,
+                    group_id=deployment.name,
+                    enable_auto_commit=False,
+                )
+                self._committers[deployment.name] = consumer
+            topic = deployment.config.topic
+            consumer.commit(
+                {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()}
+            )
+
+    def _log(self, topic: str) -> CommandLog:
+        if topic not in self._logs:
+            self._logs[topic] = CommandLog(self.brokers, topic)
+        return self._logs[topic]
+
+    def _end_offsets(self, topic: str) -> dict[int, int]:
+        with self._logs_lock:
+            return self._log(topic).end_offsets()
+
+    def _record(self, name: str) -> Record:
+        record = self.records.get(name)
+        if record is None:
+            raise ConfigError(f"no deployment named {name!r}; `cqrs status` lists them")
+        return record
+
+    def _database_exists(self, name: str) -> bool:
+        found = self.client.command(
+            f"SELECT count() FROM system.databases WHERE name = {ddl.literal(name)}"
+        )
+        return bool(int(found))
+
+    def _sample(self, metric: str, record: Record) -> float:
+        labels = {
+            "pipeline": record.pipeline,
+            "version": str(record.version),
+            "deployment": record.name,
+        }
+        return sum(
+            s.value
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
+        )

@@ -94,6 +94,8 @@ class Settings:
 
     #: the database of stable views that dashboards and `cqrs query` read
     query_database: str = "query"
+    #: the database of the deployment registry and its history
+    control_database: str = "cqrs"
 
 
 def _coerce(name: str, raw: str) -> Any:

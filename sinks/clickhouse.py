@@ -102,6 +102,13 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         self._on_flush = on_flush
         self._on_retry = on_retry
         self._client_factory = client_factory
+        self._built: list[_ProjectionPartition] = []
+
+    def close_all(self) -> None:
+        """Release what the partitions opened (Bytewax skips `close` when a run fails); no
+        flush here: what a failed run did not write is written again after its restart."""
+        for part in self._built:
+            part.release()
 
     def list_parts(self) -> list[str]:
         return list(self._keys)
@@ -135,6 +142,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         self._last = -1
         self._since = 0.0  # when the oldest buffered batch arrived
         self._dlq: DlqWriter | None = None
+        self._released = False
 
     def write_batch(self, values: list[SinkItem]) -> None:
         now = time.monotonic()
@@ -153,9 +161,16 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
 
     def close(self) -> None:
         self._flush()
+        self.release()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         self._client.close()
         if self._dlq is not None:
             self._dlq.close()
+            self._dlq = None
 
     def _flush(self) -> None:
         if self._first < 0:

@@ -92,7 +92,7 @@ class DlqWriter:
             future.get(timeout=0)  # raises the send's error, if any
 
     def close(self) -> None:
-        self._producer.close()
+        self._producer.close(timeout=5)
 
 
 class DlqSink(DynamicSink[Rejected]):
@@ -101,8 +101,16 @@ class DlqSink(DynamicSink[Rejected]):
         self._source_topic = source_topic
         self._deployment = deployment
 
+        self._built: list[DlqWriter] = []
+
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DlqPartition:
-        return _DlqPartition(DlqWriter(self._brokers, self._source_topic, self._deployment))
+        writer = DlqWriter(self._brokers, self._source_topic, self._deployment)
+        self._built.append(writer)
+        return _DlqPartition(writer)
+
+    def close_all(self) -> None:
+        for writer in self._built:
+            writer.close()
 
 
 class _DlqPartition(StatelessSinkPartition[Rejected]):

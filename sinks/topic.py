@@ -16,12 +16,19 @@ class TopicSink(DynamicSink[Forwarded]):
     def __init__(self, brokers: str, topic: str) -> None:
         self._brokers = brokers
         self._topic = topic
+        self._built: list[_TopicPartition] = []
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _TopicPartition:
         producer = KafkaProducer(
             bootstrap_servers=self._brokers, acks="all", enable_idempotence=True, linger_ms=5
         )
-        return _TopicPartition(producer, self._topic)
+        part = _TopicPartition(producer, self._topic)
+        self._built.append(part)
+        return part
+
+    def close_all(self) -> None:
+        for part in self._built:
+            part.close()
 
 
 class _TopicPartition(StatelessSinkPartition[Forwarded]):
@@ -36,4 +43,4 @@ class _TopicPartition(StatelessSinkPartition[Forwarded]):
             future.get(timeout=0)  # raises the send's error, if any
 
     def close(self) -> None:
-        self._producer.close()
+        self._producer.close(timeout=5)

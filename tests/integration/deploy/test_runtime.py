@@ -5,11 +5,12 @@ import json
 import time
 import urllib.request
 
+import msgspec
 import pytest
 
-from commands.errors import ConfigError, StoreError
+from commands.errors import ConfigError
 from commands.generator import OrderGenerator
-from deploy.client import RuntimeClient
+from deploy.client import RequestRefused, RuntimeClient
 from deploy.deployment import State
 from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
@@ -36,7 +37,12 @@ def settings(tmp_path, brokers, store_dsn, unique):
         clickhouse=store_dsn,
         http_port=0,
         query_database=f"q_{unique}",
+        control_database=f"c_{unique}",
     )
+
+
+def spec_text(pipeline):
+    return msgspec.yaml.encode(msgspec.to_builtins(pipeline.spec)).decode()
 
 
 def count_orders(client, settings):
@@ -55,7 +61,7 @@ def test_runtime_serves_queries_while_the_pipeline_tails(
     with Runtime(settings, brokers) as runtime:
         info = find_runtime(settings.data_dir)
         assert info is not None and info.url == runtime.url
-        deployment = runtime.run_pipeline(orders_pipeline)
+        deployment = runtime.ensure(orders_pipeline, spec_text(orders_pipeline))
         client = RuntimeClient(runtime.url)
         wait_for(lambda: count_orders(client, settings) == len(expected_orders(first)))
         produce(brokers, topic, later)  # the pipeline tails the log
@@ -67,7 +73,7 @@ def test_runtime_serves_queries_while_the_pipeline_tails(
             f"ALTER TABLE {orders_pipeline.deployment}.orders DELETE WHERE 1",
             "CREATE TABLE evil (x UInt8) ENGINE = Memory",
         ]:
-            with pytest.raises(StoreError, match="readonly"):
+            with pytest.raises(RequestRefused, match="readonly"):
                 client.query(statement)
         assert count_orders(client, settings) == len(expected_orders(first + later))
 
@@ -76,9 +82,11 @@ def test_runtime_serves_queries_while_the_pipeline_tails(
 
         metrics = urllib.request.urlopen(runtime.url + "/metrics").read().decode()
         assert "cqrs_commands_consumed_total" in metrics
-        assert client.deployments() == [
-            {"name": orders_pipeline.deployment, "state": "running", "error": None}
-        ]
+        (status,) = client.deployments()
+        assert status["name"] == orders_pipeline.deployment
+        assert status["state"] == "running" and status["follow"] is True
+        assert sum(status["lag"].values()) == 0
+        assert status["rows"]["orders"] >= len(expected_orders(first + later))
     assert deployment.state is State.STOPPED
     assert find_runtime(settings.data_dir) is None
 
@@ -93,13 +101,13 @@ def test_a_restarted_runtime_resumes_where_it_stopped(
     settings = settings.with_(topic=topic)
 
     with Runtime(settings, brokers) as runtime:
-        runtime.run_pipeline(orders_pipeline)
+        runtime.ensure(orders_pipeline, spec_text(orders_pipeline))
         client = RuntimeClient(runtime.url)
         wait_for(lambda: count_orders(client, settings) == len(expected_orders(first)))
     produce(brokers, topic, later)
 
     with Runtime(settings, brokers) as runtime:  # a fresh metrics registry
-        runtime.run_pipeline(orders_pipeline)
+        runtime.ensure(orders_pipeline, spec_text(orders_pipeline))
         client = RuntimeClient(runtime.url)
         wait_for(lambda: count_orders(client, settings) == len(expected_orders(first + later)))
         consumed = sum(

@@ -73,6 +73,7 @@ def run(items, spec=SPEC):
     rows = {p.name: [] for p in pipeline.projections}
     rejects, tally = [], Tally()
     flow = build_dataflow(
+        pipeline.deployment,
         pipeline,
         TestingSource(batches(items)),
         lambda projection: TestingSink(rows[projection.name]),

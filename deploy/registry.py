@@ -1,0 +1,153 @@
+"""The deployment registry: which deployments exist, what each should be doing, how each
+ended, and their history. It is a ClickHouse table, so every process sees the same truth.
+
+A record holds the spec text itself (not a path), and the concrete offsets the deployment
+starts and stops at, so a runtime restarted tomorrow resumes exactly the same deployments.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from clickhouse_connect.driver.client import Client
+
+from sinks.ddl import Table, create_database, create_table, literal, qualified
+
+DEPLOYMENTS = Table(
+    name="deployments",
+    columns=(
+        ("name", "String"),
+        ("pipeline", "LowCardinality(String)"),
+        ("version", "UInt32"),
+        ("spec", "String"),
+        ("source", "String"),
+        ("topic", "String"),
+        ("start", "String"),
+        ("stop", "String"),
+        ("desired", "LowCardinality(String)"),
+        ("state", "LowCardinality(String)"),
+        ("error", "String"),
+        ("created_at", "DateTime64(3, 'UTC')"),
+        ("updated_at", "DateTime64(3, 'UTC')"),
+        ("revision", "UInt64"),
+    ),
+    order_by=("name",),
+    version="revision",
+)
+EVENTS = Table(
+    name="deployment_events",
+    columns=(
+        ("name", "String"),
+        ("pipeline", "LowCardinality(String)"),
+        ("at", "DateTime64(3, 'UTC')"),
+        ("event", "LowCardinality(String)"),
+        ("detail", "String"),
+    ),
+    order_by=("pipeline", "at", "name"),
+)
+
+
+class Record(msgspec.Struct):
+    """One deployment as the registry knows it. `start`/`stop` are offsets per partition
+    (`stop` None: it tails the log); `desired` is running or stopped; `state` how it is."""
+
+    name: str
+    pipeline: str
+    version: int
+    spec: str
+    source: str
+    topic: str
+    start: dict[int, int]
+    stop: dict[int, int] | None
+    desired: str = "running"
+    state: str = "created"
+    error: str = ""
+    created_at: int = 0
+
+
+class Registry:
+    def __init__(self, client: Client, database: str) -> None:
+        self._client = client
+        self._database = database
+
+    def create_tables(self) -> None:
+        self._client.command(create_database(self._database))
+        self._client.command(create_table(self._database, DEPLOYMENTS))
+        self._client.command(create_table(self._database, EVENTS))
+
+    def save(self, record: Record) -> None:
+        now = int(time.time() * 1000)
+        if not record.created_at:
+            record.created_at = now
+        row = (
+            record.name, record.pipeline, record.version, record.spec, record.source,
+            record.topic, _json(record.start), _json(record.stop), record.desired,
+            record.state, record.error[:2000], record.created_at, now, time.time_ns(),
+        )  # fmt: skip
+        self._client.insert(
+            qualified(self._database, DEPLOYMENTS.name),
+            [row],
+            column_names=DEPLOYMENTS.column_names,
+            column_type_names=[t for _, t in DEPLOYMENTS.columns],
+            settings={"async_insert": 0},
+        )
+
+    def get(self, name: str) -> Record | None:
+        found = self._select(f"WHERE name = {literal(name)}")
+        return found[0] if found else None
+
+    def all(self) -> list[Record]:
+        return self._select("")
+
+    def note(self, record: Record, event: str, detail: str = "") -> None:
+        """Append to the deployment's history."""
+        self._client.insert(
+            qualified(self._database, EVENTS.name),
+            [(record.name, record.pipeline, int(time.time() * 1000), event, detail[:4000])],
+            column_names=EVENTS.column_names,
+            column_type_names=[t for _, t in EVENTS.columns],
+            settings={"async_insert": 0},
+        )
+
+    def history(self, pipeline: str) -> list[dict[str, Any]]:
+        result = self._client.query(
+            f"SELECT name, at, event, detail FROM {qualified(self._database, EVENTS.name)} "
+            f"WHERE pipeline = {literal(pipeline)} ORDER BY at, name"
+        )
+        return list(result.named_results())
+
+    def _select(self, where: str) -> list[Record]:
+        result = self._client.query(
+            "SELECT name, pipeline, version, spec, source, topic, start, stop, desired, state, "
+            "error, toUnixTimestamp64Milli(created_at) "
+            f"FROM {qualified(self._database, DEPLOYMENTS.name)} FINAL {where} ORDER BY name"
+        )
+        return [
+            Record(
+                name=r[0],
+                pipeline=r[1],
+                version=r[2],
+                spec=r[3],
+                source=r[4],
+                topic=r[5],
+                start=_offsets(r[6]) or {},
+                stop=_offsets(r[7]),
+                desired=r[8],
+                state=r[9],
+                error=r[10],
+                created_at=r[11],
+            )
+            for r in result.result_rows
+        ]
+
+
+def _json(offsets: dict[int, int] | None) -> str:
+    return "" if offsets is None else msgspec.json.encode(offsets).decode()
+
+
+def _offsets(text: str) -> dict[int, int] | None:
+    if not text:
+        return None
+    return {int(k): v for k, v in msgspec.json.decode(text).items()}

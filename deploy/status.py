@@ -1,0 +1,74 @@
+"""What `cqrs status` shows for each deployment: its state, how far it has written in each
+log partition, the lag behind the log's end, and the rows of its projections.
+
+Everything comes from shared places (the registry, the progress rows, the broker), so a status
+can be computed by the runtime or, when none runs, by the CLI itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from dataflows.spec import parse_pipeline
+from deploy.registry import Record
+from sinks.ddl import literal, qualified
+from sinks.progress import PROGRESS, read_progress
+
+EndOffsets = Callable[[str], dict[int, int]]  # topic -> end offsets
+
+
+def written(client: Client, database: str, projections: list[str]) -> dict[int, int]:
+    """Per partition, the next offset every table projection has written up to (min)."""
+    if not _has_table(client, database, PROGRESS.name):
+        return {}
+    progress = read_progress(client, database)
+    partitions = {p for by_part in progress.values() for p in by_part}
+    return {
+        p: min(progress.get(name, {}).get(p, -1) for name in projections) + 1 for p in partitions
+    }
+
+
+def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[str, Any]:
+    pipeline = parse_pipeline(record.spec, record.source)
+    tables = [p.name for p in pipeline.projections if p.table is not None]
+    done_to = written(client, record.name, tables)
+    nexts = {p: max(done_to.get(p, 0), start) for p, start in record.start.items()}
+    ends = end_offsets(record.topic)
+    target = record.stop if record.stop is not None else ends
+    lag = {p: max(0, ends.get(p, 0) - nexts.get(p, 0)) for p in ends}
+    total = sum(max(0, target.get(p, 0) - record.start.get(p, 0)) for p in target)
+    done = sum(
+        max(0, min(nexts.get(p, 0), target.get(p, 0)) - record.start.get(p, 0)) for p in target
+    )
+    rows = {}
+    for name in tables:
+        if _has_table(client, record.name, name):
+            rows[name] = client.command(f"SELECT count() FROM {qualified(record.name, name)}")
+    return {
+        "name": record.name,
+        "pipeline": record.pipeline,
+        "version": record.version,
+        "state": record.state,
+        "desired": record.desired,
+        "error": record.error or None,
+        "follow": record.stop is None,
+        "start": record.start,
+        "stop": record.stop,
+        "next": nexts,
+        "end": ends,
+        "lag": lag,
+        "done": done,
+        "total": total,
+        "rows": rows,
+    }
+
+
+def _has_table(client: Client, database: str, table: str) -> bool:
+    found = client.command(
+        f"SELECT count() FROM system.tables WHERE database = {literal(database)} "
+        f"AND name = {literal(table)}"
+    )
+    return bool(int(found))
