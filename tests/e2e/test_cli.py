@@ -157,3 +157,33 @@ def test_dlq_tail_and_replay_after_a_fix(env, brokers):
         "json",
     )
     assert json.loads(status.stdout)["rows"] == [["paid"]]
+
+
+def test_serve_replay_status_stop_start(env):
+    cqrs(env, "produce", "--count", "20000", "--seed", "9")
+    serve = subprocess.Popen([CQRS, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while cqrs(env, "status", "--json", check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the runtime did not come up"
+            time.sleep(0.5)
+        spec = str(REPO / "dataflows" / "orders_v2.yaml")
+        done = cqrs(env, "replay", spec, "--from", "earliest", "--into", "rebuilt")
+        assert "rebuilt: completed, 20,000 of 20,000 offsets" in " ".join(done.stderr.split())
+        (status,) = json.loads(cqrs(env, "status", "--json").stdout)
+        assert status["name"] == "rebuilt" and status["state"] == "completed"
+        assert status["rows"]["top_skus_5m"] > 0
+        table = cqrs(env, "status").stdout
+        assert "rebuilt" in table and "completed" in table
+
+        again = cqrs(env, "replay", spec, "--into", "rebuilt", check=False)
+        assert again.returncode == 2 and "database rebuilt already exists" in again.stderr
+
+        live = cqrs(env, "replay", spec, "--into", "live", "--follow", "--detach")
+        assert "live started in the runtime" in live.stderr
+        assert "stopped" in cqrs(env, "stop", "live").stderr
+        assert "running" in cqrs(env, "start", "live").stderr
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
