@@ -11,6 +11,11 @@ Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 
   replay), answers its status
 - `POST /deployments/<name>/start`, `POST /deployments/<name>/stop` → its status
 - `POST /query` with `{"sql": "…"}` → `{"columns", "types", "rows"}`; runs with `readonly`
+- `GET /deploy/<pipeline>` → the pipeline's blue/green state (pointer, active, green, draining)
+- `GET /deploy/<pipeline>/history` → its versions (with what changed) and its events
+- `POST /deploy/init` with `{"spec": "<yaml>", "source": …}` → starts green (or the first)
+- `POST /deploy/<pipeline>/promote` with `{"force": false, "max_lag": 1000}`, and
+  `…/rollback`, `…/abort`, `…/cleanup` → the state after the step
 
 When the runtime has a token, every request must carry `Authorization: Bearer <token>`.
 """
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
+_STEPS = ("promote", "rollback", "abort", "cleanup")
 
 
 class ApiServer:
@@ -84,6 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.startswith("/deployments/"):
             name = self.path.removeprefix("/deployments/")
             self._answer(lambda: self.runtime.status(name)[0])
+        elif self.path.startswith("/deploy/"):
+            parts = self.path.strip("/").split("/")
+            if len(parts) == 3 and parts[2] == "history":
+                self._answer(lambda: self.runtime.bluegreen.history(parts[1]))
+            else:
+                self._answer(lambda: self.runtime.bluegreen.state(parts[1]))
         else:
             self._json({"error": f"no route GET {self.path}"}, HTTPStatus.NOT_FOUND)
 
@@ -119,6 +131,21 @@ class _Handler(BaseHTTPRequestHandler):
                 return runtime.status(record.name)[0]
 
             self._answer(create)
+        elif parts == ["deploy", "init"]:
+            spec = body.get("spec")
+            if not isinstance(spec, str):
+                self._json({"error": 'send JSON {"spec": "<yaml>", …}'}, HTTPStatus.BAD_REQUEST)
+                return
+            source = str(body.get("source") or "<request>")
+            self._answer(lambda: runtime.bluegreen.init(spec, source))
+        elif len(parts) == 3 and parts[0] == "deploy" and parts[2] in _STEPS:
+            steps = runtime.bluegreen
+            step = parts[2]
+            if step == "promote":
+                force, max_lag = bool(body.get("force")), int(body.get("max_lag", 1000))
+                self._answer(lambda: steps.promote(parts[1], force=force, max_lag=max_lag))
+            else:
+                self._answer(lambda: getattr(steps, step)(parts[1]))
         elif len(parts) == 3 and parts[0] == "deployments" and parts[2] in ("start", "stop"):
             action = runtime.start if parts[2] == "start" else runtime.stop
             self._answer(lambda: runtime.status(action(parts[1]).name)[0])

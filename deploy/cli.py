@@ -428,6 +428,169 @@ def _rich_table(result: QueryResult) -> RichTable:
     return table
 
 
+# --- blue/green ----------------------------------------------------------------------------
+
+
+class _DeployGroup(click.Group):
+    """`cqrs deploy <spec>` runs the whole lifecycle; `cqrs deploy <step> …` one step."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["all", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_DeployGroup)
+def deploy() -> None:
+    """Blue/green: change a pipeline's filters with zero downtime.
+
+    `cqrs deploy SPEC` runs init, await, promote and, after the rollback window, cleanup.
+    """
+
+
+def _steps(settings: Settings) -> RuntimeClient:
+    return _runtime_client(settings)
+
+
+def _show(state: dict[str, Any]) -> None:
+    console.print(
+        f"{state['pipeline']}: active {state['active']}, green {state['green'] or '-'}, "
+        f"draining {state['draining'] or '-'}",
+        highlight=False,
+    )
+
+
+@deploy.command("all")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--max-lag", default=1000, show_default=True, help="commands green may be behind")
+@click.option("--timeout", default=1800.0, show_default=True, help="seconds to wait for catch-up")
+@click.option(
+    "--rollback-window",
+    default=0.0,
+    show_default=True,
+    help="seconds blue keeps running after promote before cleanup",
+)
+@click.option("--keep-blue", is_flag=True, help="stop after promote; clean up by hand")
+@click.pass_obj
+def deploy_all(
+    settings: Settings, spec: Path, max_lag: int, timeout: float, rollback_window: float,
+    keep_blue: bool,
+) -> None:  # fmt: skip
+    """The whole lifecycle for SPEC."""
+    client = _steps(settings)
+    state = client.deploy_init(spec.read_text(), str(spec))
+    pipeline = state["pipeline"]
+    _show(state)
+    if state["green"] is not None:
+        _await(client, pipeline, max_lag, timeout)
+        _show(client.deploy_step(pipeline, "promote", max_lag=max_lag))
+    if keep_blue:
+        return
+    if rollback_window > 0:
+        console.print(f"blue keeps running for {rollback_window:.0f}s (rollback window)…")
+        time.sleep(rollback_window)
+    _show(client.deploy_step(pipeline, "cleanup"))
+
+
+@deploy.command("init")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.pass_obj
+def deploy_init(settings: Settings, spec: Path) -> None:
+    """Start green from the earliest offset, tailing, beside blue."""
+    _show(_steps(settings).deploy_init(spec.read_text(), str(spec)))
+
+
+@deploy.command("await")
+@click.argument("pipeline")
+@click.option("--max-lag", default=1000, show_default=True)
+@click.option("--timeout", default=1800.0, show_default=True)
+@click.pass_obj
+def deploy_await(settings: Settings, pipeline: str, max_lag: int, timeout: float) -> None:
+    """Wait until green has caught up with the log (within --max-lag)."""
+    _await(_steps(settings), pipeline, max_lag, timeout)
+
+
+def _await(client: RuntimeClient, pipeline: str, max_lag: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("lag {task.fields[lag]}"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        task = None
+        while True:
+            state = client.deploy_state(pipeline)
+            if state["green"] is None:
+                raise CqrsError(f"{pipeline} has no deployment in flight")
+            status, lag = state["green_status"], state["green_lag"]
+            if task is None:
+                task = bar.add_task(f"{state['green']} catching up", total=1, lag="")
+            bar.update(task, completed=status["done"], total=max(1, status["total"]),
+                       lag=f"{lag:,}")  # fmt: skip
+            if status["state"] == "failed":
+                raise CqrsError(f"{state['green']} failed: {status['error']}")
+            if lag <= max_lag:
+                break
+            if time.monotonic() > deadline:
+                raise CqrsError(
+                    f"{state['green']} is still {lag:,} behind after {timeout:.0f}s; it keeps "
+                    f"running: await again, or `cqrs deploy abort {pipeline}`"
+                )
+            time.sleep(1.0)
+    console.print(f"{state['green']} caught up (lag {lag:,})")
+
+
+@deploy.command("promote")
+@click.argument("pipeline")
+@click.option("--force", is_flag=True, help="promote even if green has not caught up")
+@click.option("--max-lag", default=1000, show_default=True)
+@click.pass_obj
+def deploy_promote(settings: Settings, pipeline: str, force: bool, max_lag: int) -> None:
+    """Switch every stable view of the pipeline to green, at once."""
+    _show(_steps(settings).deploy_step(pipeline, "promote", force=force, max_lag=max_lag))
+
+
+@deploy.command("rollback")
+@click.argument("pipeline")
+@click.pass_obj
+def deploy_rollback(settings: Settings, pipeline: str) -> None:
+    """Switch back to blue while it still runs."""
+    _show(_steps(settings).deploy_step(pipeline, "rollback"))
+
+
+@deploy.command("abort")
+@click.argument("pipeline")
+@click.pass_obj
+def deploy_abort(settings: Settings, pipeline: str) -> None:
+    """Drop green; blue is untouched."""
+    _show(_steps(settings).deploy_step(pipeline, "abort"))
+
+
+@deploy.command("cleanup")
+@click.argument("pipeline")
+@click.pass_obj
+def deploy_cleanup(settings: Settings, pipeline: str) -> None:
+    """After the rollback window: stop blue and drop its database."""
+    _show(_steps(settings).deploy_step(pipeline, "cleanup"))
+
+
+@deploy.command("history")
+@click.argument("pipeline")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def deploy_history(settings: Settings, pipeline: str, as_json: bool) -> None:
+    """Who was active when, and what changed between spec versions."""
+    history = _steps(settings).deploy_history(pipeline)
+    if as_json:
+        click.echo(json.dumps(history))
+        return
+    for version in history["versions"]:
+        changes = "; ".join(version["changes"]) or "first version"
+        out.print(f"[bold]{version['name']}[/bold] ({version['stage'] or '-'}): {changes}")
+    for event in history["events"]:
+        out.print(f"  {event['at']}  {event['name']:<16} {event['event']:<12} {event['detail']}")
+
+
 # --- the DLQ ---------------------------------------------------------------------------------
 
 

@@ -39,6 +39,18 @@ class RuntimeClient:
     def stop(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/deployments/{name}/stop", {})
 
+    def deploy_init(self, spec: str, source: str) -> dict[str, Any]:
+        return self._call("POST", "/deploy/init", {"spec": spec, "source": source})
+
+    def deploy_step(self, pipeline: str, step: str, **options: Any) -> dict[str, Any]:
+        return self._call("POST", f"/deploy/{pipeline}/{step}", options)
+
+    def deploy_state(self, pipeline: str) -> dict[str, Any]:
+        return self._call("GET", f"/deploy/{pipeline}")
+
+    def deploy_history(self, pipeline: str) -> dict[str, Any]:
+        return self._call("GET", f"/deploy/{pipeline}/history")
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 

@@ -28,6 +28,7 @@ DEPLOYMENTS = Table(
         ("stop", "String"),
         ("desired", "LowCardinality(String)"),
         ("state", "LowCardinality(String)"),
+        ("stage", "LowCardinality(String)"),
         ("error", "String"),
         ("created_at", "DateTime64(3, 'UTC')"),
         ("updated_at", "DateTime64(3, 'UTC')"),
@@ -51,7 +52,9 @@ EVENTS = Table(
 
 class Record(msgspec.Struct):
     """One deployment as the registry knows it. `start`/`stop` are offsets per partition
-    (`stop` None: it tails the log); `desired` is running or stopped; `state` how it is."""
+    (`stop` None: it tails the log); `desired` is running or stopped; `state` how it is;
+    `stage` its place in blue/green: active, green, draining, retired, aborted, or empty for a
+    deployment outside the stable layer (a replay into a database of its own)."""
 
     name: str
     pipeline: str
@@ -63,6 +66,7 @@ class Record(msgspec.Struct):
     stop: dict[int, int] | None
     desired: str = "running"
     state: str = "created"
+    stage: str = ""
     error: str = ""
     created_at: int = 0
 
@@ -84,7 +88,8 @@ class Registry:
         row = (
             record.name, record.pipeline, record.version, record.spec, record.source,
             record.topic, _json(record.start), _json(record.stop), record.desired,
-            record.state, record.error[:2000], record.created_at, now, time.time_ns(),
+            record.state, record.stage, record.error[:2000], record.created_at, now,
+            time.time_ns(),
         )  # fmt: skip
         self._client.insert(
             qualified(self._database, DEPLOYMENTS.name),
@@ -121,7 +126,7 @@ class Registry:
     def _select(self, where: str) -> list[Record]:
         result = self._client.query(
             "SELECT name, pipeline, version, spec, source, topic, start, stop, desired, state, "
-            "error, toUnixTimestamp64Milli(created_at) "
+            "stage, error, toUnixTimestamp64Milli(created_at) "
             f"FROM {qualified(self._database, DEPLOYMENTS.name)} FINAL {where} ORDER BY name"
         )
         return [
@@ -136,8 +141,9 @@ class Registry:
                 stop=_offsets(r[7]),
                 desired=r[8],
                 state=r[9],
-                error=r[10],
-                created_at=r[11],
+                stage=r[10],
+                error=r[11],
+                created_at=r[12],
             )
             for r in result.result_rows
         ]

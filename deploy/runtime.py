@@ -28,6 +28,7 @@ from dataflows.source import StartAt
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.api import ApiServer
+from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig, State
 from deploy.query import QueryResult, run_readonly
 from deploy.registry import Record, Registry
@@ -101,6 +102,10 @@ class Runtime:
     def records(self) -> Registry:
         return Registry(self.client, self.settings.control_database)
 
+    @property
+    def bluegreen(self) -> BlueGreen:
+        return BlueGreen(self)
+
     # -- life ----------------------------------------------------------------------------------
 
     def open(self) -> None:
@@ -112,6 +117,7 @@ class Runtime:
             self._client = open_client(s.clickhouse_dsn, wait_s=30.0)
             self._reader = open_client(s.clickhouse_dsn)
             self.records.create_tables()
+            self.bluegreen.layer.create_tables()
             self._api = ApiServer(self, s.http_host, s.http_port, s.token)
             self._api.start()
             self._file.publish(self._api.url)
@@ -184,11 +190,15 @@ class Runtime:
 
     def ensure(self, pipeline: Pipeline, spec_text: str, stop_now: bool = False) -> Deployment:
         """Run a pipeline's own deployment (`cqrs run`): registered on first use, resumed after.
+        The first deployment of a pipeline becomes its active one (the stable views read it);
+        a later version runs beside it, outside the views, until `cqrs deploy` promotes one.
         `stop_now` bounds this run at the log's current end without changing the record."""
         name = pipeline.deployment
         with self._lock:
             record = self.records.get(name)
             topic = pipeline.spec.source.topic or self.settings.topic
+            layer = self.bluegreen.layer
+            first = layer.active(pipeline.name) is None
             if record is None:
                 with self._logs_lock:
                     starts, _ = positions.resolve(
@@ -197,6 +207,7 @@ class Runtime:
                 record = Record(
                     name=name, pipeline=pipeline.name, version=pipeline.version,
                     spec=spec_text, source=pipeline.source, topic=topic, start=starts, stop=None,
+                    stage="active" if first else "",
                 )  # fmt: skip
                 self.records.note(record, "created", "by cqrs run")
             elif parse_pipeline(record.spec, record.source).spec != pipeline.spec:
@@ -207,7 +218,11 @@ class Runtime:
             record.desired = "running"
             self.records.save(record)
             stop = self._end_offsets(topic) if stop_now else None
-            return self._launch(record, stop_override=stop)
+            deployment = self._launch(record, stop_override=stop)
+            if record.stage == "active" and layer.active(pipeline.name) != name:
+                layer.switch(pipeline.name, name)
+                layer.rebuild(pipeline.name, [(name, pipeline)])
+            return deployment
 
     def start(self, name: str) -> Record:
         with self._lock:
@@ -229,7 +244,8 @@ class Runtime:
         if deployment is not None:
             deployment.stop()
             self._record_end(deployment)
-        self.records.note(record, "stopped")
+        else:
+            self.records.note(record, "stopped")
         return record
 
     def status(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -293,7 +309,6 @@ class Runtime:
             self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
         partitions = deployment.prepare(self.client)
-        self._ensure_views(pipeline, deployment.database)
         deployment.start(partitions)
         self.deployments[record.name] = deployment
         record.state = State.RUNNING.value
@@ -302,15 +317,6 @@ class Runtime:
         if note:
             self.records.note(record, note)
         return deployment
-
-    def _ensure_views(self, pipeline: Pipeline, database: str) -> None:
-        views = self.settings.query_database
-        self.client.command(ddl.create_database(views))
-        for projection in pipeline.projections:
-            if projection.table is None:
-                continue
-            select = projection.projector.view(ddl.qualified(database, projection.table.name))
-            self.client.command(ddl.create_view_if_missing(views, projection.name, select))
 
     def _supervise(self) -> None:
         last_commit = 0.0

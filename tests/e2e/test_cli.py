@@ -161,7 +161,9 @@ def test_dlq_tail_and_replay_after_a_fix(env, brokers):
 
 def test_serve_replay_status_stop_start(env):
     cqrs(env, "produce", "--count", "20000", "--seed", "9")
-    serve = subprocess.Popen([CQRS, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [CQRS, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while cqrs(env, "status", "--json", check=False).returncode != 0:

@@ -1,0 +1,259 @@
+"""Blue/green deployment of a pipeline: change its filters with no downtime.
+
+    init      green (the new spec version) starts from the earliest offset, tailing, beside
+              blue (the active one); the stable views gain a branch for it, still reading blue
+    promote   once green has caught up: the pointer moves to green (one insert: every view of
+              the pipeline switches at once); projections only green has get their views;
+              blue keeps running, draining, for a rollback window
+    rollback  the pointer moves back to blue while it still runs
+    abort     green is stopped and its database dropped; blue is untouched
+    cleanup   after the window: blue is stopped, its branch leaves the views (and views of
+              projections green no longer has are dropped), its database is dropped
+
+Every step reads where things stand from the registry and the pointer, and is safe to run again
+after a crash of the CLI or the runtime: a step that finds its work done finishes the rest.
+Only one new deployment may be in flight per pipeline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from commands.errors import ConfigError
+from dataflows.spec import Pipeline, parse_pipeline
+from deploy import positions
+from deploy.registry import Record
+from deploy.spec_diff import diff_specs
+from deploy.stable import StableLayer
+from sinks.ddl import ident
+
+if TYPE_CHECKING:
+    from deploy.runtime import Runtime
+
+LIVE = ("active", "green", "draining")
+
+
+class BlueGreen:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        s = runtime.settings
+        self.layer = StableLayer(runtime.client, s.control_database, s.query_database)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def init(self, spec_text: str, source: str) -> dict[str, Any]:
+        rt = self._runtime
+        pipeline = parse_pipeline(spec_text, source)
+        name = pipeline.deployment
+        with rt._lock:
+            mine = self._records(pipeline.name)
+            existing = mine.get(name)
+            if existing is not None:
+                if existing.stage in ("green", "active"):
+                    if parse_pipeline(existing.spec, existing.source).spec != pipeline.spec:
+                        raise ConfigError(
+                            f"{name} is deployed with another spec; give the new one a new version"
+                        )
+                    if existing.stage == "green":
+                        rt.start(name)
+                    return self.state(pipeline.name)
+                raise ConfigError(
+                    f"{name} was {existing.stage or 'deployed outside blue/green'} before; "
+                    f"deploy the change as a new version"
+                )
+            for other in mine.values():
+                if other.stage == "green":
+                    raise ConfigError(
+                        f"{other.name} is already in flight for {pipeline.name}; promote it "
+                        f"(cqrs deploy promote {pipeline.name}) or abort it first"
+                    )
+                if other.stage == "draining":
+                    raise ConfigError(
+                        f"{other.name} is still draining after the last promote; run "
+                        f"`cqrs deploy cleanup {pipeline.name}` (or roll back) first"
+                    )
+            if rt._database_exists(name):
+                raise ConfigError(f"database {name} already exists; deploy a new version")
+            active = self._active(mine)
+            topic = pipeline.spec.source.topic or rt.settings.topic
+            with rt._logs_lock:
+                starts, _ = positions.resolve(
+                    rt._log(topic), positions.parse_from("earliest"), None
+                )
+            record = Record(
+                name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
+                source=source, topic=topic, start=starts, stop=None,
+                stage="green" if active is not None else "active",
+            )  # fmt: skip
+            rt.records.save(record)
+            rt.records.note(record, "init", f"green beside {active.name}" if active else "first")
+            rt._launch(record)
+            if active is None:
+                self.layer.switch(pipeline.name, name)
+                rt.records.note(record, "promoted", "first deployment of the pipeline")
+                self._rebuild(pipeline.name)
+            else:
+                # green's branch joins the views of the projections blue serves; projections
+                # only green has appear at promote
+                served = {p.name for p in self._spec(active).projections}
+                self._rebuild(pipeline.name, only=served)
+        return self.state(pipeline.name)
+
+    def promote(
+        self, pipeline_name: str, force: bool = False, max_lag: int = 1000
+    ) -> dict[str, Any]:
+        rt = self._runtime
+        with rt._lock:
+            mine = self._records(pipeline_name)
+            green = next((r for r in mine.values() if r.stage == "green"), None)
+            pointer = self.layer.active(pipeline_name)
+            if green is None:
+                active = self._active(mine)
+                if active is not None and pointer == active.name:
+                    self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
+                    return self.state(pipeline_name)
+                raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
+            if pointer != green.name and not force:
+                status = rt.status(green.name)[0]
+                lag = sum(status["lag"].values())
+                if lag > max_lag:
+                    raise ConfigError(
+                        f"{green.name} is {lag:,} commands behind the log (more than {max_lag:,});"
+                        f" wait (`cqrs deploy await {pipeline_name}`) or promote with --force"
+                    )
+            blue = self._active(mine)
+            self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
+            green.stage = "active"
+            rt.records.save(green)
+            if blue is not None and blue.name != green.name:
+                blue.stage = "draining"
+                rt.records.save(blue)
+            rt.records.note(green, "promoted", f"replacing {blue.name}" if blue else "")
+            self._rebuild(pipeline_name)
+        return self.state(pipeline_name)
+
+    def rollback(self, pipeline_name: str) -> dict[str, Any]:
+        rt = self._runtime
+        with rt._lock:
+            mine = self._records(pipeline_name)
+            blue = next((r for r in mine.values() if r.stage == "draining"), None)
+            current = self._active(mine)
+            if blue is None:
+                raise ConfigError(
+                    f"{pipeline_name} has no draining deployment to roll back to (rollback works "
+                    f"between promote and cleanup)"
+                )
+            live = rt.deployments.get(blue.name)
+            if live is None or live.join(0):
+                rt.start(blue.name)
+            self.layer.switch(pipeline_name, blue.name)
+            blue.stage = "active"
+            rt.records.save(blue)
+            if current is not None:
+                current.stage = "green"
+                rt.records.save(current)
+            rt.records.note(blue, "rolled back", f"from {current.name}" if current else "")
+            self._rebuild(pipeline_name)
+        return self.state(pipeline_name)
+
+    def abort(self, pipeline_name: str) -> dict[str, Any]:
+        rt = self._runtime
+        with rt._lock:
+            mine = self._records(pipeline_name)
+            green = next((r for r in mine.values() if r.stage == "green"), None)
+            if green is None:
+                raise ConfigError(f"{pipeline_name} has no deployment in flight to abort")
+            if self.layer.active(pipeline_name) == green.name:
+                raise ConfigError(f"{green.name} is active; roll back before aborting it")
+            self._retire(green, "aborted")
+            self._rebuild(pipeline_name)
+        return self.state(pipeline_name)
+
+    def cleanup(self, pipeline_name: str) -> dict[str, Any]:
+        rt = self._runtime
+        with rt._lock:
+            mine = self._records(pipeline_name)
+            blue = next((r for r in mine.values() if r.stage == "draining"), None)
+            if blue is None:
+                return self.state(pipeline_name)  # nothing left to clean: done before
+            served = {p.name for p in self._spec(blue).projections}
+            self._retire(blue, "retired", rebuild_first=served)
+        return self.state(pipeline_name)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def state(self, pipeline_name: str) -> dict[str, Any]:
+        mine = self._records(pipeline_name)
+        by_stage = {r.stage: r.name for r in mine.values() if r.stage in LIVE}
+        green = by_stage.get("green")
+        out: dict[str, Any] = {
+            "pipeline": pipeline_name,
+            "pointer": self.layer.active(pipeline_name),
+            "active": by_stage.get("active"),
+            "green": green,
+            "draining": by_stage.get("draining"),
+        }
+        if green is not None:
+            status = self._runtime.status(green)[0]
+            out["green_status"] = status
+            out["green_lag"] = sum(status["lag"].values())
+        return out
+
+    def history(self, pipeline_name: str) -> dict[str, Any]:
+        rt = self._runtime
+        records = sorted(
+            self._records(pipeline_name).values(), key=lambda r: (r.version, r.created_at)
+        )
+        versions = []
+        previous = None
+        for record in records:
+            spec = self._spec(record).spec
+            versions.append(
+                {
+                    "name": record.name,
+                    "version": record.version,
+                    "stage": record.stage,
+                    "changes": diff_specs(previous, spec) if previous is not None else [],
+                }
+            )
+            previous = spec
+        events = [{**e, "at": e["at"].isoformat()} for e in rt.records.history(pipeline_name)]
+        return {"pipeline": pipeline_name, "versions": versions, "events": events}
+
+    # -- inside --------------------------------------------------------------------------------
+
+    def _records(self, pipeline_name: str) -> dict[str, Record]:
+        return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}
+
+    @staticmethod
+    def _active(records: dict[str, Record]) -> Record | None:
+        return next((r for r in records.values() if r.stage == "active"), None)
+
+    @staticmethod
+    def _spec(record: Record) -> Pipeline:
+        return parse_pipeline(record.spec, record.source)
+
+    def _rebuild(
+        self, pipeline_name: str, only: set[str] | None = None, retired: set[str] = frozenset()
+    ) -> None:
+        live = [r for r in self._records(pipeline_name).values() if r.stage in LIVE]
+        live.sort(key=lambda r: r.version)
+        self.layer.rebuild(
+            pipeline_name, [(r.name, self._spec(r)) for r in live], only=only, retired=retired
+        )
+
+    def _retire(self, record: Record, stage: str, rebuild_first: set[str] | None = None) -> None:
+        """Take a deployment out: stop it, out of the views, drop its database and state."""
+        rt = self._runtime
+        rt.stop(record.name)
+        record = rt.records.get(record.name) or record
+        record.stage = stage
+        record.desired = "stopped"
+        rt.records.save(record)
+        # the views lose the branch before the tables it reads are dropped
+        self._rebuild(record.pipeline, retired=rebuild_first or set())
+        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)}")
+        shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
+        rt.deployments.pop(record.name, None)
+        rt.records.note(record, stage, "database dropped")

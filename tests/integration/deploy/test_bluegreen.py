@@ -1,0 +1,226 @@
+"""Blue/green on the real broker and ClickHouse engine: v1 serves while v2 catches up, one
+switch moves every view, queries never fail or see a mix, rollback and cleanup work, and every
+step finishes the job when run again after a crash."""
+
+import contextlib
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from commands.errors import ConfigError
+from commands.generator import OrderGenerator
+from commands.producer import CommandProducer
+from dataflows.spec import parse_pipeline
+from deploy.runtime import Runtime
+from deploy.settings import Settings
+from tests.conftest import REPO, produce
+from tests.integration.deploy.test_replay import commands_in
+from tests.integration.deploy.test_runtime import wait_for
+from tests.oracles import (
+    ORDER_COLUMNS,
+    USD_RATES,
+    diff_orders,
+    diff_windows,
+    expected_orders,
+    expected_revenue_per_minute,
+    without_test_customers,
+)
+
+V1 = REPO / "dataflows" / "orders.yaml"
+V2 = REPO / "dataflows" / "orders_v2.yaml"
+VIEWS = ("orders", "revenue_per_minute")
+MIXED = (
+    "SELECT (SELECT any(_deployment) FROM {q}.orders) AS a, "
+    "(SELECT any(_deployment) FROM {q}.revenue_per_minute) AS b"
+)
+
+
+@pytest.fixture
+def P(unique):
+    return f"p{unique}"
+
+
+@pytest.fixture
+def settings(tmp_path, brokers, store_dsn, unique, make_topic):
+    return Settings(
+        data_dir=tmp_path / "data",
+        brokers=brokers,
+        clickhouse=store_dsn,
+        http_port=0,
+        topic=make_topic(partitions=3),
+        query_database=f"q_{unique}",
+        control_database=f"c_{unique}",
+    )
+
+
+class Readers:
+    """Threads reading every stable view, and a query joining two, in a loop."""
+
+    def __init__(self, runtime, q):
+        self.runtime, self.q = runtime, q
+        self.failures: list[str] = []
+        self.empty = 0
+        self.seen: Counter = Counter()
+        self.mixed = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(2)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                for view in VIEWS:
+                    rows = self.runtime.query(f"SELECT count() FROM {self.q}.{view}").rows
+                    if not rows or rows[0][0] == 0:
+                        self.empty += 1
+                ((a, b),) = self.runtime.query(MIXED.format(q=self.q)).rows
+                self.seen[a] += 1
+                if a != b:
+                    self.mixed += 1
+            except Exception as exc:  # every failure is a finding
+                self.failures.append(repr(exc))
+
+
+def test_blue_green_lifecycle(settings, brokers, store, P):
+    q, topic = settings.query_database, settings.topic
+    generator = OrderGenerator(seed=101, step_ms=20)
+    produce(brokers, topic, generator.take(30_000))
+    stop_feeding = threading.Event()
+    sent_per_tick: list[int] = []
+
+    def feed():
+        with CommandProducer(brokers, topic) as producer:
+            while not stop_feeding.is_set():
+                for command in generator.take(200):
+                    producer.send(command)
+                producer.flush()
+                sent_per_tick.append(producer.acked)
+                time.sleep(0.1)
+            assert producer.errors == 0
+
+    with Runtime(settings, brokers) as runtime:
+        runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
+        bg = runtime.bluegreen
+        assert bg.state(P)["active"] == f"{P}_v1"
+        wait_for(lambda: runtime.status(f"{P}_v1")[0]["done"] >= 30_000)
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        with Readers(runtime, q) as readers, _stops(stop_feeding, feeder):
+            state = bg.init(named(V2, P), "v2.yaml")
+            assert (state["active"], state["green"]) == (f"{P}_v1", f"{P}_v2")
+            with pytest.raises(ConfigError, match=f"{P}_v2 is already in flight"):
+                bg.init(named(V2, P).replace("version: 2", "version: 3"), "v3.yaml")
+            with pytest.raises(ConfigError, match="commands behind the log"):
+                bg.promote(P, max_lag=0)  # green has a backlog of 30,000 to go
+            wait_for(lambda: bg.state(P)["green_lag"] <= 1000, timeout_s=120)
+            bg.promote(P)
+            assert bg.promote(P)["active"] == f"{P}_v2"  # a re-run changes nothing
+            time.sleep(1.0)
+            bg.rollback(P)
+            time.sleep(1.0)
+            bg.promote(P)
+            time.sleep(1.0)
+        assert readers.failures == []
+        assert readers.empty == 0
+        assert readers.mixed == 0
+        assert readers.seen[f"{P}_v1"] > 0 and readers.seen[f"{P}_v2"] > 0
+
+        # after promote the views answer with v2's filters, equal to the batch recomputation
+        state = bg.state(P)
+        assert (state["pointer"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
+        ends = runtime._end_offsets(topic)
+        kept = without_test_customers(commands_in(brokers, topic, ends))
+        wait_for(lambda: sum(runtime.status(f"{P}_v2")[0]["lag"].values()) == 0, timeout_s=120)
+        rows = [
+            dict(
+                zip(
+                    [c.split(" AS ")[-1].strip() for c in ORDER_COLUMNS.split(", ")], r, strict=True
+                )
+            )
+            for r in runtime.query(f"SELECT {ORDER_COLUMNS} FROM {q}.orders").rows
+        ]
+        assert diff_orders(expected_orders(kept), rows) == []
+        assert not any(r["customer_id"].startswith("test-") for r in rows)
+        windows = [
+            dict(
+                zip(
+                    ["window_start", "region", "currency", "paid_orders", "revenue", "revenue_usd"],
+                    r,
+                    strict=True,
+                )
+            )
+            for r in runtime.query(
+                f"SELECT window_start, region, currency, paid_orders, revenue, revenue_usd FROM {q}.revenue_per_minute"
+            ).rows
+        ]
+        want = expected_revenue_per_minute(kept, usd_rates=USD_RATES)
+        assert diff_windows(want, windows, ("window_start", "region", "currency")) == []
+        assert runtime.query(f"SELECT count() FROM {q}.top_skus_5m").rows[0][0] > 0
+
+        bg.cleanup(P)
+        state = bg.state(P)
+        assert (state["active"], state["draining"]) == (f"{P}_v2", None)
+        assert not int(store.command(f"SELECT count() FROM system.databases WHERE name = '{P}_v1'"))
+        history = bg.history(P)
+        assert history["versions"][1]["changes"][:2] == [
+            "filter added: drop_test_customers",
+            "filter added: fx",
+        ]
+        assert "projection added: top_skus_5m" in history["versions"][1]["changes"]
+        events = [(e["name"], e["event"]) for e in history["events"]]
+        assert (f"{P}_v2", "promoted") in events and (f"{P}_v1", "rolled back") in events
+        assert (f"{P}_v1", "retired") in events
+
+
+@contextlib.contextmanager
+def _stops(event, thread):
+    try:
+        yield
+    finally:
+        event.set()
+        thread.join()
+
+
+def named(path, name):
+    """A shipped spec under another pipeline name: databases of its own in the shared store."""
+    return path.read_text().replace("name: orders\n", f"name: {name}\n", 1)
+
+
+def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, P):
+    q = settings.query_database
+    produce(brokers, settings.topic, OrderGenerator(seed=102).take(3000))
+    with Runtime(settings, brokers) as runtime:
+        runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
+        bg = runtime.bluegreen
+        bg.init(named(V2, P), "v2.yaml")
+        wait_for(lambda: bg.state(P)["green_lag"] == 0, timeout_s=120)
+        bg.layer.switch(P, f"{P}_v2")  # the crash: the pointer moved, nothing else
+    with Runtime(settings, brokers) as runtime:  # a new runtime, the step run again
+        bg = runtime.bluegreen
+        state = bg.promote(P)
+        assert (state["pointer"], state["active"], state["draining"]) == (
+            f"{P}_v2",
+            f"{P}_v2",
+            f"{P}_v1",
+        )
+        views = [r[0] for r in runtime.query(f"SHOW TABLES FROM {q}").rows]
+        assert sorted(views) == ["orders", "revenue_per_minute", "top_skus_5m"]
+        for view in views:
+            assert runtime.query(f"SELECT DISTINCT _deployment FROM {q}.{view}").rows == [
+                [f"{P}_v2"]
+            ]
+        active = [r.name for r in runtime.records.all() if r.stage == "active"]
+        assert active == [f"{P}_v2"]
+        with pytest.raises(ConfigError, match="no deployment in flight to abort"):
+            bg.abort(P)
