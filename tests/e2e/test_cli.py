@@ -2,29 +2,15 @@
 runtime (which holds the embedded store), stop, query the store directly."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO
 
 CQRS = str(Path(sys.executable).with_name("cqrs"))
-
-
-@pytest.fixture
-def env(tmp_path, brokers, unique):
-    return {
-        **os.environ,
-        "CQRS_BROKERS": brokers,
-        "CQRS_DATA_DIR": str(tmp_path / "data"),
-        "CQRS_TOPIC": f"e2e_{unique}",
-        "CQRS_HTTP_PORT": "0",
-    }
 
 
 def cqrs(env, *args, check=True):

@@ -1,0 +1,145 @@
+"""`cqrs deploy` as a user runs it, against `cqrs serve`: producers keep producing, readers keep
+reading every stable view, and the switch to v2 is seen by nobody as a failure, an empty view or
+a mix of versions. Then the runtime is killed while a third version catches up, and re-running
+the steps ends in one active deployment that every view reads."""
+
+import itertools
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from commands.generator import OrderGenerator
+from commands.producer import CommandProducer
+from deploy.client import RuntimeClient
+from deploy.runtime_file import find_runtime
+from tests.conftest import REPO
+from tests.e2e.test_cli import CQRS, cqrs
+
+V1 = str(REPO / "dataflows" / "orders.yaml")
+V2 = str(REPO / "dataflows" / "orders_v2.yaml")
+VIEWS = ("orders", "revenue_per_minute")
+
+
+def serve(env):
+    process = subprocess.Popen(
+        [CQRS, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while cqrs(env, "status", "--json", check=False).returncode != 0:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the runtime did not come up"
+        time.sleep(0.5)
+    return process
+
+
+def client(env):
+    return RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+
+
+def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, tmp_path):
+    topic = env["CQRS_TOPIC"]
+    cqrs(env, "topic", "create", "--partitions", "3")
+    generator = OrderGenerator(seed=111, step_ms=20)
+    with CommandProducer(brokers, topic) as producer:
+        for command in generator.take(20_000):
+            producer.send(command)
+        producer.flush()
+    runtime = serve(env)
+    try:
+        first = cqrs(env, "deploy", V1)
+        assert "active orders_v1" in first.stderr
+        api = client(env)
+        deadline = time.monotonic() + 60
+        while api.query("SELECT count() FROM query.orders").rows[0][0] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+
+        stop = threading.Event()
+        ticks: list[float] = []
+        errors: list[int] = []
+        failures: list[str] = []
+        seen: set[str] = set()
+        counters = {"empty": 0, "mixed": 0, "reads": 0}
+
+        def produce_forever():
+            with CommandProducer(brokers, topic) as producer:
+                while not stop.is_set():
+                    for command in generator.take(100):
+                        producer.send(command)
+                    producer.flush()
+                    ticks.append(time.monotonic())
+                    time.sleep(0.05)
+                errors.append(producer.errors)
+
+        def read_forever():
+            reader = client(env)
+            while not stop.is_set():
+                try:
+                    for view in VIEWS:
+                        if reader.query(f"SELECT count() FROM query.{view}").rows[0][0] == 0:
+                            counters["empty"] += 1
+                    ((a, b),) = reader.query(
+                        "SELECT (SELECT any(_deployment) FROM query.orders), "
+                        "(SELECT any(_deployment) FROM query.revenue_per_minute)"
+                    ).rows
+                    seen.add(a)
+                    counters["mixed"] += a != b
+                    counters["reads"] += 1
+                except Exception as exc:
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=produce_forever), threading.Thread(target=read_forever)]
+        for t in threads:
+            t.start()
+        try:
+            done = cqrs(env, "deploy", V2, "--rollback-window", "2")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert "active orders_v2, green -, draining -" in " ".join(done.stderr.split())
+        assert failures == [] and counters["empty"] == 0 and counters["mixed"] == 0
+        assert seen == {"orders_v1", "orders_v2"} and counters["reads"] > 20
+        assert errors == [0]
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
+        assert max(gaps) < 3.0, f"the producer stalled for {max(gaps):.1f}s"
+        assert api.query("SELECT countIf(customer_id LIKE 'test-%') FROM query.orders").rows == [
+            [0]
+        ]
+        assert api.query("SELECT count() FROM query.top_skus_5m").rows[0][0] > 0
+
+        # v3 catches up; the runtime is killed meanwhile
+        v3 = tmp_path / "orders_v3.yaml"
+        v3.write_text(
+            Path(V2).read_text().replace("version: 2", "version: 3").replace("k: 10", "k: 5")
+        )
+        cqrs(env, "deploy", "init", str(v3))
+        runtime.send_signal(signal.SIGKILL)
+        runtime.wait()
+    finally:
+        if runtime.poll() is None:
+            runtime.send_signal(signal.SIGTERM)
+            runtime.wait(60)
+    runtime = serve(env)
+    try:
+        cqrs(env, "deploy", "await", "orders", "--timeout", "300")
+        promoted = cqrs(env, "deploy", "promote", "orders")
+        assert "active orders_v3, green -, draining orders_v2" in " ".join(promoted.stderr.split())
+        api = client(env)
+        state = api.deploy_state("orders")
+        assert state["pointer"] == state["active"] == "orders_v3"
+        for view in ("orders", "revenue_per_minute", "top_skus_5m"):
+            assert api.query(f"SELECT DISTINCT _deployment FROM query.{view}").rows == [
+                ["orders_v3"]
+            ]
+        cqrs(env, "deploy", "cleanup", "orders")
+        history = json.loads(cqrs(env, "deploy", "history", "orders", "--json").stdout)
+        stages = {v["name"]: v["stage"] for v in history["versions"]}
+        assert stages == {"orders_v1": "retired", "orders_v2": "retired", "orders_v3": "active"}
+        assert history["versions"][2]["changes"] == ["top_skus_5m step changed: sliding"]
+    finally:
+        runtime.send_signal(signal.SIGTERM)
+        runtime.wait(60)
