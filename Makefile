@@ -6,7 +6,11 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format broker-start broker-stop clean
+# What the tests drive besides Python: Prometheus scrapes the runtime, Chromium opens the
+# built-in dashboard, docker-compose checks docker-compose.yml (Debian's packages).
+SYSTEM_TOOLS := prometheus chromium docker-compose
+
+.PHONY: install system-tools demo test lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +23,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cqrs demo
 
-test: $(STAMP) lint
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian packages)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing >/dev/null; \
+	fi
+
+test: $(STAMP) lint system-tools
 	$(BIN)/pytest
 
 lint: $(STAMP)

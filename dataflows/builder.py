@@ -6,8 +6,8 @@
 The source emits one item per poll of a partition (a list of records), already keyed by
 partition. One `stateful_batch` step runs `PartitionPipeline` for each partition and keeps its
 state in Bytewax recovery under the step id `pipeline`. Each projection's sink receives, per
-batch, `(partition, (first offset, last offset, rows))`, also when the batch gave no rows, so a
-sink always knows how far its partition has been processed.
+batch, `(partition, (first offset, last offset, newest log time, rows))`, also when the batch
+gave no rows, so a sink always knows how far its partition has been processed.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def build_dataflow(
     return flow
 
 
-def _rows_of(name: str) -> Callable[[BatchOutput], tuple[int, int, list[tuple[Any, ...]]]]:
-    def rows(out: BatchOutput) -> tuple[int, int, list[tuple[Any, ...]]]:
-        return out.first_offset, out.last_offset, out.rows[name]
+def _rows_of(name: str) -> Callable[[BatchOutput], tuple[int, int, int, list[tuple[Any, ...]]]]:
+    def rows(out: BatchOutput) -> tuple[int, int, int, list[tuple[Any, ...]]]:
+        return out.first_offset, out.last_offset, out.last_log_time, out.rows[name]
 
     return rows
 

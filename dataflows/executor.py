@@ -39,6 +39,8 @@ class Observers:
     on_skipped: Callable[[str, str, int], None] = _nothing
     #: envelopes leaving the shared filters, per batch
     on_accepted: Callable[[int], None] = _nothing
+    #: (step, partition, watermark in epoch ms) of windowed steps, per batch
+    on_watermark: Callable[[str, int, int], None] = _nothing
 
 
 NO_OBSERVERS = Observers()
@@ -51,6 +53,8 @@ class BatchOutput:
     partition: int
     first_offset: int
     last_offset: int
+    #: log time of the batch's newest record: the sinks measure latency from it
+    last_log_time: int
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     forwards: dict[str, list[Forwarded]] = field(default_factory=dict)
     rejects: list[Rejected] = field(default_factory=list)
@@ -96,7 +100,7 @@ class PartitionPipeline:
     def run(self, records: list[LogRecord]) -> BatchOutput:
         """Run a batch of one partition's records (in log order) through every step."""
         first, last = records[0], records[-1]
-        out = BatchOutput(first.partition, first.offset, last.offset)
+        out = BatchOutput(first.partition, first.offset, last.offset, last.timestamp)
         envelopes: list[Any] = []
         rejects = out.rejects
         for record in records:
@@ -113,6 +117,10 @@ class PartitionPipeline:
                 out.rows[name] = [p.row for p in produced if isinstance(p, Projected)]
             else:
                 out.forwards[name] = [p for p in produced if isinstance(p, Forwarded)]
+        for step_id, state in self._states.items():
+            watermark = getattr(state, "watermark", None)
+            if isinstance(watermark, int):
+                self._observers.on_watermark(step_id, first.partition, watermark)
         return out
 
     def snapshot(self) -> dict[str, Any]:

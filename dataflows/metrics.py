@@ -6,6 +6,8 @@ pipeline, version and deployment name. Counters are bumped per batch, not per co
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LABELS = ("pipeline", "version", "deployment")
@@ -26,6 +28,38 @@ class Metrics:
             "cqrs_source_next_offset",
             "Next offset the source will read",
             [*_LABELS, "partition"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "cqrs_consumer_lag",
+            "Records in the log partition the source has not read yet",
+            [*_LABELS, "partition"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "cqrs_end_to_end_latency_seconds",
+            "From a command's log time to its rows being written, per batch (its newest record)",
+            _LABELS,
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.state = Gauge(
+            "cqrs_deployment_state",
+            "1 for the state the deployment is in (running, stopped, completed, failed)",
+            [*_LABELS, "state"],
+            registry=registry,
+        )
+        self.progress = Gauge(
+            "cqrs_deployment_progress_ratio",
+            "Offsets written over offsets to write: of its range for a replay, of the log so far "
+            "for a live deployment (1 is caught up)",
+            _LABELS,
+            registry=registry,
+        )
+        self.watermark_delay = Gauge(
+            "cqrs_window_watermark_delay_seconds",
+            "Wall-clock time minus a windowed step's watermark (newest event time) per partition",
+            [*_LABELS, "step", "partition"],
             registry=registry,
         )
         self.rejected = Counter(
@@ -90,9 +124,30 @@ class DeploymentMetrics:
         self._m = metrics
         self._labels = labels
 
-    def on_consumed(self, partition: int, records: int, next_offset: int) -> None:
-        self._m.consumed.labels(*self._labels, str(partition)).inc(records)
-        self._m.next_offset.labels(*self._labels, str(partition)).set(next_offset)
+    def on_consumed(self, partition: int, records: int, next_offset: int, lag: int | None) -> None:
+        part = str(partition)
+        if records:
+            self._m.consumed.labels(*self._labels, part).inc(records)
+        self._m.next_offset.labels(*self._labels, part).set(next_offset)
+        if lag is not None:
+            self._m.lag.labels(*self._labels, part).set(lag)
+
+    def on_written(self, log_times_ms: list[int]) -> None:
+        now = time.time()
+        histogram = self._m.latency.labels(*self._labels)
+        for ts in log_times_ms:
+            histogram.observe(max(0.0, now - ts / 1000))
+
+    def on_watermark(self, step: str, partition: int, watermark_ms: int) -> None:
+        delay = max(0.0, time.time() - watermark_ms / 1000)
+        self._m.watermark_delay.labels(*self._labels, step, str(partition)).set(delay)
+
+    def set_state(self, state: str) -> None:
+        for known in ("running", "stopped", "completed", "failed"):
+            self._m.state.labels(*self._labels, known).set(1 if known == state else 0)
+
+    def set_progress(self, ratio: float) -> None:
+        self._m.progress.labels(*self._labels).set(ratio)
 
     def on_rejected(self, step: str, reason: str, count: int = 1) -> None:
         self._m.rejected.labels(*self._labels, step, reason).inc(count)

@@ -13,6 +13,7 @@ silent jump to the earliest or latest offset.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,8 @@ from commands.envelope import LogRecord
 from commands.errors import CommandLogError
 from commands.log import CommandLog, part_key
 
-ConsumedObserver = Callable[[int, int, int], None]  # (partition, records, next offset)
+# (partition, records, next offset, lag: records in the partition not read yet, if known)
+ConsumedObserver = Callable[[int, int, int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._stop = stop
         self._tp = TopicPartition(source.topic, partition)
         self._awake: datetime | None = None
+        self._report_at = 0.0  # when an idle partition next reports its lag
         self._consumer: KafkaConsumer | None = None
         if stop is None or offset < stop:
             self._consumer = KafkaConsumer(
@@ -151,13 +154,17 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             for m in messages
             if stop is None or m.offset < stop
         ]
+        if batch:
+            self._next = batch[-1].offset + 1
+        if source.on_consumed is not None and (batch or time.monotonic() >= self._report_at):
+            highwater = self._consumer.highwater(self._tp)
+            lag = None if highwater is None else max(0, highwater - self._next)
+            source.on_consumed(self._partition, len(batch), self._next, lag)
+            self._report_at = time.monotonic() + 1.0
         if not batch:
             self._awake = datetime.now(UTC) + source.idle_wait
             return []
-        self._next = batch[-1].offset + 1
         self._awake = None
-        if source.on_consumed is not None:
-            source.on_consumed(self._partition, len(batch), self._next)
         return [(self._key, batch)]
 
     def next_awake(self) -> datetime | None:

@@ -2,6 +2,7 @@
 read-only query endpoint that lets other processes read the embedded store.
 
 Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 404):
+- `GET /dashboard` → the built-in dashboard page; `GET /dashboard/data` → what it draws
 - `GET /health` → `{"status": "ok", "pid": …}`
 - `GET /metrics` → Prometheus text exposition
 - `GET /deployments` → every deployment's status (see `deploy.status.describe`)
@@ -29,6 +30,7 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from deploy.runtime import Runtime
 
 log = logging.getLogger(__name__)
+DASHBOARD_PAGE = (Path(__file__).parent / "static" / "dashboard.html").read_bytes()
 MAX_BODY = 1024 * 1024
 _STEPS = ("promote", "rollback", "abort", "cleanup")
 
@@ -78,9 +81,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("api %s " + format, self.address_string(), *args)
 
     def do_GET(self) -> None:
+        if self.path in ("/", "/dashboard"):  # the page holds no data: it asks for it
+            self._send(HTTPStatus.OK, DASHBOARD_PAGE, "text/html; charset=utf-8")
+            return
         if not self._authorized():
             return
-        if self.path == "/health":
+        if self.path == "/dashboard/data":
+            self._answer(self.runtime.dashboard)
+        elif self.path == "/health":
             self._json({"status": "ok", "pid": self.runtime.pid})
         elif self.path == "/metrics":
             body = generate_latest(self.runtime.registry)

@@ -174,6 +174,7 @@ class Deployment:
                 max_delay_s=projection.sink.max_delay_ms / 1000,
                 on_flush=self.metrics.on_flush,
                 on_retry=self.metrics.on_retry,
+                on_written=self.metrics.on_written,
                 client_factory=cfg.client_factory,
             )
             opened.append(sink)
@@ -193,6 +194,7 @@ class Deployment:
                 on_rejected=m.on_rejected,
                 on_skipped=m.on_skipped,
                 on_accepted=m.on_accepted,
+                on_watermark=m.on_watermark,
             ),
         )
         self.state = State.RUNNING

@@ -30,6 +30,7 @@ from deploy import positions
 from deploy.api import ApiServer
 from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig, State
+from deploy.panels import BUSINESS
 from deploy.query import QueryResult, run_readonly
 from deploy.registry import Record, Registry
 from deploy.runtime_file import RuntimeFile
@@ -278,8 +279,31 @@ class Runtime:
             raise CqrsError("the runtime is not open")
         return run_readonly(self._reader, sql)
 
-    def describe(self) -> list[dict[str, Any]]:
-        return self.status()
+    def dashboard(self) -> dict[str, Any]:
+        """What the built-in dashboard draws: the business panels' rows (a panel whose view the
+        active deployment does not serve says so) and each deployment's health."""
+        panels = []
+        for panel in BUSINESS:
+            entry: dict[str, Any] = {"key": panel.key, "title": panel.title, "kind": panel.kind}
+            try:
+                entry["rows"] = self.query(panel.sql(self.settings.query_database)).to_json()[
+                    "rows"
+                ]
+            except CqrsError as exc:
+                missing = "UNKNOWN_TABLE" in str(exc) or "does not exist" in str(exc)
+                entry["error"] = "not served by the active deployment" if missing else str(exc)
+            panels.append(entry)
+        deployments = []
+        for status in self.status():
+            record = Record(name=status["name"], pipeline=status["pipeline"],
+                            version=status["version"], spec="", source="", topic="",
+                            start={}, stop=None)  # fmt: skip
+            status["rejected"] = self._by_label("cqrs_commands_rejected_total", record, "reason")
+            status["latency_p99"] = self._quantile(
+                "cqrs_end_to_end_latency_seconds_bucket", record, 0.99
+            )
+            deployments.append(status)
+        return {"panels": panels, "deployments": deployments}
 
     # -- inside --------------------------------------------------------------------------------
 
@@ -325,6 +349,7 @@ class Runtime:
                 self._check_deployments()
                 if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
                     self._commit_offsets()
+                    self._update_gauges()
                     last_commit = time.monotonic()
             except Exception:  # the supervisor must outlive any one failure
                 log.exception("supervisor pass failed")
@@ -393,6 +418,19 @@ class Runtime:
                 {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()}
             )
 
+    def _update_gauges(self) -> None:
+        """Deployment state and progress, for Prometheus."""
+        with self._lock:
+            deployments = list(self.deployments.values())
+        for deployment in deployments:
+            deployment.metrics.set_state(deployment.state.value)
+            record = self.records.get(deployment.name)
+            if record is None:
+                continue
+            status = describe(self.client, record, self._end_offsets)
+            if status["total"]:
+                deployment.metrics.set_progress(status["done"] / status["total"])
+
     def _log(self, topic: str) -> CommandLog:
         if topic not in self._logs:
             self._logs[topic] = CommandLog(self.brokers, topic)
@@ -413,6 +451,33 @@ class Runtime:
             f"SELECT count() FROM system.databases WHERE name = {ddl.literal(name)}"
         )
         return bool(int(found))
+
+    def _samples(self, metric: str, record: Record) -> list[Any]:
+        labels = {
+            "pipeline": record.pipeline,
+            "version": str(record.version),
+            "deployment": record.name,
+        }
+        return [
+            s
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def _by_label(self, metric: str, record: Record, label: str) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for s in self._samples(metric, record):
+            totals[s.labels[label]] = totals.get(s.labels[label], 0.0) + s.value
+        return totals
+
+    def _quantile(self, buckets: str, record: Record, q: float) -> float | None:
+        """The upper bound of the histogram bucket holding the q-quantile."""
+        counts = sorted((float(s.labels["le"]), s.value) for s in self._samples(buckets, record))
+        total = counts[-1][1] if counts else 0
+        if not total:
+            return None
+        return next(le for le, count in counts if count >= q * total)
 
     def _sample(self, metric: str, record: Record) -> float:
         labels = {

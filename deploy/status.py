@@ -53,6 +53,7 @@ def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[st
         "version": record.version,
         "state": record.state,
         "desired": record.desired,
+        "stage": record.stage,
         "error": record.error or None,
         "follow": record.stop is None,
         "start": record.start,

@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 DEDUP_WINDOW = 10_000
 
 Row = tuple[Any, ...]
-# per batch of one partition: (first offset, last offset, rows in the table's column order)
-SinkItem = tuple[int, int, list[Row]]
+# per batch of one partition: (first offset, last offset, newest log time in epoch ms, rows in
+# the table's column order)
+SinkItem = tuple[int, int, int, list[Row]]
 FlushObserver = Callable[[str, int, float], None]  # (table, rows, seconds)
+WrittenObserver = Callable[[list[int]], None]  # log times of the batches just written
 RetryObserver = Callable[[str, BaseException], None]  # (table, error)
 ClientFactory = Callable[[str], Client]
 
@@ -89,8 +91,10 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         max_delay_s: float = 0.25,
         on_flush: FlushObserver | None = None,
         on_retry: RetryObserver | None = None,
+        on_written: WrittenObserver | None = None,
         client_factory: ClientFactory = open_client,
     ) -> None:
+        self._on_written = on_written
         self._database = database
         self._table = table
         self._dsn = dsn
@@ -141,17 +145,20 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         self._first = -1
         self._last = -1
         self._since = 0.0  # when the oldest buffered batch arrived
+        self._log_times: list[int] = []  # newest log time of each buffered batch with rows
         self._dlq: DlqWriter | None = None
         self._released = False
 
     def write_batch(self, values: list[SinkItem]) -> None:
         now = time.monotonic()
-        for first, last, rows in values:
+        for first, last, log_time, rows in values:
             if self._first < 0:
                 self._first = first
                 self._since = now
             self._last = max(self._last, last)
             self._rows.extend(rows)
+            if rows:
+                self._log_times.append(log_time)
         if len(self._rows) >= self._sink._max_rows or now - self._since >= self._sink._max_delay_s:
             self._flush()
 
@@ -183,6 +190,8 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
                 self._sink._on_flush(
                     self._sink._table.name, len(self._rows), time.perf_counter() - started
                 )
+            if self._sink._on_written is not None:
+                self._sink._on_written(self._log_times)
         self._written = max(self._written, self._last)
         self._retrying(
             lambda: record_progress(
@@ -194,6 +203,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
             )
         )
         self._rows = []
+        self._log_times = []
         self._first = self._last = -1
 
     def _insert(self, rows: list[Row], token: str) -> None:

@@ -88,14 +88,15 @@ def test_every_command_becomes_a_row_and_payments_a_window():
     commands = OrderGenerator(seed=4).take(2000)
     rows, rejects, tally = run(records(commands))
     assert rejects == []
-    orders = [(key, row) for key, (_, _, batch) in rows["orders"] for row in batch]
+    orders = [(key, row) for key, (_, _, _, batch) in rows["orders"] for row in batch]
     assert len(orders) == len(commands)
-    for key, (first, last, batch) in rows["orders"]:
+    for key, (first, last, log_time, batch) in rows["orders"]:
         assert int(key) in (0, 1, 2)
         assert all(first <= row[-1] <= last for row in batch)  # the version is the log offset
+        assert log_time > 0
     # window rows: the newest version of each (window, region, partition) counts the payments
     latest = {}
-    for row in (row for _, (_, _, batch) in rows["paid_per_minute"] for row in batch):
+    for row in (row for _, (_, _, _, batch) in rows["paid_per_minute"] for row in batch):
         start, _end, region, partition, pane, n, version = row
         key = (start, region, partition, pane)
         if key not in latest or version > latest[key][1]:
@@ -141,7 +142,7 @@ def test_bad_records_duplicates_and_orphans_are_accounted_for():
     # the ledger: every consumed record is accepted, rejected or skipped by the shared filters
     consumed = len(good) + len(bad) + 1
     assert consumed == tally.accepted + len(rejects) + sum(shared_skips.values())
-    assert sum(len(batch) for _, (_, _, batch) in rows["orders"]) == len(commands)
+    assert sum(len(batch) for _, (_, _, _, batch) in rows["orders"]) == len(commands)
 
 
 ROUTED = """
@@ -169,5 +170,5 @@ def test_route_sends_each_command_to_its_projections():
     paid = sum(c.type == "order.paid" for c in commands)
     assert rejects == []
     assert len(rows["payments"]) == paid
-    assert sum(len(batch) for _, (_, _, batch) in rows["orders"]) == len(commands) - paid
+    assert sum(len(batch) for _, (_, _, _, batch) in rows["orders"]) == len(commands) - paid
     assert all(isinstance(f, Forwarded) and b'"order.paid"' in f.value for f in rows["payments"])
