@@ -58,6 +58,8 @@ def cli(ctx: click.Context, log_level: str, **overrides: Any) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # kafka-python's IO thread warns whenever the GIL kept it waiting: noise under load
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     ctx.obj = Settings.from_env(**overrides)
 
 

@@ -219,6 +219,9 @@ class Runtime:
             record.desired = "running"
             self.records.save(record)
             stop = self._end_offsets(topic) if stop_now else None
+            resumed = self.deployments.get(name)
+            if stop is not None and resumed is not None and resumed.join(0) is False:
+                resumed.stop()  # resumed on open, tailing: this run wants a bound instead
             deployment = self._launch(record, stop_override=stop)
             if record.stage == "active" and layer.active(pipeline.name) != name:
                 layer.switch(pipeline.name, name)
