@@ -128,7 +128,13 @@ class Runtime:
         log.info("runtime %d serving %s on data dir %s", self.pid, self.url, s.data_dir)
         for record in self.records.all():
             if record.desired == "running" and record.state != State.COMPLETED:
-                self._launch(record, note="resumed")
+                try:
+                    self._launch(record, note="resumed")
+                except CqrsError as exc:  # one refused deployment must not keep the rest down
+                    log.error("cannot resume %s: %s", record.name, exc)
+                    record.state, record.error = State.FAILED.value, str(exc)
+                    self.records.save(record)
+                    self.records.note(record, "failed", str(exc))
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
 

@@ -140,3 +140,48 @@ def test_a_token_is_required_when_set(settings, brokers):
         with pytest.raises(Exception, match="401"):
             RuntimeClient(runtime.url).health()
         assert RuntimeClient(runtime.url, token="s3cret").health()["status"] == "ok"
+
+
+def test_a_crashed_deployment_is_restarted(settings, brokers, make_topic, tmp_path, unique):
+    topic = make_topic(partitions=2)
+    commands = OrderGenerator(seed=33).take(500)
+    produce(brokers, topic, commands)
+    spec = f"""
+name: crashy{unique}
+version: 1
+modules: [tests.fixtures.user_filters]
+filters:
+  - crash_once: {{marker: "{tmp_path / "crashed"}"}}
+  - validate
+  - order_state
+projections:
+  - name: orders
+    steps: [order_rows]
+"""
+    from dataflows.spec import parse_pipeline
+
+    with Runtime(settings.with_(topic=topic), brokers) as runtime:
+        runtime.ensure(parse_pipeline(spec, "crashy.yaml"), spec)
+        name = f"crashy{unique}_v1"
+        wait_for(lambda: runtime.status(name)[0]["done"] == len(commands), timeout_s=60)
+        events = [e["event"] for e in runtime.records.history(f"crashy{unique}")]
+        assert "failed" in events and any(e.startswith("restarted") for e in events)
+        assert runtime.status(name)[0]["state"] == "running"
+
+
+def test_a_table_with_a_short_dedup_window_is_refused(
+    settings, brokers, make_topic, store, orders_pipeline
+):
+    from sinks.ddl import create_database
+
+    topic = make_topic(partitions=2)
+    db = orders_pipeline.deployment
+    store.command(create_database(db))
+    store.command(
+        f"CREATE TABLE `{db}`.orders (order_id String, version UInt64) ENGINE = "
+        f"ReplacingMergeTree(version) ORDER BY order_id SETTINGS non_replicated_deduplication_window = 3"
+    )
+    with Runtime(settings.with_(topic=topic), brokers) as runtime, pytest.raises(
+        Exception, match="remembers 3 inserts for deduplication, but a restart may repeat up to"
+    ):
+        runtime.ensure(orders_pipeline, spec_text(orders_pipeline))
