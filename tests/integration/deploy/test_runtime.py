@@ -181,7 +181,10 @@ def test_a_table_with_a_short_dedup_window_is_refused(
         f"CREATE TABLE `{db}`.orders (order_id String, version UInt64) ENGINE = "
         f"ReplacingMergeTree(version) ORDER BY order_id SETTINGS non_replicated_deduplication_window = 3"
     )
-    with Runtime(settings.with_(topic=topic), brokers) as runtime, pytest.raises(
-        Exception, match="remembers 3 inserts for deduplication, but a restart may repeat up to"
+    with (
+        Runtime(settings.with_(topic=topic), brokers) as runtime,
+        pytest.raises(
+            Exception, match="remembers 3 inserts for deduplication, but a restart may repeat up to"
+        ),
     ):
         runtime.ensure(orders_pipeline, spec_text(orders_pipeline))
