@@ -10,7 +10,11 @@ STAMP  := $(VENV)/.installed
 # built-in dashboard, docker-compose checks docker-compose.yml (Debian's packages).
 SYSTEM_TOOLS := prometheus chromium docker-compose
 
-.PHONY: install system-tools demo test lint format broker-start broker-stop clean
+# The peer of the benchmarks lives in a virtualenv of its own: Quix Streams pins its own
+# confluent-kafka, which must not change the project's environment.
+QUIX_VENV := .cache/bench-quix
+
+.PHONY: install system-tools demo test bench lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,16 @@ system-tools:
 
 test: $(STAMP) lint system-tools
 	$(BIN)/pytest
+
+$(QUIX_VENV)/.installed:
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/pip install -q quixstreams clickhouse-connect chdb msgspec pyyaml
+	touch $@
+
+bench: $(STAMP) $(QUIX_VENV)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

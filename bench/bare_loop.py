@@ -21,9 +21,15 @@ BATCH_ROWS = 50_000
 
 
 def bare_loop(
-    brokers: str, topic: str, ends: dict[int, int], dsn: str, database: str
+    brokers: str,
+    topic: str,
+    ends: dict[int, int],
+    dsn: str,
+    database: str,
+    decode_only: bool = False,
 ) -> dict[str, float]:
-    """Consume `topic` up to `ends`, fold every order, insert its rows; the figures."""
+    """Consume `topic` up to `ends`, fold every order, insert its rows; the figures. With
+    `decode_only`, stop after decoding (the floor of scenario 1)."""
     client = open_client(dsn)
     client.command(create_database(database))
     table = Table("orders", TABLE_COLUMNS, ("order_id",), "version")
@@ -54,6 +60,8 @@ def bare_loop(
                 try:
                     envelope = Envelope(record, decode_command(m.value))
                 except MalformedCommand:
+                    continue
+                if decode_only:
                     continue
                 key = envelope.command.aggregate_id
                 outcome = apply(states.get(key), envelope)

@@ -54,11 +54,25 @@ def main(n: int) -> None:
     for status, version in (("placed", 0), ("paid", 1), ("shipped", 2)):
         for start in range(0, n, 200_000):
             rows = [
-                (f"o-{i:012d}", "c-1", rng.choice(["eu-west", "us-east"]), "EUR", status, 2, 3,
-                 10.0 + i % 7, 10.0, "card", "", "", 1767225600000 + i, 1767225600000 + i,
-                 version * n + i)
+                (
+                    f"o-{i:012d}",
+                    "c-1",
+                    rng.choice(["eu-west", "us-east"]),
+                    "EUR",
+                    status,
+                    2,
+                    3,
+                    10.0 + i % 7,
+                    10.0,
+                    "card",
+                    "",
+                    "",
+                    1767225600000 + i,
+                    1767225600000 + i,
+                    version * n + i,
+                )
                 for i in range(start, min(n, start + 200_000))
-            ]  # fmt: skip
+            ]
             client.insert("bench.orders", rows, column_names=names)
     print(f"{n:,} orders, {3 * n:,} rows, merges stopped")
     layer = StableLayer(client, "benchctl", "benchq")

@@ -69,7 +69,9 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         batch_size: int = 5000,
         idle_wait: timedelta = timedelta(milliseconds=20),
         on_consumed: ConsumedObserver | None = None,
+        partitions: list[int] | None = None,
     ) -> None:
+        self.partitions = partitions
         self.brokers = brokers
         self.topic = topic
         self.start = start
@@ -87,6 +89,8 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
             part.close()
 
     def list_parts(self) -> list[str]:
+        if self.partitions is not None:
+            return [part_key(p) for p in self.partitions]
         with CommandLog(self.brokers, self.topic) as log:
             return [part_key(p) for p in log.partitions()]
 
@@ -134,7 +138,11 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
                 # No silent reset: an offset outside the log raises instead of jumping.
                 auto_offset_reset="none",
                 max_poll_records=source.batch_size,
-                max_partition_fetch_bytes=16 * 1024 * 1024,
+                # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
+                # catching up a backlog would fill 50 MB for each partition. The broker still
+                # returns a record larger than these (a 5 MB command reaches the DLQ).
+                max_partition_fetch_bytes=1024 * 1024,
+                fetch_max_bytes=4 * 1024 * 1024,
                 fetch_max_wait_ms=200,
             )
             self._consumer.assign([self._tp])

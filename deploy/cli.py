@@ -32,6 +32,7 @@ from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.client import RuntimeClient
 from deploy.deployment import Deployment
+from deploy.memory import limit_malloc_arenas
 from deploy.query import QueryResult, query
 from deploy.registry import Registry
 from deploy.runtime import Runtime, root_cause
@@ -778,6 +779,7 @@ class _graceful_sigterm:
 
 
 def main() -> None:
+    limit_malloc_arenas()
     try:
         cli(standalone_mode=False)
     except CqrsError as exc:

@@ -20,7 +20,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from commands.errors import RecoveryError
+from commands.errors import ConfigError, RecoveryError
 from commands.log import CommandLog
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
@@ -74,6 +74,9 @@ class DeploymentConfig:
     epoch: timedelta = EPOCH
     #: how the sinks open ClickHouse (tests put faults at this boundary)
     client_factory: ClientFactory = open_client
+    #: the log partitions this process handles (None: all); several processes, each with its
+    #: own share, scale a deployment out when ClickHouse is a server they can all write to
+    partitions: list[int] | None = None
 
 
 class Deployment:
@@ -97,6 +100,11 @@ class Deployment:
         cfg = self.config
         with CommandLog(cfg.brokers, cfg.topic) as command_log:
             partitions = command_log.partitions()
+        if cfg.partitions is not None:
+            unknown = sorted(set(cfg.partitions) - set(partitions))
+            if unknown:
+                raise ConfigError(f"{self.name}: partitions {unknown} are not in {cfg.topic}")
+            partitions = sorted(cfg.partitions)
         self._check_recovery(client)
         ensure_dlq(cfg.brokers, cfg.topic)
         client.command(ddl.create_database(self.database))
@@ -154,6 +162,7 @@ class Deployment:
             stop_at=cfg.stop_at,
             stop_event=self._stop,
             on_consumed=self.metrics.on_consumed,
+            partitions=partitions,
         )
 
         opened: list[CommandLogSource | ProjectionSink | TopicSink | DlqSink] = [source]

@@ -133,9 +133,19 @@ class Windowed(PartitionLocal[WindowState]):
         values.append(acc.offset)
         return Projected(partition, acc.offset, tuple(values))
 
-    def event_time(self, envelope: Envelope) -> int | None:
+    def admit(self, state: WindowState, envelope: Envelope, out: list[Output]) -> int | None:
+        """The event time of an envelope that joins its windows (advancing the watermark), or
+        None when it went to `out` instead: without an event time, or late."""
         ts = self._time(envelope)
-        return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
+            return None
+        if state.watermark is not None and ts < state.watermark - self.lateness:
+            out.extend(self.late_output(envelope, ts, state.watermark))
+            return None
+        if state.watermark is None or ts > state.watermark:
+            state.watermark = ts
+        return ts
 
     def restore(self, snapshot: Any | None) -> WindowState:
         if snapshot is None:
@@ -176,12 +186,8 @@ class _Fixed(Windowed):
         touched: dict[WindowKey, Acc] = {}
         open_ = state.open
         for envelope in batch:
-            ts = self.event_time(envelope)
+            ts = self.admit(state, envelope, out)
             if ts is None:
-                out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
-                continue
-            if state.watermark is not None and ts < state.watermark - self.lateness:
-                out.extend(self.late_output(envelope, ts, state.watermark))
                 continue
             group = self.group_of(envelope)
             for start, end in self.windows_of(ts):
@@ -191,8 +197,6 @@ class _Fixed(Windowed):
                     acc = open_[key] = self.new_acc(start, end)
                 self.fold(acc, envelope)
                 touched[key] = acc
-            if state.watermark is None or ts > state.watermark:
-                state.watermark = ts
         partition = batch[0].record.partition if batch else 0
         for (_, group), acc in touched.items():
             out.append(self.row(group, acc, partition, 0))
@@ -254,17 +258,10 @@ class Session(Windowed):
         out: list[Output] = []
         sessions: dict[GroupKey, list[Acc]] = state.open
         for envelope in batch:
-            ts = self.event_time(envelope)
+            ts = self.admit(state, envelope, out)
             if ts is None:
-                out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
                 continue
-            if state.watermark is not None and ts < state.watermark - self.lateness:
-                out.extend(self.late_output(envelope, ts, state.watermark))
-                continue
-            group = self.group_of(envelope)
-            self._add(sessions.setdefault(group, []), envelope, ts)
-            if state.watermark is None or ts > state.watermark:
-                state.watermark = ts
+            self._add(sessions.setdefault(self.group_of(envelope), []), envelope, ts)
         if state.watermark is not None:
             horizon = state.watermark - self.lateness
             partition = batch[0].record.partition if batch else 0

@@ -34,7 +34,7 @@ from sinks import ddl
 from sinks.ddl import Table, qualified
 from sinks.dlq import DlqWriter
 from sinks.progress import record_progress
-from sinks.retry import Backoff, is_content_error
+from sinks.retry import Backoff, is_content_error, is_fatal_error
 from sinks.store import open_client
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
                 action()
                 return
             except Exception as exc:
-                if is_content_error(exc):
+                if is_content_error(exc) or is_fatal_error(exc):
                     raise
                 if self._sink._on_retry is not None:
                     self._sink._on_retry(self._sink._table.name, exc)

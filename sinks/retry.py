@@ -4,7 +4,7 @@ An infrastructure error (the server is down, a timeout, too many parts, out of m
 nothing about the rows: the same batch is retried, with the same deduplication token, after a
 growing pause, for as long as it takes. A content error (a value the column cannot hold) will
 fail every time: the batch is split to find the rows at fault. Only content errors ever lead to
-the DLQ.
+the DLQ. A fatal error (the table is missing, no right to write) is raised at once.
 """
 
 from __future__ import annotations
@@ -33,7 +33,32 @@ CONTENT_CODES = frozenset(
         349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
     }
 )
+# Error codes no retry can cure: a table or column that is not there, no right to write. The
+# deployment fails loudly instead of retrying forever.
+FATAL_CODES = frozenset(
+    {
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        47,  # UNKNOWN_IDENTIFIER
+        60,  # UNKNOWN_TABLE
+        62,  # SYNTAX_ERROR
+        81,  # UNKNOWN_DATABASE
+        164,  # READONLY
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+    }
+)
 _CODE = re.compile(r"Code: (\d+)")
+
+
+def _code(exc: BaseException) -> int | None:
+    found = _CODE.search(str(exc)) if isinstance(exc, DatabaseError) else None
+    return int(found.group(1)) if found else None
+
+
+def is_fatal_error(exc: BaseException) -> bool:
+    """True when the store is not as this deployment needs it: retrying cannot help, and the
+    rows are not at fault either."""
+    return _code(exc) in FATAL_CODES
 
 
 def is_content_error(exc: BaseException) -> bool:
@@ -41,10 +66,7 @@ def is_content_error(exc: BaseException) -> bool:
     if isinstance(exc, TypeError | ValueError | OverflowError | struct.error | DataError):
         # raised while serialising a value client-side, before anything is sent
         return True
-    if isinstance(exc, DatabaseError):
-        found = _CODE.search(str(exc))
-        return found is not None and int(found.group(1)) in CONTENT_CODES
-    return False
+    return _code(exc) in CONTENT_CODES
 
 
 @dataclass

@@ -76,3 +76,33 @@ def test_orders_v2_drops_test_customers_converts_to_usd_and_ranks_skus(
         epoch_ms(r["window_start"]): [(s, w) for s, w in r["top_skus"]] for r in view("top_skus_5m")
     }
     assert top == expected_top_skus(kept)
+
+
+def test_a_deployment_process_can_own_a_share_of_the_partitions(
+    brokers, make_topic, orders_pipeline, run_bounded, store
+):
+    """How a deployment scales out over processes: each takes some partitions."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from commands.envelope import decode_command
+
+    topic = make_topic(partitions=3)
+    commands = OrderGenerator(seed=13).take(3000)
+    produce(brokers, topic, commands)
+    run_bounded(orders_pipeline, topic, partitions=[1])
+
+    consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    tp = TopicPartition(topic, 1)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    end = consumer.end_offsets([tp])[tp]
+    mine = []
+    while consumer.position(tp) < end:
+        mine.extend(decode_command(r.value) for r in consumer.poll(timeout_ms=500).get(tp, []))
+    consumer.close()
+
+    db = orders_pipeline.deployment
+    rows = list(store.query(f"SELECT {ORDER_COLUMNS} FROM `{db}`.orders FINAL").named_results())
+    assert diff_orders(expected_orders(mine), rows) == []
+    progress = store.query(f"SELECT DISTINCT partition FROM `{db}`._progress").result_rows
+    assert progress == [(1,)]
