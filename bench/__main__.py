@@ -61,13 +61,15 @@ def job(kind: str, name: str, **args: Any) -> dict[str, Any]:
 def fill(brokers: str, topic: str, partitions: int, count: int) -> None:
     with CommandLog(brokers, topic) as command_log:
         command_log.ensure(partitions)
-    halves = [count // 2, count - count // 2]
+    shares = min(2, partitions)
     log(f"producing {count:,} commands into {topic} ({partitions} partitions)")
     producers = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.produce", brokers, topic, str(n), str(seed)], cwd=REPO
+            [sys.executable, "-m", "bench.produce", brokers, topic, str(count), "1"]
+            + [str(n) for n in (share, shares, partitions)],
+            cwd=REPO,
         )
-        for seed, n in enumerate(halves, start=1)
+        for share in range(shares)
     ]
     for p in producers:
         if p.wait() != 0:
@@ -118,7 +120,13 @@ def main(commands: int, memory_commands: int) -> None:
             s[f"s2_ours_{topic}"] = job(
                 "ours", f"s2-ours-{topic}", topic=topic, spec="dataflows/orders.yaml", **common
             )
-            s[f"s2_bare_{topic}"] = job("bare", f"s2-bare-{topic}", topic=topic, **common)
+            s[f"s2_bare_{topic}"] = job(
+                "bare",
+                f"s2-bare-{topic}",
+                topic=topic,
+                batch_rows=s[f"s2_ours_{topic}"]["rows_per_insert_by_table"],
+                **common,
+            )
         s["s2_bytewax_kafka"] = job(
             "bytewax_kafka",
             "s2-bytewax-kafka",

@@ -56,15 +56,19 @@ class RssSampler:
 
 
 def figures(
-    total: int, elapsed: float, cpu: float, rss: RssSampler, inserts: list[int]
+    total: int, elapsed: float, cpu: float, rss: RssSampler, inserts: list[tuple[str, int]]
 ) -> dict[str, Any]:
     step = max(1, len(rss.samples) // 10)
+    by_table: dict[str, list[int]] = {}
+    for table, rows in inserts:
+        by_table.setdefault(table, []).append(rows)
     return {
         "commands": total,
         "seconds": round(elapsed, 2),
         "commands_per_s": round(total / elapsed),
         "cpu_us_per_command": round(cpu / total * 1e6, 1),
-        "rows_per_insert": round(sum(inserts) / len(inserts)) if inserts else 0,
+        "rows_per_insert": round(sum(r for _, r in inserts) / len(inserts)) if inserts else 0,
+        "rows_per_insert_by_table": {t: round(sum(r) / len(r)) for t, r in by_table.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "rss_mb_over_time": [(round(t), round(b / 2**20)) for t, b in rss.samples[::step]],
     }
@@ -75,7 +79,7 @@ class Recorder(Metrics):
 
     def __init__(self) -> None:
         super().__init__(CollectorRegistry())
-        self.inserts: list[int] = []
+        self.inserts: list[tuple[str, int]] = []
         self.latencies: list[float] = []
 
 
@@ -91,7 +95,7 @@ def ours(args: dict[str, Any]) -> dict[str, Any]:
     on_flush, on_written = metrics.on_flush, metrics.on_written
 
     def flushed(table: str, rows: int, seconds: float) -> None:
-        recorder.inserts.append(rows)
+        recorder.inserts.append((table, rows))
         on_flush(table, rows, seconds)
 
     def written(times: list[int]) -> None:
@@ -128,7 +132,13 @@ def bare(args: dict[str, Any]) -> dict[str, Any]:
     dsn = f"chdb://{Path(args['work']) / 'clickhouse'}"
     with RssSampler():
         result = bare_loop(
-            args["brokers"], args["topic"], ends, dsn, "bare", args.get("decode_only", False)
+            args["brokers"],
+            args["topic"],
+            ends,
+            dsn,
+            "bare",
+            args.get("decode_only", False),
+            args.get("batch_rows"),
         )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
@@ -204,7 +214,7 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
     client = open_client(dsn)
     client.command(create_database("bwk"))
     create_progress_table(client, "bwk")
-    inserts: list[int] = []
+    inserts: list[tuple[str, int]] = []
     flow = Dataflow("bytewax_kafka")
     messages = op.input("kafka", flow, KafkaSource([brokers], [topic], tail=False, batch_size=5000))
 
@@ -230,7 +240,7 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
             dsn,
             list(ends),
             dlq=lambda: DlqWriter(brokers, topic, "bwk"),
-            on_flush=lambda table, rows, seconds: inserts.append(rows),
+            on_flush=lambda table, rows, seconds: inserts.append((table, rows)),
         )
         op.output(f"{name}_sink", items, sink)
     rejects = op.flat_map("rejects", results, lambda kv: kv[1].rejects)

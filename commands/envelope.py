@@ -14,8 +14,12 @@ import msgspec
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Command(msgspec.Struct, frozen=True):
-    """One record of the command log, decoded: `ts` is event time in epoch milliseconds."""
+class Command(msgspec.Struct, frozen=True, gc=False):
+    """One record of the command log, decoded: `ts` is event time in epoch milliseconds.
+
+    This and the other per-record structs are `gc=False`: nothing in them can point back at
+    them, and the cycle collector walking a million of them a minute cost a third of the CPU.
+    """
 
     id: NonEmpty
     type: NonEmpty
@@ -42,7 +46,7 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
         return None
 
 
-class Envelope(msgspec.Struct, frozen=True):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """A decoded command with the log record it came from, so every later step knows its
     position (for versions and progress) and its raw bytes (for the DLQ).
 
@@ -78,7 +82,7 @@ class Reason(StrEnum):
     UNWRITABLE_ROW = "unwritable_row"
 
 
-class Rejected(msgspec.Struct, frozen=True):
+class Rejected(msgspec.Struct, frozen=True, gc=False):
     """A record a step refused: travels to the DLQ with its reason, never dropped."""
 
     record: LogRecord

@@ -22,6 +22,9 @@ from operators.decode import STEP_ID as DECODE_STEP
 from operators.decode import Decoder
 from operators.route import ROUTE_ATTR, RouteFilter
 
+#: outputs that leave the chain at the step that made them
+_ASIDE = (Rejected, Skipped)
+
 
 def _nothing(*args: Any) -> None:
     return None
@@ -132,7 +135,6 @@ class PartitionPipeline:
     ) -> list[Any]:
         """Each step over the whole batch in turn: what passes goes on, rejects are collected,
         skipped items are counted and dropped."""
-        observers = self._observers
         for f in steps:
             if not items:
                 break
@@ -141,23 +143,31 @@ class PartitionPipeline:
             else:
                 apply = f.apply  # type: ignore[attr-defined]
                 outputs = [apply(e) for e in items]
-            passed: list[Any] = []
-            skipped: dict[str, int] = {}
-            rejected = 0
-            for o in outputs:
-                if isinstance(o, Rejected):
-                    rejects.append(o)
-                    rejected += 1
-                    observers.on_rejected(o.step, o.reason.value, 1)
-                elif isinstance(o, Skipped):
-                    skipped[o.why] = skipped.get(o.why, 0) + 1
-                else:
-                    passed.append(o)
-            for why, n in skipped.items():
-                observers.on_skipped(f.step_id, why, n)
-            self._report(f.step_id, len(items), len(passed), rejected, sum(skipped.values()))
+            passed = [o for o in outputs if type(o) not in _ASIDE]
+            rejected = skipped = 0
+            if len(passed) < len(outputs):
+                rejected, skipped = self._set_aside(f.step_id, outputs, rejects)
+            self._report(f.step_id, len(items), len(passed), rejected, skipped)
             items = passed
         return items
+
+    def _set_aside(
+        self, step: str, outputs: list[Output], rejects: list[Rejected]
+    ) -> tuple[int, int]:
+        """Collect a step's rejects and count its skips (the rare case, so a second pass)."""
+        observers = self._observers
+        skipped: dict[str, int] = {}
+        rejected = 0
+        for o in outputs:
+            if type(o) is Rejected:
+                rejects.append(o)
+                rejected += 1
+                observers.on_rejected(o.step, o.reason.value, 1)
+            elif type(o) is Skipped:
+                skipped[o.why] = skipped.get(o.why, 0) + 1
+        for why, n in skipped.items():
+            observers.on_skipped(step, why, n)
+        return rejected, sum(skipped.values())
 
     def _report(self, step: str, ins: int, outs: int, rejected: int, skipped: int) -> None:
         self._observers.on_step(step, ins, outs, rejected, skipped)

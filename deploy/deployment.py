@@ -27,6 +27,7 @@ from dataflows.executor import Observers
 from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
+from deploy.memory import tune_collector
 from sinks import ddl
 from sinks.clickhouse import (
     ClientFactory,
@@ -207,6 +208,7 @@ class Deployment:
             ),
         )
         self.state = State.RUNNING
+        tune_collector()
         try:
             run_main(
                 flow,

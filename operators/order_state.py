@@ -115,14 +115,19 @@ def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
     sources, target = allowed
     if state.status not in sources:
         return f"{command.type} for order {command.aggregate_id} in status {state.status!r}"
-    changes: dict[str, object] = {"status": target, "updated_at": max(state.updated_at, command.ts)}
+    updated_at = max(state.updated_at, command.ts)
+    replace = msgspec.structs.replace
     if command.type == orders.PAID:
-        changes.update(paid_amount=data["amount"], payment_method=data["method"])
-    elif command.type == orders.SHIPPED:
-        changes["carrier"] = data["carrier"]
-    else:
-        changes["cancel_reason"] = data["reason"]
-    return msgspec.structs.replace(state, **changes)
+        return replace(
+            state,
+            status=target,
+            updated_at=updated_at,
+            paid_amount=data["amount"],
+            payment_method=data["method"],
+        )
+    if command.type == orders.SHIPPED:
+        return replace(state, status=target, updated_at=updated_at, carrier=data["carrier"])
+    return replace(state, status=target, updated_at=updated_at, cancel_reason=data["reason"])
 
 
 @register_filter("order_state", params=NoParams)
