@@ -278,18 +278,24 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
 
     for topic, parts in (("orders6", 6), ("orders1", 1)):
-        add(
-            f"1. decode only, null sink ({n}, {parts} partitions)",
-            s[f"s1_ours_{topic}"]["commands_per_s"],
-            s[f"s1_bare_{topic}"]["commands_per_s"],
-            "bare loop",
-        )
-        add(
-            f"2. orders v1, earliest to caught up ({n}, {parts} partitions)",
-            s[f"s2_ours_{topic}"]["commands_per_s"],
-            s[f"s2_bare_{topic}"]["commands_per_s"],
-            "bare loop",
-        )
+        for scenario, what in (
+            ("s1", "1. decode only, null sink"),
+            ("s2", "2. orders v1, earliest to caught up"),
+        ):
+            ours, bare = s[f"{scenario}_ours_{topic}"], s[f"{scenario}_bare_{topic}"]
+            add(
+                f"{what} ({n}, {parts} partitions)",
+                ours["commands_per_s"],
+                bare["commands_per_s"],
+                "bare loop",
+            )
+            rows[-1] = (
+                rows[-1][0],
+                f"{rows[-1][1]} ({ours['cpu_us_per_command']} µs CPU/cmd, "
+                f"{ours['rows_per_insert']:,} rows/insert, {ours['peak_rss_mb']} MB)",
+                f"{rows[-1][2]} ({bare['cpu_us_per_command']:.1f} µs CPU/cmd)",
+                *rows[-1][3:],
+            )
     ours6 = s["s2_ours_orders6"]["commands_per_s"]
     add(
         "2. orders v1 vs Bytewax's Kafka connector (confluent-kafka)",
