@@ -9,11 +9,9 @@ though epochs (and so snapshots) are seconds apart.
 
 Each insert carries a deduplication token made of the deployment, table, partition and offset
 range; a retry sends the same rows with the same token, so an insert that succeeded although
-the client saw an error is not applied twice. After an insert the partition's progress is
-recorded: at every snapshot and close, and otherwise at most once per `PROGRESS_EVERY_S` (a
-progress row is an insert of its own, and one per flush doubled the inserts a catch-up makes).
-While ClickHouse is failing, the insert is retried and `write_batch` does not return: Bytewax
-stops pulling from the source, so memory stays at one buffer per partition.
+the client saw an error is not applied twice. After each insert the partition's progress is
+recorded. While ClickHouse is failing, the insert is retried and `write_batch` does not return:
+Bytewax stops pulling from the source, so memory stays at one buffer per partition.
 """
 
 from __future__ import annotations
@@ -40,9 +38,6 @@ from sinks.retry import Backoff, is_content_error, is_fatal_error
 from sinks.store import open_client
 
 log = logging.getLogger(__name__)
-
-#: the most often a sink partition records its progress between snapshots
-PROGRESS_EVERY_S = 1.0
 
 #: Inserts remembered per table for token deduplication: a retried batch, or one replayed with
 #: the same offset range, within this many inserts is dropped by ClickHouse.
@@ -146,8 +141,6 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         self._names = table.column_names
         self._types = [t for _, t in table.columns]
         self._written = -1 if written is None else written
-        self._recorded = self._written  # the progress row ClickHouse has
-        self._progress_due = 0.0
         self._rows: list[Row] = []
         self._first = -1
         self._last = -1
@@ -170,11 +163,11 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
             self._flush()
 
     def snapshot(self) -> int:
-        self._flush(progress=True)
+        self._flush()
         return self._written
 
     def close(self) -> None:
-        self._flush(progress=True)
+        self._flush()
         self.release()
 
     def release(self) -> None:
@@ -186,35 +179,32 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
             self._dlq.close()
             self._dlq = None
 
-    def _flush(self, progress: bool = False) -> None:
-        if self._first >= 0:
-            started = time.perf_counter()
-            if self._rows:
-                self._insert(self._rows, f"{self._token_prefix}:{self._first}-{self._last}")
-                if self._sink._on_flush is not None:
-                    self._sink._on_flush(
-                        self._sink._table.name, len(self._rows), time.perf_counter() - started
-                    )
-                if self._sink._on_written is not None:
-                    self._sink._on_written(self._log_times)
-            self._written = max(self._written, self._last)
-            self._rows = []
-            self._log_times = []
-            self._first = self._last = -1
-        now = time.monotonic()
-        if self._written > self._recorded and (progress or now >= self._progress_due):
-            written = self._written
-            self._retrying(
-                lambda: record_progress(
-                    self._client,
-                    self._sink._database,
-                    self._sink._table.name,
-                    self._partition,
-                    written,
+    def _flush(self) -> None:
+        if self._first < 0:
+            return
+        started = time.perf_counter()
+        token = f"{self._token_prefix}:{self._first}-{self._last}"
+        if self._rows:
+            self._insert(self._rows, token)
+            if self._sink._on_flush is not None:
+                self._sink._on_flush(
+                    self._sink._table.name, len(self._rows), time.perf_counter() - started
                 )
+            if self._sink._on_written is not None:
+                self._sink._on_written(self._log_times)
+        self._written = max(self._written, self._last)
+        self._retrying(
+            lambda: record_progress(
+                self._client,
+                self._sink._database,
+                self._sink._table.name,
+                self._partition,
+                self._written,
             )
-            self._recorded = written
-            self._progress_due = now + PROGRESS_EVERY_S
+        )
+        self._rows = []
+        self._log_times = []
+        self._first = self._last = -1
 
     def _insert(self, rows: list[Row], token: str) -> None:
         """Insert, retrying infrastructure errors; split the batch on a content error until
