@@ -1,5 +1,7 @@
 """The stateless filters and dedupe, each on its own."""
 
+import gc
+
 import msgspec
 import pytest
 
@@ -138,6 +140,17 @@ def test_dedupe_drops_repeats_and_stays_bounded():
     assert state.size == len(state.seen) == 100
     assert dedupe.process(state, [env(id_="n499", ts=61_000)]) == [Skipped("step", "deduplicated")]
     assert dedupe.process(state, [env(id_="n0", ts=61_000)]) != [Skipped("step", "deduplicated")]
+
+
+def test_dedupe_state_and_envelopes_stay_out_of_the_cycle_collector():
+    """What keeps full collections cheap: nothing per record or per id is tracked."""
+    dedupe = make(Dedupe, DedupeParams, max_keys=1000)
+    state = dedupe.restore(None)
+    batch = [env(id_=f"id{i}", ts=1000 + i) for i in range(2000)]
+    dedupe.process(state, batch)
+    assert len(state.seen) == 1000
+    assert not gc.is_tracked(state.seen)
+    assert not any(gc.is_tracked(e) or gc.is_tracked(e.command) for e in batch)
 
 
 def test_dedupe_snapshot_is_not_changed_by_later_batches():
