@@ -47,6 +47,19 @@ class _Table:
             self.rows = []
 
 
+def consumer_from_start(brokers: str, topic: str, partitions: list[int]) -> KafkaConsumer:
+    """One plain consumer of `partitions`, at their first offsets: how the baselines read."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=brokers,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.seek_to_beginning()
+    return consumer
+
+
 def bare_loop(
     brokers: str,
     topic: str,
@@ -71,14 +84,7 @@ def bare_loop(
             (batch_rows or {}).get(projection.name, BATCH_ROWS),
         )
     order_rows, revenue_rows = tables["orders"], tables["revenue_per_minute"]
-    consumer = KafkaConsumer(
-        bootstrap_servers=brokers,
-        enable_auto_commit=False,
-        max_poll_records=5000,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    consumer.assign([TopicPartition(topic, p) for p in ends])
-    consumer.seek_to_beginning()
+    consumer = consumer_from_start(brokers, topic, list(ends))
     states: dict[str, OrderState] = {}
     # (partition, window start, region, currency) -> [paid orders, revenue, newest offset]
     windows: dict[tuple[int, int, str, str], list[float]] = {}

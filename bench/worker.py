@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
-from bench.bare_loop import bare_loop
+from bench.bare_loop import bare_loop, consumer_from_start
 from commands.envelope import LogRecord
 from commands.log import CommandLog, part_key
-from dataflows.metrics import Metrics
-from dataflows.spec import load_pipeline
+from dataflows.metrics import DeploymentMetrics, Metrics
+from dataflows.spec import Pipeline, load_pipeline
 from deploy.deployment import Deployment, DeploymentConfig
 from deploy.memory import limit_malloc_arenas
 from sinks.store import open_client
@@ -82,6 +81,24 @@ class Recorder(Metrics):
         self.inserts: list[tuple[str, int]] = []
         self.latencies: list[float] = []
 
+    def deployment_metrics(self, pipeline: Pipeline) -> DeploymentMetrics:
+        """A deployment's metrics that also note each insert's size and each written batch's
+        latency (from its newest log time to now) for the figures."""
+        metrics = self.for_deployment(pipeline.name, pipeline.version, pipeline.deployment)
+        on_flush, on_written = metrics.on_flush, metrics.on_written
+
+        def flushed(table: str, rows: int, seconds: float) -> None:
+            self.inserts.append((table, rows))
+            on_flush(table, rows, seconds)
+
+        def written(times: list[int]) -> None:
+            now = time.time()
+            self.latencies.extend(now - t / 1000 for t in times)
+            on_written(times)
+
+        metrics.on_flush, metrics.on_written = flushed, written  # type: ignore[method-assign]
+        return metrics
+
 
 def ours(args: dict[str, Any]) -> dict[str, Any]:
     """The pipeline as deployed: our source, the executor, the ClickHouse sink."""
@@ -91,19 +108,7 @@ def ours(args: dict[str, Any]) -> dict[str, Any]:
     with CommandLog(brokers, topic) as log:
         ends = {p: e for p, e in log.end_offsets().items() if only is None or p in only}
     recorder = Recorder()
-    metrics = recorder.for_deployment(pipeline.name, pipeline.version, pipeline.deployment)
-    on_flush, on_written = metrics.on_flush, metrics.on_written
-
-    def flushed(table: str, rows: int, seconds: float) -> None:
-        recorder.inserts.append((table, rows))
-        on_flush(table, rows, seconds)
-
-    def written(times: list[int]) -> None:
-        now = time.time()
-        recorder.latencies.extend(now - t / 1000 for t in times)
-        on_written(times)
-
-    metrics.on_flush, metrics.on_written = flushed, written  # type: ignore[method-assign]
+    metrics = recorder.deployment_metrics(pipeline)
     dsn = f"chdb://{work / 'clickhouse'}"
     deployment = Deployment(
         DeploymentConfig(
@@ -156,14 +161,7 @@ def clickhouse_parses(args: dict[str, Any]) -> dict[str, Any]:
     )
     with CommandLog(brokers, topic) as log:
         ends = log.end_offsets()
-    consumer = KafkaConsumer(
-        bootstrap_servers=brokers,
-        enable_auto_commit=False,
-        max_poll_records=5000,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    consumer.assign([TopicPartition(topic, p) for p in ends])
-    consumer.seek_to_beginning()
+    consumer = consumer_from_start(brokers, topic, list(ends))
     total, consumed, chunk = sum(ends.values()), 0, []
     settings = {"input_format_json_read_objects_as_strings": 1, "async_insert": 0}
     started, cpu = time.perf_counter(), time.process_time()
@@ -270,13 +268,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         log.ensure(6)
     pipeline = load_pipeline(REPO / args["spec"])
     recorder = Recorder()
-    metrics = recorder.for_deployment(pipeline.name, pipeline.version, pipeline.deployment)
-
-    def written(times: list[int]) -> None:
-        now = time.time()
-        recorder.latencies.extend(now - t / 1000 for t in times)
-
-    metrics.on_written = written  # type: ignore[method-assign]
+    metrics = recorder.deployment_metrics(pipeline)
     dsn = f"chdb://{work / 'clickhouse'}"
     deployment = Deployment(
         DeploymentConfig(
