@@ -13,6 +13,10 @@ class ConfigError(CqrsError):
     """A setting or flag has a value that cannot work."""
 
 
+class NotFound(ConfigError):
+    """Nothing of that name exists (a deployment, a pipeline)."""
+
+
 class SpecError(CqrsError):
     """A pipeline spec is refused before anything starts."""
 

@@ -7,7 +7,6 @@ what was expected.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,16 +17,19 @@ import msgspec
 import operators.builtin  # noqa: F401 - the built-in filters must be registered
 from commands.errors import SpecError
 from operators.base import Filter
+from operators.code import AllowList, import_module, only
 from operators.decode import MAX_RECORD_BYTES
 from operators.registry import FILTERS, Registry
 from sinks.ddl import Table
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,62}\Z")]
+#: a Kafka topic name (empty: the runtime's CQRS_TOPIC)
+Topic = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{0,200}\Z")]
 
 
 class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: the command log topic; empty means the runtime's CQRS_TOPIC
-    topic: str = ""
+    topic: Topic = ""
     start: Literal["earliest", "latest"] = "earliest"
     #: larger records are rejected (reason too_large) before decoding
     max_record_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MAX_RECORD_BYTES
@@ -45,7 +47,7 @@ class ProjectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     steps: Annotated[list[str | dict[str, Any]], msgspec.Meta(min_length=1)]
     sink: SinkSpec = SinkSpec()
     #: for a projection ending in `forward`: the topic it writes
-    topic: str = ""
+    topic: Topic = ""
 
 
 class PipelineSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,7 +113,16 @@ def load_pipeline(path: Path | str, registry: Registry = FILTERS) -> Pipeline:
     return parse_pipeline(text, str(path), registry)
 
 
-def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS) -> Pipeline:
+def parse_pipeline(
+    text: bytes | str, source: str, registry: Registry = FILTERS, allowed: AllowList | None = None
+) -> Pipeline:
+    """Check and resolve a spec. With `allowed` (a spec from the API), the modules it names
+    must be on that allow-list, checked before anything is imported."""
+    with only(allowed):
+        return _parse(text, source, registry)
+
+
+def _parse(text: bytes | str, source: str, registry: Registry) -> Pipeline:
     try:
         spec = msgspec.yaml.decode(text, type=PipelineSpec)
     except msgspec.ValidationError as exc:
@@ -120,9 +131,11 @@ def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS)
         raise SpecError(f"{source}: not valid YAML ({exc})") from None
     for i, module in enumerate(spec.modules):
         try:
-            importlib.import_module(module)
+            import_module(module)
         except ImportError as exc:
             raise SpecError(f"{source}: modules[{i}]: cannot import {module!r} ({exc})") from None
+        except ValueError as exc:
+            raise SpecError(f"{source}: modules[{i}]: {exc}") from None
     seen: set[str] = set()
     filters = tuple(
         _build_step(entry, f"filters[{i}]", source, registry, seen)
@@ -180,7 +193,7 @@ def parse_pipeline(text: bytes | str, source: str, registry: Registry = FILTERS)
     return Pipeline(spec=spec, source=source, filters=filters, projections=tuple(projections))
 
 
-_STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_STEP_ID = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def _build_step(
@@ -214,7 +227,7 @@ def _build_step(
             f"{source}: {where}: unknown filter {name!r}; registered filters: "
             f"{', '.join(registry.names())} (a filter of your own needs its module in `modules`)"
         )
-    if not isinstance(step_id, str) or not _STEP_ID.match(step_id):
+    if not isinstance(step_id, str) or not _STEP_ID.fullmatch(step_id):
         raise SpecError(
             f"{source}: {where}.id: {step_id!r} is not a step id: use lowercase letters, digits "
             f"and '_', starting with a letter"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from commands.errors import ConfigError
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
-from deploy.registry import Record
+from deploy.registry import Record, pipeline_of
 from deploy.spec_diff import diff_specs
 from deploy.stable import StableLayer
 from sinks.ddl import ident
@@ -42,16 +42,19 @@ class BlueGreen:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def init(self, spec_text: str, source: str) -> dict[str, Any]:
+    def init(self, spec_text: str, source: str, origin: str = "local") -> dict[str, Any]:
+        """A spec from the API (`origin="api"`) may name only allowed modules."""
         rt = self._runtime
-        pipeline = parse_pipeline(spec_text, source)
+        pipeline = parse_pipeline(
+            spec_text, source, allowed=None if origin == "local" else rt.allowed
+        )
         name = pipeline.deployment
         with rt._lock:
             mine = self._records(pipeline.name)
             existing = mine.get(name)
             if existing is not None:
                 if existing.stage in ("green", "active"):
-                    if parse_pipeline(existing.spec, existing.source).spec != pipeline.spec:
+                    if self._spec(existing).spec != pipeline.spec:
                         raise ConfigError(
                             f"{name} is deployed with another spec; give the new one a new version"
                         )
@@ -83,7 +86,7 @@ class BlueGreen:
                 )
             record = Record(
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
-                source=source, topic=topic, start=starts, stop=None,
+                source=source, topic=topic, start=starts, stop=None, origin=origin,
                 stage="green" if active is not None else "active",
             )  # fmt: skip
             rt.records.save(record)
@@ -230,9 +233,8 @@ class BlueGreen:
     def _active(records: dict[str, Record]) -> Record | None:
         return next((r for r in records.values() if r.stage == "active"), None)
 
-    @staticmethod
-    def _spec(record: Record) -> Pipeline:
-        return parse_pipeline(record.spec, record.source)
+    def _spec(self, record: Record) -> Pipeline:
+        return pipeline_of(record, self._runtime.allowed)
 
     def _rebuild(
         self, pipeline_name: str, only: set[str] | None = None, retired: set[str] = frozenset()

@@ -30,7 +30,7 @@ from commands.producer import CommandProducer
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
-from deploy.client import RuntimeClient
+from deploy.client import RuntimeClient, connect
 from deploy.deployment import Deployment
 from deploy.memory import limit_malloc_arenas
 from deploy.query import QueryResult, query
@@ -39,6 +39,7 @@ from deploy.runtime import Runtime, root_cause
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.status import describe
+from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq
 from sinks.store import open_client
 
@@ -196,23 +197,45 @@ def graph(settings: Settings, spec: Path, fmt: str) -> None:
     click.echo((mermaid if fmt == "mermaid" else text)(pipeline, topic))
 
 
+_allow_module = click.option(
+    "--allow-module",
+    "allow_modules",
+    multiple=True,
+    help="a module (with its submodules) that specs sent to this runtime's API may name, "
+    "besides the project's own (repeatable; CQRS_ALLOW_MODULES)",
+)
+
+
+def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> Settings:
+    if http_port is not None:
+        settings = settings.with_(http_port=http_port)
+    return settings.with_(allow_modules=(*settings.allow_modules, *allow_modules))
+
+
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@_allow_module
 @click.option(
     "--until-caught-up",
     is_flag=True,
     help="stop at the log's end offsets as of the start, instead of tailing",
 )
 @click.pass_obj
-def run(settings: Settings, spec: Path, http_port: int | None, until_caught_up: bool) -> None:
+def run(
+    settings: Settings,
+    spec: Path,
+    http_port: int | None,
+    allow_modules: tuple[str, ...],
+    until_caught_up: bool,
+) -> None:
     """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
     pipeline = load_pipeline(spec)
-    settings = settings.with_(http_port=http_port) if http_port is not None else settings
+    settings = _served(settings, http_port, allow_modules)
     brokers = resolve_brokers(settings)
     with _graceful_sigterm(), Runtime(settings, brokers) as runtime:
         name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
-        console.print(f"{name} running; queries: {runtime.url}/query")
+        console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")
         ended = _wait(runtime, name)
     _report_end(ended, name)
 
@@ -241,13 +264,15 @@ def _report_end(ended: Deployment | None, name: str) -> None:
 
 @cli.command()
 @click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@_allow_module
 @click.pass_obj
-def serve(settings: Settings, http_port: int | None) -> None:
+def serve(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> None:
     """Run the runtime: resume registered deployments, serve the API, until Ctrl-C."""
-    settings = settings.with_(http_port=http_port) if http_port is not None else settings
+    settings = _served(settings, http_port, allow_modules)
     with _graceful_sigterm(), Runtime(settings, resolve_brokers(settings)) as runtime:
         running = ", ".join(runtime.deployments) or "none yet"
         console.print(f"runtime serving {runtime.url} (deployments: {running}); Ctrl-C to stop")
+        console.print(f"dashboard: {runtime.dashboard_url}", highlight=False, soft_wrap=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(1)
@@ -285,7 +310,7 @@ def replay(
                "follow": follow, "into": into}  # fmt: skip
     runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
     if runtime_info is not None:
-        client = RuntimeClient(runtime_info.url, settings.token)
+        client = connect(settings, runtime_info.url)
         status = client.create(**request)
         if detach:
             console.print(f"{status['name']} started in the runtime at {runtime_info.url}")
@@ -351,7 +376,7 @@ def status(settings: Settings, as_json: bool) -> None:
     """Every deployment: state, progress and lag per partition, rows per projection."""
     runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
     if runtime_info is not None:
-        statuses = RuntimeClient(runtime_info.url, settings.token).deployments()
+        statuses = connect(settings, runtime_info.url).deployments()
     else:
         client = open_client(settings.clickhouse_dsn)
         registry = Registry(client, settings.control_database)
@@ -363,7 +388,8 @@ def status(settings: Settings, as_json: bool) -> None:
             logs.setdefault(topic, CommandLog(brokers, topic))
             return logs[topic].end_offsets()
 
-        statuses = [describe(client, r, ends) for r in registry.all()]
+        allowed = allow_list(settings.allow_modules)
+        statuses = [describe(client, r, ends, allowed) for r in registry.all()]
     if as_json:
         click.echo(json.dumps(statuses))
         return
@@ -402,7 +428,7 @@ def _runtime_client(settings: Settings) -> RuntimeClient:
         raise CqrsError(
             f"no runtime runs on data dir {settings.data_dir}; start one with `cqrs serve`"
         )
-    return RuntimeClient(info.url, settings.token)
+    return connect(settings, info.url)
 
 
 @cli.command("query")
@@ -732,6 +758,7 @@ def demo(settings: Settings, rate: float, seed: int) -> None:
             name = runtime.ensure(load_pipeline(DEMO_SPEC), DEMO_SPEC.read_text()).name
             feeder.start()
             console.print(f"{name} running; API {runtime.url}; Ctrl-C to stop")
+            console.print(f"dashboard: {runtime.dashboard_url}", highlight=False, soft_wrap=True)
             sql = DEMO_QUERY.format(views=settings.query_database)
             ended = None
             try:

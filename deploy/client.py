@@ -1,18 +1,27 @@
-"""The CLI's side of the runtime's HTTP API."""
+"""The CLI's side of the runtime's HTTP API. Every request carries the runtime's bearer token,
+read from the data dir (`CQRS_TOKEN` overrides) without the user doing anything."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
+from api.token import read_token
 from commands.errors import CqrsError
 from deploy.query import QueryResult
+from deploy.settings import Settings
 
 
 class RequestRefused(CqrsError):
     """The runtime refused the request; the message says why."""
+
+
+def connect(settings: Settings, url: str) -> RuntimeClient:
+    """A client of the runtime at `url`, with the data dir's token."""
+    return RuntimeClient(url, settings.token or read_token(settings.token_file))
 
 
 class RuntimeClient:
@@ -54,7 +63,7 @@ class RuntimeClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, attempts: int = 5) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
@@ -66,10 +75,19 @@ class RuntimeClient:
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = exc.reason
-            if exc.code == 400:
+            if exc.code == 503 and attempts > 1:  # busy: it says when to come back
+                retry = exc.headers.get("Retry-After", "1")
+                time.sleep(min(5.0, float(retry)) if retry.isascii() and retry.isdigit() else 1)
+                return self._call(method, path, body, attempts - 1)
+            if exc.code in (400, 404):
                 raise RequestRefused(message) from None
+            if exc.code == 401:
+                raise CqrsError(
+                    f"the runtime at {self.url} refused the token ({message}); the CLI reads it "
+                    f"from the data dir's token file unless CQRS_TOKEN is set"
+                ) from None
             raise CqrsError(f"runtime at {self.url} answered {exc.code}: {message}") from None
         except urllib.error.URLError as exc:
             raise CqrsError(f"cannot reach the runtime at {self.url}: {exc.reason}") from None

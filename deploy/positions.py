@@ -16,13 +16,13 @@ from commands.errors import ConfigError
 from commands.log import CommandLog
 from dataflows.source import StartAt
 
-_OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
+_OFFSETS = re.compile(r"[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*")
 _FROM_FORMS = "earliest, latest, a time (2026-01-01T12:00:00Z or epoch ms), or 0:120,1:98"
 
 
 def parse_time(text: str, flag: str) -> int:
     """Epoch milliseconds from ISO 8601 (UTC unless it says otherwise) or a number."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -39,7 +39,7 @@ def parse_time(text: str, flag: str) -> int:
 def parse_from(text: str) -> StartAt:
     if text in ("earliest", "latest"):
         return StartAt(text)
-    if _OFFSETS.match(text):
+    if _OFFSETS.fullmatch(text):
         offsets = {}
         for pair in text.split(","):
             partition, offset = (int(x) for x in pair.split(":"))
@@ -47,7 +47,7 @@ def parse_from(text: str) -> StartAt:
                 raise ConfigError(f"--from {text!r} names partition {partition} twice")
             offsets[partition] = offset
         return StartAt("offsets", offsets=offsets)
-    if text.isdigit() or re.match(r"^\d{4}-\d\d-\d\d", text):
+    if (text.isascii() and text.isdigit()) or re.match(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
         return StartAt("timestamp", timestamp_ms=parse_time(text, "--from"))
     raise ConfigError(f"--from {text!r} is not a start: give {_FROM_FORMS}")
 

@@ -1,29 +1,53 @@
 """Read-only queries, wherever the store is: through the running runtime when it holds the
-embedded store, directly otherwise.
+embedded store, directly otherwise. Both ways run the same code: a `Reader`.
 
-Every statement runs with ClickHouse's `readonly` setting, so nothing sent this way can write,
-alter or drop, whatever the SQL says.
+A reader is a session on the store that is read-only by construction: its limits and then
+`readonly = 1` are set on the session when it opens (after which ClickHouse refuses any change
+of a setting, from a SETTINGS clause or a SET), and it runs a statement only once
+`deploy.sql_guard` has checked it with ClickHouse's own parser.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard
 from sinks.store import StoreBusy, open_client
 
-#: readonly=2 refuses every write and DDL but still lets the client pass its own query settings.
-READONLY = {"readonly": 2}
+MAX_RESULT_ROWS = 100_000
+MAX_RESULT_BYTES = 64 * 2**20
+MAX_ROWS_TO_READ = 1_000_000_000
+MAX_BYTES_TO_READ = 100 * 2**30
+MAX_MEMORY = 2 * 2**30
+
+
+def reader_settings(timeout_s: float) -> dict[str, Any]:
+    """The session settings of a reader, in the order they are set: `readonly` last, since
+    it forbids changing any setting after it."""
+    return {
+        "max_execution_time": timeout_s,
+        "timeout_overflow_mode": "throw",
+        "max_rows_to_read": MAX_ROWS_TO_READ,
+        "max_bytes_to_read": MAX_BYTES_TO_READ,
+        "read_overflow_mode": "throw",
+        "max_result_rows": MAX_RESULT_ROWS,
+        "max_result_bytes": MAX_RESULT_BYTES,
+        "result_overflow_mode": "throw",
+        "max_memory_usage": MAX_MEMORY,
+        "allow_introspection_functions": 0,
+        "readonly": 1,
+    }
 
 
 @dataclass(frozen=True)
@@ -44,39 +68,96 @@ class QueryResult:
         return cls(doc["columns"], doc["types"], doc["rows"])
 
 
-def run_readonly(client: Client, sql: str) -> QueryResult:
-    try:
-        result = client.query(sql, settings=READONLY)
-    except ClickHouseError as exc:
-        raise StoreError(str(exc).strip()) from None
-    return QueryResult(
-        columns=list(result.column_names),
-        types=[t.name for t in result.column_types],
-        rows=[list(r) for r in result.result_rows],
-    )
+class Reader:
+    """A read-only session on the store: the one way the query path runs SQL."""
+
+    def __init__(self, dsn: str, timeout_s: float, wait_s: float = 0.0) -> None:
+        self.timeout_s = timeout_s
+        self._client = open_client(dsn, wait_s=wait_s, settings=reader_settings(timeout_s))
+        if str(self._client.command("SELECT getSetting('readonly')")).strip() != "1":
+            raise StoreError(f"the query session on {dsn} is not read-only; refusing to use it")
+        self._guard = SqlGuard(self._client)
+        self._lock = threading.Lock()
+
+    def query(self, sql: str) -> QueryResult:
+        with self._lock:
+            try:
+                statement = self._guard.check(sql)
+                try:
+                    result = self._client.query(statement)
+                except ClickHouseError as exc:
+                    raise self._limit(exc) from None
+            except BaseException:
+                self._resync()
+                raise
+        return QueryResult(
+            columns=list(result.column_names),
+            types=[t.name for t in result.column_types],
+            rows=[list(r) for r in result.result_rows],
+        )
+
+    def _resync(self) -> None:
+        """After a failed statement, the embedded session can hand the next one what was left
+        of the failed result (clickhouse-connect 1.12 over chDB 4.4 does, after a result
+        limit): read until the session answers a probe with the probe's own answer."""
+        for _ in range(5):
+            try:
+                if self._client.query("SELECT 42").result_rows == [(42,)]:
+                    return
+            except ClickHouseError:
+                continue
+        raise StoreError("the query session lost step with the store; restart the runtime")
+
+    def _limit(self, exc: ClickHouseError) -> StoreError:
+        """What a limit of the session stopped, said as the query path's own rule."""
+        code = getattr(exc, "code", None)
+        message = str(exc).strip()
+        if code == 396:  # TOO_MANY_ROWS_OR_BYTES: the result cap
+            return QueryRefused(
+                f"capped: the result is over {MAX_RESULT_ROWS:,} rows or "
+                f"{MAX_RESULT_BYTES // 2**20} MiB, the query path's cap; add a LIMIT or aggregate"
+            )
+        if code in (158, 307):  # TOO_MANY_ROWS, TOO_MANY_BYTES: what a query may read
+            return QueryRefused(
+                f"refused: the query would read more than {MAX_ROWS_TO_READ:,} rows or "
+                f"{MAX_BYTES_TO_READ // 2**30} GiB, the query path's limit; narrow it"
+            )
+        if code in (159, 160):  # TIMEOUT_EXCEEDED, TOO_SLOW
+            return QueryRefused(
+                f"stopped: the query ran past {self.timeout_s:g} s, the query path's limit"
+            )
+        if code == 241:  # MEMORY_LIMIT_EXCEEDED
+            return QueryRefused(
+                f"stopped: the query needed more than {MAX_MEMORY // 2**30} GiB of memory, the "
+                f"query path's limit"
+            )
+        if code == 164:  # READONLY
+            return QueryRefused(f"refused: {message}; {READ_ONLY}")
+        return StoreError(message)
 
 
 def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
     """Run `sql` read-only: via the runtime of this data dir if one runs (it holds the embedded
-    store), else by opening the store in this process. A runtime that is starting holds the
-    store before it says where it serves, so a busy store is retried until it does."""
+    store), else in a reader of this process. A runtime that is starting holds the store
+    before it says where it serves, so a busy store is retried until it does."""
+    timeout = settings.query_timeout
     if not settings.embedded:
-        return run_readonly(open_client(settings.clickhouse_dsn), sql)
-    from deploy.client import RuntimeClient
+        return Reader(settings.reader_dsn, timeout).query(sql)
+    from deploy.client import connect
 
     deadline = time.monotonic() + wait_s
     while True:
         runtime = find_runtime(settings.data_dir)
         if runtime is not None:
-            return RuntimeClient(runtime.url, settings.token).query(sql)
+            return connect(settings, runtime.url).query(sql)
         try:
-            client = open_client(settings.clickhouse_dsn)
+            reader = Reader(settings.clickhouse_dsn, timeout)
         except StoreBusy:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
             continue
-        return run_readonly(client, sql)
+        return reader.query(sql)
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 from clickhouse_connect.driver.client import Client
 
+from dataflows.spec import Pipeline, parse_pipeline
+from operators.code import AllowList
 from sinks.ddl import Table, create_database, create_table, literal, qualified
 
 DEPLOYMENTS = Table(
@@ -33,6 +35,7 @@ DEPLOYMENTS = Table(
         ("created_at", "DateTime64(3, 'UTC')"),
         ("updated_at", "DateTime64(3, 'UTC')"),
         ("revision", "UInt64"),
+        ("origin", "LowCardinality(String)"),
     ),
     order_by=("name",),
     version="revision",
@@ -54,7 +57,9 @@ class Record(msgspec.Struct):
     """One deployment as the registry knows it. `start`/`stop` are offsets per partition
     (`stop` None: it tails the log); `desired` is running or stopped; `state` how it is;
     `stage` its place in blue/green: active, green, draining, retired, aborted, or empty for a
-    deployment outside the stable layer (a replay into a database of its own)."""
+    deployment outside the stable layer (a replay into a database of its own). `origin` is
+    where the spec came from: `local` (the user's own CLI, which may load any module) or `api`
+    (checked against the allow-list of whichever runtime loads it, at every load)."""
 
     name: str
     pipeline: str
@@ -69,6 +74,16 @@ class Record(msgspec.Struct):
     stage: str = ""
     error: str = ""
     created_at: int = 0
+    origin: str = "local"
+
+
+def pipeline_of(record: Record, allowed: AllowList) -> Pipeline:
+    """A registered deployment's pipeline. A spec that came over the API is held to `allowed`
+    (the allow-list of the process loading it now) at every load: resuming from the registry
+    never carries code past the allow-list."""
+    return parse_pipeline(
+        record.spec, record.source, allowed=None if record.origin == "local" else allowed
+    )
 
 
 class Registry:
@@ -79,6 +94,10 @@ class Registry:
     def create_tables(self) -> None:
         self._client.command(create_database(self._database))
         self._client.command(create_table(self._database, DEPLOYMENTS))
+        self._client.command(  # registries made before specs had an origin
+            f"ALTER TABLE {qualified(self._database, DEPLOYMENTS.name)} "
+            f"ADD COLUMN IF NOT EXISTS origin LowCardinality(String)"
+        )
         self._client.command(create_table(self._database, EVENTS))
 
     def save(self, record: Record) -> None:
@@ -89,7 +108,7 @@ class Registry:
             record.name, record.pipeline, record.version, record.spec, record.source,
             record.topic, _json(record.start), _json(record.stop), record.desired,
             record.state, record.stage, record.error[:2000], record.created_at, now,
-            time.time_ns(),
+            time.time_ns(), record.origin,
         )  # fmt: skip
         self._client.insert(
             qualified(self._database, DEPLOYMENTS.name),
@@ -126,7 +145,7 @@ class Registry:
     def _select(self, where: str) -> list[Record]:
         result = self._client.query(
             "SELECT name, pipeline, version, spec, source, topic, start, stop, desired, state, "
-            "stage, error, toUnixTimestamp64Milli(created_at) "
+            "stage, error, toUnixTimestamp64Milli(created_at), origin "
             f"FROM {qualified(self._database, DEPLOYMENTS.name)} FINAL {where} ORDER BY name"
         )
         return [
@@ -144,6 +163,7 @@ class Registry:
                 stage=r[10],
                 error=r[11],
                 created_at=r[12],
+                origin=r[13] or "local",
             )
             for r in result.result_rows
         ]

@@ -21,21 +21,31 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from commands.errors import CommandLogError, ConfigError, CqrsError, RecoveryError, SpecError
+from api.security import Limits
+from api.server import ApiServer
+from api.token import ensure_token
+from commands.errors import (
+    CommandLogError,
+    ConfigError,
+    CqrsError,
+    NotFound,
+    RecoveryError,
+    SpecError,
+)
 from commands.log import CommandLog
 from dataflows.metrics import Metrics
 from dataflows.source import StartAt
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
-from deploy.api import ApiServer
 from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig, State
 from deploy.panels import BUSINESS
-from deploy.query import QueryResult, run_readonly
-from deploy.registry import Record, Registry
+from deploy.query import QueryResult, Reader
+from deploy.registry import Record, Registry, pipeline_of
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
 from deploy.status import describe, written
+from operators.code import allow_list
 from sinks import ddl
 from sinks.store import open_client
 
@@ -69,9 +79,11 @@ class Runtime:
         self.metrics = Metrics(self.registry)
         self._file = RuntimeFile(settings.data_dir)
         self._client: Client | None = None
-        # Read-only queries get a client of their own: with chDB the `readonly` setting of a
-        # query stays on its connection, and the runtime's own writes must not inherit it.
-        self._reader: Client | None = None
+        # Read-only queries get a session of their own (`readonly` is set on the session)
+        self._reader: Reader | None = None
+        #: what specs that came over the API may import
+        self.allowed = allow_list(settings.allow_modules)
+        self.token = ""
         self._api: ApiServer | None = None
         self._lock = threading.RLock()
         self.deployments: dict[str, Deployment] = {}
@@ -100,6 +112,12 @@ class Runtime:
         return self._api.url if self._api is not None else ""
 
     @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address with the token in its fragment (which no request carries):
+        printed once, like Jupyter's, for the user to open."""
+        return f"{self.url}/dashboard#token={self.token}" if self._api is not None else ""
+
+    @property
     def records(self) -> Registry:
         return Registry(self.client, self.settings.control_database)
 
@@ -116,10 +134,14 @@ class Runtime:
         try:
             # A one-off `cqrs query` may hold the embedded store for a moment: wait for it.
             self._client = open_client(s.clickhouse_dsn, wait_s=30.0)
-            self._reader = open_client(s.clickhouse_dsn)
+            self._reader = Reader(s.reader_dsn, s.query_timeout)
             self.records.create_tables()
             self.bluegreen.layer.create_tables()
-            self._api = ApiServer(self, s.http_host, s.http_port, s.token)
+            self.token = s.token or ensure_token(s.token_file)
+            self._api = ApiServer(
+                self, s.http_host, s.http_port, self.token, s.allowed_hosts,
+                Limits(read_timeout_s=s.http_read_timeout),
+            )  # fmt: skip
             self._api.start()
             self._file.publish(self._api.url)
         except BaseException:
@@ -168,11 +190,15 @@ class Runtime:
         until: str | None = None,
         follow: bool = False,
         into: str | None = None,
+        origin: str = "local",
     ) -> Record:
         """Register a new deployment of a spec and start it. `start` is a `--from` (empty: the
         spec's own start); without `follow` it stops at `until` (default: now). Refuses a name
-        whose deployment or database already exists, before changing anything."""
-        pipeline = parse_pipeline(spec_text, source)
+        whose deployment or database already exists, or a spec from the API (`origin="api"`)
+        that names a module off the allow-list, before changing anything."""
+        pipeline = parse_pipeline(
+            spec_text, source, allowed=None if origin == "local" else self.allowed
+        )
         name = into or pipeline.deployment
         ddl.ident(name)
         with self._lock:
@@ -188,7 +214,7 @@ class Runtime:
                 starts, stops = positions.resolve(self._log(topic), start_at, until_ms)
             record = Record(
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
-                source=source, topic=topic, start=starts, stop=stops,
+                source=source, topic=topic, start=starts, stop=stops, origin=origin,
             )  # fmt: skip
             self.records.save(record)
             self.records.note(record, "created", f"from {start or pipeline.spec.source.start}")
@@ -217,7 +243,7 @@ class Runtime:
                     stage="active" if first else "",
                 )  # fmt: skip
                 self.records.note(record, "created", "by cqrs run")
-            elif parse_pipeline(record.spec, record.source).spec != pipeline.spec:
+            elif pipeline_of(record, self.allowed).spec != pipeline.spec:
                 raise ConfigError(
                     f"{name} is registered with another spec; a changed pipeline needs a new "
                     f"version (and a new deployment)"
@@ -262,7 +288,7 @@ class Runtime:
         records = [self._record(name)] if name else self.records.all()
         out = []
         for record in records:
-            status = describe(self.client, record, self._end_offsets)
+            status = describe(self.client, record, self._end_offsets, self.allowed)
             live = self.deployments.get(record.name)
             if live is not None:
                 status["state"] = live.state.value
@@ -286,7 +312,7 @@ class Runtime:
     def query(self, sql: str) -> QueryResult:
         if self._reader is None:
             raise CqrsError("the runtime is not open")
-        return run_readonly(self._reader, sql)
+        return self._reader.query(sql)
 
     def dashboard(self) -> dict[str, Any]:
         """What the built-in dashboard draws: the business panels' rows (a panel whose view the
@@ -327,7 +353,7 @@ class Runtime:
                     f"it to a bound"
                 )
             return running
-        pipeline = parse_pipeline(record.spec, record.source)
+        pipeline = pipeline_of(record, self.allowed)
         deployment = Deployment(
             DeploymentConfig(
                 pipeline=pipeline,
@@ -436,7 +462,7 @@ class Runtime:
             record = self.records.get(deployment.name)
             if record is None:
                 continue
-            status = describe(self.client, record, self._end_offsets)
+            status = describe(self.client, record, self._end_offsets, self.allowed)
             if status["total"]:
                 deployment.metrics.set_progress(status["done"] / status["total"])
 
@@ -452,7 +478,7 @@ class Runtime:
     def _record(self, name: str) -> Record:
         record = self.records.get(name)
         if record is None:
-            raise ConfigError(f"no deployment named {name!r}; `cqrs status` lists them")
+            raise NotFound(f"no deployment named {name!r}; `cqrs status` lists them")
         return record
 
     def _database_exists(self, name: str) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 from commands.errors import ConfigError
 
 ENV_PREFIX = "CQRS_"
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DSN_SCHEMES = ("chdb://", "http://", "https://")
 
 
@@ -32,14 +33,26 @@ class Settings:
     cache_dir: Path = Path(".cache")
     brokers: str | None = None
     clickhouse: str | None = None
+    #: with a ClickHouse server: the DSN of the read-only user the query path uses
+    clickhouse_reader: str | None = None
     topic: str = "commands"
     http_host: str = "127.0.0.1"
     #: the runtime's API port; 0 picks any free one (the runtime file says which)
     http_port: int = 8765
+    #: the API's bearer token; None: the one in `<data dir>/token` (made at the first start)
     token: str | None = None
+    #: Host names (`name` or `name:port`) the API answers besides loopback and its own address
+    allowed_hosts: tuple[str, ...] = ()
+    #: modules (and their submodules) a spec sent to the runtime may name, besides the
+    #: project's own packages
+    allow_modules: tuple[str, ...] = ()
+    #: seconds a client may take to send a request's head or body
+    http_read_timeout: float = 10.0
+    #: seconds a query of the query path may run
+    query_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if not _TOPIC.match(self.topic):
+        if not _TOPIC.fullmatch(self.topic):
             raise ConfigError(
                 f"CQRS_TOPIC={self.topic!r} is not a valid topic name: use letters, digits, "
                 f"'.', '_' or '-' (at most 200)"
@@ -49,15 +62,27 @@ class Settings:
                 f"CQRS_CLICKHOUSE={self.clickhouse!r} is not a DSN this runtime can use: give "
                 f"chdb:///path/to/dir (embedded) or http(s)://host:8123 (a ClickHouse server)"
             )
+        if self.clickhouse_reader is not None and not self.clickhouse_reader.startswith(
+            _DSN_SCHEMES[1:]
+        ):
+            raise ConfigError(
+                f"CQRS_CLICKHOUSE_READER={self.clickhouse_reader!r} must be the http(s):// DSN of "
+                f"a read-only ClickHouse user (embedded stores need none)"
+            )
         if not 0 <= self.http_port < 65536:
             raise ConfigError(
                 f"CQRS_HTTP_PORT={self.http_port} must be a port from 1 to 65535 (0: any free port)"
             )
-        if self.http_host not in ("127.0.0.1", "localhost", "::1") and not self.token:
-            raise ConfigError(
-                f"binding {self.http_host} exposes the control API beyond loopback: "
-                f"set CQRS_TOKEN (or --token) so requests must carry it"
-            )
+        for module in self.allow_modules:
+            if not _MODULE.fullmatch(module):
+                raise ConfigError(
+                    f"CQRS_ALLOW_MODULES / --allow-module: {module!r} is not a module name "
+                    f"(dotted Python identifiers, like mycompany.filters)"
+                )
+        for name, value in (("HTTP_READ_TIMEOUT", self.http_read_timeout),
+                            ("QUERY_TIMEOUT", self.query_timeout)):  # fmt: skip
+            if not 0 < value <= 3600:
+                raise ConfigError(f"CQRS_{name}={value} must be seconds, above 0 and at most 3600")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,6 +103,15 @@ class Settings:
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb://{self.data_dir.resolve() / 'clickhouse'}"
+
+    @property
+    def reader_dsn(self) -> str:
+        """Where the query path reads: the read-only user's DSN with a server, else the store."""
+        return self.clickhouse_reader or self.clickhouse_dsn
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "token"
 
     @property
     def embedded(self) -> bool:
@@ -106,4 +140,11 @@ def _coerce(name: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"CQRS_HTTP_PORT={raw!r} is not a port number") from None
+    if name in ("http_read_timeout", "query_timeout"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"CQRS_{name.upper()}={raw!r} is not a number of seconds") from None
+    if name in ("allowed_hosts", "allow_modules"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

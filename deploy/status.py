@@ -12,8 +12,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from dataflows.spec import parse_pipeline
-from deploy.registry import Record
+from deploy.registry import Record, pipeline_of
+from operators.code import AllowList
 from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
@@ -31,8 +31,10 @@ def written(client: Client, database: str, projections: list[str]) -> dict[int, 
     }
 
 
-def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[str, Any]:
-    pipeline = parse_pipeline(record.spec, record.source)
+def describe(
+    client: Client, record: Record, end_offsets: EndOffsets, allowed: AllowList
+) -> dict[str, Any]:
+    pipeline = pipeline_of(record, allowed)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
     nexts = {p: max(done_to.get(p, 0), start) for p, start in record.start.items()}

@@ -18,6 +18,7 @@ import msgspec
 
 from commands.envelope import Envelope
 from operators.fields import MISSING, getter
+from sinks.ddl import is_ident
 
 KMV_K = 1024
 
@@ -83,7 +84,13 @@ def _q(name: str) -> str:
 
 def build(name: str, spec: AggSpec) -> Aggregation:
     """An aggregation from its spec: `count`, `{sum: path}`, `{min: path}`, `{max: path}`,
-    `{avg: path}`, `{count_distinct: path}`, `{approx_count_distinct: path}`, `{top_k: …}`."""
+    `{avg: path}`, `{count_distinct: path}`, `{approx_count_distinct: path}`, `{top_k: …}`.
+    The name becomes a column, so it is checked here, when the spec is parsed."""
+    if not is_ident(name):
+        raise ValueError(
+            f"aggregate name {name!r} cannot be a column: use letters, digits and '_', starting "
+            f"with a letter or '_' (at most 128)"
+        )
     if spec == "count":
         return Aggregation(
             name, ((name, "UInt64"),), lambda: 0, lambda p, e: p + 1, lambda p: (p,),

@@ -23,14 +23,14 @@ Getter = Callable[[Envelope], Any]
 COMMAND_FIELDS = ("id", "type", "aggregate_id", "ts", "v")
 LOG_FIELDS = ("partition", "offset", "timestamp")
 RESERVED = (*COMMAND_FIELDS, "data", "log")
-_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_path(path: str) -> list[str]:
     """The path's segments; a ValueError naming what is wrong otherwise."""
     segments = path.split(".")
     for segment in segments:
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise ValueError(
                 f"{path!r} is not a field path (names joined by '.', like data.amount)"
             )
@@ -67,7 +67,7 @@ def _walk(value: Any, segments: list[str]) -> Any:
 
 def attr_name(name: str) -> str:
     """Check a name a filter may derive into `attrs` (it must not shadow the envelope)."""
-    if not _SEGMENT.match(name) or name in RESERVED:
+    if not _SEGMENT.fullmatch(name) or name in RESERVED:
         raise ValueError(
             f"{name!r} cannot be a derived field: use a plain name other than {', '.join(RESERVED)}"
         )

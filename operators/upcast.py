@@ -8,7 +8,6 @@ renamed field is missing) rejects the command with the rule in the reason.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ import msgspec
 
 from commands.envelope import Envelope, Reason
 from operators.base import Output, Stateless
+from operators.code import CodeRefused, load
 from operators.registry import register_filter
 
 
@@ -34,13 +34,18 @@ class UpcastParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def _load_function(ref: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    module_name, _, attr = ref.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr) if attr else None
-    except (ImportError, AttributeError):
-        fn = None
+        fn = load(ref)
+    except CodeRefused as exc:
+        raise CodeRefused(f"function: {exc}") from None
+    except ValueError as exc:
+        fn, why = None, f": {exc}"
+    else:
+        why = ""
     if not callable(fn):
-        raise ValueError(f"function: {ref!r} does not name a function (give 'module:function')")
+        raise ValueError(
+            f"function: {ref!r} does not name a function (give 'module:function'){why}"
+        )
     return fn
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 import msgspec
 
 from commands.envelope import Envelope, Reason, Rejected
 from commands.schemas import SchemaRegistry
 from operators.base import Stateless
+from operators.code import load
 from operators.durations import millis
 from operators.registry import register_filter
 
@@ -23,8 +22,7 @@ class ValidateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def load_schemas(ref: str) -> SchemaRegistry:
-    module_name, _, attr = ref.partition(":")
-    registry = getattr(importlib.import_module(module_name), attr, None) if attr else None
+    registry = load(ref)
     if not isinstance(registry, SchemaRegistry):
         raise ValueError(f"{ref!r} does not name a SchemaRegistry (give 'module:attribute')")
     return registry

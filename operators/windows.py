@@ -25,7 +25,7 @@ from operators.base import Output, PartitionLocal, Projected
 from operators.durations import millis
 from operators.fields import MISSING, attr_name, getter
 from operators.registry import register_filter
-from sinks.ddl import Table
+from sinks.ddl import Table, is_ident
 
 GroupKey = tuple[str, ...]
 WindowKey = tuple[int, GroupKey]  # (window start, group)
@@ -81,6 +81,9 @@ class Windowed(PartitionLocal[WindowState]):
         self.late_policy = params.late
         self._time = getter(params.time)
         self._groups = [(attr_name(col), getter(path)) for col, path in params.group_by.items()]
+        for col in params.group_by:
+            if not is_ident(col):
+                raise ValueError(f"group_by: {col!r} cannot be a column (at most 128 characters)")
         self.aggregations = [build(name, spec) for name, spec in params.aggregates.items()]
         names = [c for agg in self.aggregations for c, _ in agg.columns]
         self.group_columns = [col for col, _ in self._groups]

@@ -8,15 +8,20 @@ from dataclasses import dataclass, field
 
 from commands.errors import StoreError
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # ClickHouse type expressions as projections declare them: names, nesting, numbers, quoted
 # enum labels. Anything else (a `;`, a comment) is refused, so a spec cannot inject SQL.
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\((?:[A-Za-z0-9_ ,'=()-])*\))?$")
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\((?:[A-Za-z0-9_ ,'=()-])*\))?")
+
+
+def is_ident(name: str) -> bool:
+    """A plain name: letters, digits and '_', starting with a letter or '_' (the whole of it)."""
+    return isinstance(name, str) and _IDENT.fullmatch(name) is not None
 
 
 def ident(name: str) -> str:
     """Quote an identifier after checking it is a plain name."""
-    if not _IDENT.match(name):
+    if not is_ident(name):
         raise StoreError(
             f"{name!r} is not a usable ClickHouse name: use letters, digits and '_', "
             f"starting with a letter or '_'"
@@ -29,7 +34,7 @@ def qualified(database: str, table: str) -> str:
 
 
 def check_type(type_: str) -> str:
-    if not _TYPE.match(type_):
+    if not _TYPE.fullmatch(type_):
         raise StoreError(f"{type_!r} is not a ClickHouse column type this runtime accepts")
     return type_
 
@@ -82,7 +87,7 @@ def create_table(database: str, table: Table) -> str:
 
 
 def _setting_name(name: str) -> str:
-    if not _IDENT.match(name):
+    if not is_ident(name):
         raise StoreError(f"{name!r} is not a ClickHouse setting name")
     return name
 

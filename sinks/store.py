@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -29,9 +29,11 @@ class StoreBusy(StoreError):
     """The embedded store is held by another process (for now: it may be a short query)."""
 
 
-def open_client(dsn: str, wait_s: float = 0.0) -> Client:
+def open_client(dsn: str, wait_s: float = 0.0, settings: dict[str, Any] | None = None) -> Client:
     """A client for the DSN; embedded stores are opened (and locked) once per process, waiting
-    up to `wait_s` for another process (a one-off `cqrs query`, say) to let go of it."""
+    up to `wait_s` for another process (a one-off `cqrs query`, say) to let go of it.
+    `settings` are the session's (set in order on an embedded one, sent with every request to
+    a server)."""
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://")).resolve()
         deadline = time.monotonic() + wait_s
@@ -43,9 +45,9 @@ def open_client(dsn: str, wait_s: float = 0.0) -> Client:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
-        return _connect(f"chdb://{path}")
+        return _connect(f"chdb://{path}", settings=settings)
     # No session id: one client is shared by threads, and a session would serialise them.
-    return _connect(dsn, autogenerate_session_id=False)
+    return _connect(dsn, autogenerate_session_id=False, settings=settings)
 
 
 def embedded_holder(path: Path) -> int | None:

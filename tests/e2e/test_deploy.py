@@ -13,8 +13,9 @@ from pathlib import Path
 
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
-from deploy.client import RuntimeClient
+from deploy.client import connect
 from deploy.runtime_file import find_runtime
+from deploy.settings import Settings
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 
@@ -36,7 +37,7 @@ def serve(env):
 
 
 def client(env):
-    return RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+    return connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
 
 
 def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, tmp_path):

@@ -35,7 +35,9 @@ def test_server_dsn_is_not_embedded():
         ({"CQRS_CLICKHOUSE": "mysql://x"}, "give chdb:///path/to/dir"),
         ({"CQRS_HTTP_PORT": "eighty"}, "CQRS_HTTP_PORT='eighty' is not a port number"),
         ({"CQRS_HTTP_PORT": "70000"}, "must be a port from 1 to 65535"),
-        ({"CQRS_HTTP_HOST": "0.0.0.0"}, "set CQRS_TOKEN"),
+        ({"CQRS_ALLOW_MODULES": "ok.mod, ../evil"}, "'../evil' is not a module name"),
+        ({"CQRS_QUERY_TIMEOUT": "0"}, "CQRS_QUERY_TIMEOUT=0.0 must be seconds"),
+        ({"CQRS_CLICKHOUSE_READER": "chdb:///x"}, "must be the http(s):// DSN"),
     ],
 )
 def test_bad_settings_name_the_variable_and_the_fix(env, message):
@@ -44,7 +46,9 @@ def test_bad_settings_name_the_variable_and_the_fix(env, message):
     assert message in str(caught.value)
 
 
-def test_other_address_with_a_token_is_allowed():
-    assert (
-        Settings.from_env({"CQRS_HTTP_HOST": "0.0.0.0", "CQRS_TOKEN": "s3cret"}).token == "s3cret"
+def test_lists_are_comma_separated():
+    settings = Settings.from_env(
+        {"CQRS_ALLOWED_HOSTS": "runtime, cqrs.example:443", "CQRS_ALLOW_MODULES": "acme.filters"}
     )
+    assert settings.allowed_hosts == ("runtime", "cqrs.example:443")
+    assert settings.allow_modules == ("acme.filters",)
