@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -23,6 +24,7 @@ from commands.errors import StoreError
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard
+from sinks import ddl
 from sinks.store import StoreBusy, open_client
 
 MAX_RESULT_ROWS = 100_000
@@ -172,3 +174,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return value
+
+
+def reader_user_sql(user: str = "cqrs_reader", password: str = "cqrs_reader") -> str:
+    """The init script docker-compose.yml gives the ClickHouse server (deploy/clickhouse/)."""
+    limits = {k: v for k, v in reader_settings(30.0).items() if isinstance(v, int | float)}
+    limits.pop("readonly")
+    limits.pop("allow_introspection_functions")
+    statements = ddl.reader_user(user, password, limits)
+    return (
+        "-- The read-only ClickHouse user of the query path and Grafana: written by\n"
+        "-- `python -m deploy.query`; docker-compose.yml runs it when the server first starts.\n"
+        + "".join(f"{s};\n" for s in statements)
+    )
+
+
+if __name__ == "__main__":
+    (Path(__file__).parent / "clickhouse" / "reader.sql").write_text(reader_user_sql())

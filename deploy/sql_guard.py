@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
+from sinks.ddl import READER_SYSTEM_TABLES
 
 #: table functions that only make rows from their arguments (lowercase)
 TABLE_FUNCTIONS = frozenset(
@@ -35,14 +36,7 @@ TABLE_FUNCTIONS = frozenset(
         "generateseries", "generate_series", "null", "format",
     }
 )  # fmt: skip
-#: what the query path may read of the `system` database: names, shapes and sizes, never the
-#: text of other queries, users, grants, logs, settings of the server or named collections
-SYSTEM_TABLES = frozenset(
-    {
-        "one", "numbers", "numbers_mt", "zeros", "zeros_mt", "databases", "tables", "columns",
-        "parts", "functions", "table_functions", "data_type_families", "time_zones",
-    }
-)  # fmt: skip
+SYSTEM_TABLES = frozenset(READER_SYSTEM_TABLES)
 #: functions that reach outside the store even as plain expressions (lowercase)
 FUNCTIONS = {
     "file": "file() reads a file of the host",

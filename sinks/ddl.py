@@ -99,3 +99,31 @@ def _setting_value(value: int | str) -> str:
 def create_view_if_missing(database: str, view: str, select: str) -> str:
     """A stable view; `select` comes from the projector, over a `qualified` table name."""
     return f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS {select}"
+
+
+#: what a reader may read of the `system` database: names, shapes and sizes, never the text of
+#: other queries, users, grants, logs, server settings or named collections (the query path's
+#: guard allows the same: deploy.sql_guard)
+READER_SYSTEM_TABLES = (
+    "one", "numbers", "numbers_mt", "zeros", "zeros_mt", "databases", "tables", "columns",
+    "parts", "functions", "table_functions", "data_type_families", "time_zones",
+)  # fmt: skip
+
+
+def reader_user(user: str, password: str, limits: dict[str, int | float]) -> list[str]:
+    """With a ClickHouse server: the statements that make the read-only user the query path
+    (and Grafana) should use. `readonly = 2` (no writes or DDL; settings may change, but the
+    limits are constraints it cannot lift: CONST) and grants of SELECT only: no FILE, URL,
+    REMOTE, S3 or other source grants, so no table function reaches outside; `CREATE TEMPORARY
+    TABLE` for the harmless ones (numbers, values). Not run here (no server): see SECURITY.md."""
+    name = ident(user)
+    constraints = ", ".join(f"{_setting_name(k)} = {v} CONST" for k, v in limits.items())
+    return [
+        f"CREATE USER IF NOT EXISTS {name} IDENTIFIED WITH sha256_password BY {literal(password)}",
+        f"ALTER USER {name} SETTINGS readonly = 2, allow_introspection_functions = 0 CONST, "
+        f"{constraints}",
+        f"GRANT SELECT ON *.* TO {name}",
+        f"REVOKE SELECT ON system.* FROM {name}",
+        *(f"GRANT SELECT ON system.{ident(t)} TO {name}" for t in READER_SYSTEM_TABLES),
+        f"GRANT CREATE TEMPORARY TABLE ON *.* TO {name}",
+    ]

@@ -1,6 +1,7 @@
 """docker-compose.yml is valid for Debian's docker-compose (1.29), which also refuses the
 top-level `name:` key that newer `docker compose` accepts; and every file it mounts exists."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,8 +15,28 @@ def test_docker_compose_accepts_the_file():
     done = subprocess.run(
         [binary, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
         capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "CQRS_TOKEN": "a-secret-of-the-operator"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_docker_compose_wants_a_token_of_the_operator():
+    binary = shutil.which("docker-compose")
+    assert binary, "Debian's docker-compose is needed (make test installs it)"
+    env = {k: v for k, v in os.environ.items() if k != "CQRS_TOKEN"}
+    done = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0 and "set CQRS_TOKEN" in done.stderr
+
+
+def test_the_reader_user_script_is_generated():
+    from deploy.query import reader_user_sql
+
+    assert (REPO / "deploy" / "clickhouse" / "reader.sql").read_text() == reader_user_sql(), (
+        "run `python -m deploy.query`"
+    )
 
 
 def test_every_mounted_file_exists():

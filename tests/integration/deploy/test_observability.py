@@ -41,8 +41,10 @@ def named(path, name):
     return path.read_text().replace("name: orders\n", f"name: {name}\n", 1)
 
 
-def scrape(url):
-    text = urllib.request.urlopen(url + "/metrics").read().decode()
+def scrape(runtime):
+    request = urllib.request.Request(runtime.url + "/metrics")
+    request.add_header("Authorization", f"Bearer {runtime.token}")
+    text = urllib.request.urlopen(request).read().decode()
     samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -77,12 +79,12 @@ def test_metrics_add_up_with_what_the_pipeline_did(settings, brokers, unique):
         wait_for(lambda: runtime.status(dep)[0]["done"] == len(commands) + 3)
 
         def reported():
-            m = scrape(runtime.url)
+            m = scrape(runtime)
             running = total(m, "cqrs_deployment_state", deployment=dep, state="running")
             return running == 1 and total(m, "cqrs_deployment_progress_ratio", deployment=dep) == 1
 
         wait_for(reported, timeout_s=30)
-        m = scrape(runtime.url)
+        m = scrape(runtime)
     consumed = total(m, "cqrs_commands_consumed_total", deployment=dep)
     accepted = total(m, "cqrs_commands_accepted_total", deployment=dep)
     rejected = sum(total(m, "cqrs_commands_rejected_total", deployment=dep, step=s) for s in SHARED)
@@ -157,7 +159,7 @@ def test_every_dashboard_query_runs_against_the_stable_views(settings, brokers, 
             f"--user-data-dir={settings.data_dir / 'chromium'}", "--virtual-time-budget=15000",
             "--window-size=1400,1100",
         ]  # fmt: skip
-        url = runtime.url + "/dashboard"
+        url = runtime.dashboard_url  # the page takes the token from its address
         dom = subprocess.run(
             [chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
         ).stdout
@@ -186,9 +188,10 @@ def test_prometheus_scrapes_the_runtime(settings, brokers, unique, tmp_path):
         runtime.ensure(load_pipeline_named(V1, name), named(V1, name))
         target = runtime.url.removeprefix("http://")
         config = tmp_path / "prometheus.yml"
-        config.write_text(
+        config.write_text(  # the runtime's token file, read by Prometheus as its credentials
             "global: {scrape_interval: 1s}\n"
-            f"scrape_configs: [{{job_name: cqrs, static_configs: [{{targets: ['{target}']}}]}}]\n"
+            f"scrape_configs: [{{job_name: cqrs, static_configs: [{{targets: ['{target}']}}],\n"
+            f"  authorization: {{credentials_file: '{settings.token_file.resolve()}'}}}}]\n"
         )
         port = free_port()
         server = subprocess.Popen(
