@@ -34,6 +34,12 @@ MAX_BYTES_TO_READ = 100 * 2**30
 MAX_MEMORY = 2 * 2**30
 
 
+_CAPPED = (
+    f"capped: the result is over {MAX_RESULT_ROWS:,} rows or {MAX_RESULT_BYTES // 2**20} MiB, "
+    f"the query path's cap; add a LIMIT or aggregate"
+)
+
+
 def reader_settings(timeout_s: float) -> dict[str, Any]:
     """The session settings of a reader, in the order they are set: `readonly` last, since
     it forbids changing any setting after it."""
@@ -92,10 +98,13 @@ class Reader:
             except BaseException:
                 self._resync()
                 raise
+        rows = [list(r) for r in result.result_rows]
+        if _size(rows) > MAX_RESULT_BYTES:  # ClickHouse does not cut a single huge block
+            raise QueryRefused(_CAPPED)
         return QueryResult(
             columns=list(result.column_names),
             types=[t.name for t in result.column_types],
-            rows=[list(r) for r in result.result_rows],
+            rows=rows,
         )
 
     def _resync(self) -> None:
@@ -115,10 +124,7 @@ class Reader:
         code = getattr(exc, "code", None)
         message = str(exc).strip()
         if code == 396:  # TOO_MANY_ROWS_OR_BYTES: the result cap
-            return QueryRefused(
-                f"capped: the result is over {MAX_RESULT_ROWS:,} rows or "
-                f"{MAX_RESULT_BYTES // 2**20} MiB, the query path's cap; add a LIMIT or aggregate"
-            )
+            return QueryRefused(_CAPPED)
         if code in (158, 307):  # TOO_MANY_ROWS, TOO_MANY_BYTES: what a query may read
             return QueryRefused(
                 f"refused: the query would read more than {MAX_ROWS_TO_READ:,} rows or "
@@ -160,6 +166,17 @@ def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
             time.sleep(0.2)
             continue
         return reader.query(sql)
+
+
+def _size(rows: list[list[Any]]) -> int:
+    """Roughly the bytes of a result: its strings and byte strings, 8 for anything else."""
+    total = 0
+    for row in rows:
+        for value in row:
+            total += len(value) if isinstance(value, str | bytes) else 8
+            if total > MAX_RESULT_BYTES:
+                return total
+    return total
 
 
 def _jsonable(value: Any) -> Any:
