@@ -213,6 +213,8 @@ def _refused(request: Request, exc: CqrsError) -> Response[dict[str, str]]:
 
 def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, str]]:
     message = exc.detail
+    if exc.status_code == 400 and not message.startswith("Validation failed"):
+        message = f"the body is not the JSON this route takes: {message}"
     if exc.extra:
         problems = exc.extra if isinstance(exc.extra, list) else [exc.extra]
         message += ": " + "; ".join(

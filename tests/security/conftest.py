@@ -55,6 +55,16 @@ class Stack:
             self.process.wait(60)
         self.process = None
 
+    def settle(self, timeout_s: float = 120.0) -> None:
+        """Until no deployment runs (earlier tests may have left bounded replays finishing)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            _, _, deployments = self.call("GET", "/deployments")
+            if all(d["state"] != "running" for d in deployments):
+                return
+            assert time.monotonic() < deadline, [(d["name"], d["state"]) for d in deployments]
+            time.sleep(0.5)
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"

@@ -141,6 +141,7 @@ def test_the_corpus_is_large_enough():
 
 
 def test_attacks_through_the_runtime_are_refused_with_their_reason(stack):
+    stack.settle()
     before = [stack.query(sql) for sql in SNAPSHOT]
     before_files = files(stack)
     canary = stack.canary.read_text()
@@ -172,6 +173,7 @@ def test_dashboard_queries_still_work(stack):
 
 
 def test_attacks_through_the_cli_opening_the_store_are_refused(stack):
+    stack.settle()
     stack.stop()  # `cqrs query` opens the store itself only when no runtime holds it
     try:
         before_files = files(stack)

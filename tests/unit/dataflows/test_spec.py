@@ -109,3 +109,26 @@ def test_a_spec_can_use_a_filter_from_a_user_module():
         SpecError, match=r"filters\[0\]\.tag_vip: Object missing required field `value`"
     ):
         parse_pipeline(text.replace("{tag_vip: {value: gold}}", "tag_vip"), "x.yaml")
+
+
+def test_names_are_checked_whole_and_aggregates_when_parsed():
+    import pytest
+
+    from commands.errors import SpecError
+    from dataflows.spec import parse_pipeline
+
+    spec = """name: {name}
+version: 1
+filters: [validate]
+projections:
+  - name: per_minute
+    steps:
+      - tumbling:
+          size: 1m
+          aggregates: {{{aggregate}: count}}
+"""
+    assert parse_pipeline(spec.format(name="ok", aggregate="n"), "s.yaml").name == "ok"
+    with pytest.raises(SpecError, match="name"):
+        parse_pipeline(spec.format(name='"ok\\n"', aggregate="n"), "s.yaml")
+    with pytest.raises(SpecError, match="cannot be a column"):
+        parse_pipeline(spec.format(name="ok", aggregate='"n` Int8, evil"'), "s.yaml")

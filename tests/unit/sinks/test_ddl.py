@@ -48,3 +48,16 @@ def test_stable_view_wraps_the_projectors_query():
     assert sql == "CREATE VIEW IF NOT EXISTS `query`.`orders` AS SELECT 1"
     with pytest.raises(StoreError):
         create_view_if_missing("query", "orders; DROP", "SELECT 1")
+
+
+def test_identifiers_are_matched_whole():
+    import pytest
+
+    from commands.errors import StoreError
+    from sinks.ddl import check_type, ident
+
+    for bad in ("orders\n", "orders\nDROP", "a`b", "", "1x", "x" * 129):
+        with pytest.raises(StoreError):
+            ident(bad)
+    with pytest.raises(StoreError):
+        check_type("String\n")
