@@ -5,7 +5,9 @@ pointer subquery) cost a query over reading the table with FINAL directly?
 Builds an `orders` table of N orders (three versions each, in separate inserts as the sink
 writes them, merges stopped so every version is still there) in a fresh embedded store, and a
 second, empty deployment's table as the inactive branch, then times the forms side by side on
-a dashboard query (status counts) and a point lookup.
+a dashboard query (status counts) and a point lookup. Then what the guarded query path
+(`deploy.query.Reader`: ClickHouse's parser checks the statement, in a read-only session) adds
+to the same queries over the stable view, as `cqrs query` and the dashboard run them.
 
     python -m bench.stable_view [N]
 """
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from dataflows.spec import load_pipeline
+from deploy.query import Reader
 from deploy.stable import StableLayer
 from operators.order_state import TABLE_COLUMNS
 from sinks.clickhouse import create_projection_table
@@ -43,8 +46,19 @@ QUERIES = {
 }
 
 
+def _median_s(run: object, sql: str) -> float:
+    run(sql)  # warm
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        run(sql)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
 def main(n: int) -> None:
-    client = open_client(f"chdb://{tempfile.mkdtemp()}/clickhouse")
+    dsn = f"chdb://{tempfile.mkdtemp()}/clickhouse"
+    client = open_client(dsn)
     client.command(create_database("bench"))
     table = Table("orders", TABLE_COLUMNS, ("order_id",), "version")
     create_projection_table(client, "bench", table)
@@ -87,20 +101,25 @@ def main(n: int) -> None:
     for name, query in QUERIES.items():
         times = {}
         for form, view in (("FINAL", FINAL), ("argMax", ARGMAX), ("stable", stable)):
-            sql = query.format(view=view)
-            client.query(sql)  # warm
-            runs = []
-            for _ in range(5):
-                started = time.perf_counter()
-                client.query(sql)
-                runs.append(time.perf_counter() - started)
-            times[form] = statistics.median(runs)
+            times[form] = _median_s(client.query, query.format(view=view))
         final = times["FINAL"]
         print(
             f"{name:>14}: FINAL {final * 1000:8.1f} ms   "
             f"argMax {times['argMax'] * 1000:8.1f} ms ({times['argMax'] / final:4.2f}x)   "
             f"stable view {times['stable'] * 1000:8.1f} ms ({times['stable'] / final:4.2f}x)"
         )
+    for name, query in {**QUERIES, "trivial": "SELECT 1 FROM ({view}) LIMIT 0"}.items():
+        plain, guarded = query_path(dsn, query.format(view=stable))
+        print(
+            f"{name:>14}: plain session {plain * 1000:8.1f} ms   query path "
+            f"{guarded * 1000:8.1f} ms (+{(guarded - plain) * 1000:.1f} ms)"
+        )
+
+
+def query_path(dsn: str, sql: str) -> tuple[float, float]:
+    """The median seconds of `sql` on a plain session and through the guarded query path."""
+    reader = Reader(dsn, timeout_s=30.0)
+    return _median_s(open_client(dsn).query, sql), _median_s(reader.query, sql)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,16 @@ def test_every_mounted_file_exists():
     text = (REPO / "docker-compose.yml").read_text()
     for source in re.findall(r"- (\./[^:]+):", text):
         assert (REPO / source).exists(), source
+
+
+def test_the_reader_user_script_parses_with_clickhouse(store):
+    """No server here: each statement is at least one ClickHouse parses (formatQuery)."""
+    from deploy.query import reader_user_sql
+    from sinks.ddl import literal
+
+    text = "\n".join(ln for ln in reader_user_sql().splitlines() if not ln.startswith("--"))
+    statements = [s.strip() for s in text.split(";\n") if s.strip()]
+    assert any(s.startswith("CREATE USER") for s in statements)
+    for statement in statements:
+        formatted = store.query(f"SELECT formatQuerySingleLine({literal(statement)})")
+        assert formatted.result_rows[0][0].split(" ")[0] == statement.split(" ")[0]
