@@ -27,6 +27,7 @@ def consume_all(bootstrap, topic, partitions=1):
     return values
 
 
+@pytest.mark.slow  # starts a broker of its own, twice
 def test_start_produce_consume_stop_and_start_again(tmp_path):
     broker = LocalBroker(tmp_path / "home", distribution())
     first = broker.start()
