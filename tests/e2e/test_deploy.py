@@ -6,6 +6,7 @@ say, and refuse when there is nothing to undo."""
 
 import itertools
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -147,6 +148,10 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         stages = {v["name"]: v["stage"] for v in history["versions"]}
         assert stages == {"orders_v1": "retired", "orders_v2": "retired", "orders_v3": "active"}
         assert history["versions"][2]["changes"] == ["top_skus_5m step changed: sliding"]
+        told = " ".join(cqrs(env, "deploy", "history", "orders").stdout.split())
+        assert "orders_v1 (retired): first version" in told
+        assert "orders_v3 (active): top_skus_5m step changed: sliding" in told
+        assert re.search(r"orders_v2 +rolled back +from orders_v3", told), told
 
         # a v4 in flight is aborted: dropped, v3 untouched; nothing is left to roll back
         v4 = tmp_path / "orders_v4.yaml"

@@ -1,7 +1,7 @@
-"""One spec that uses every stateless filter (upcast, redact, set, map, route), session windows
-read through the stable view, and two topic projections (forward), run by `cqrs run` on the real
-broker and engine; then what a user checks without a runtime: `status`, `query` as a table,
-`dlq tail`, and the spec drawn by `graph`."""
+"""One spec that uses upcast, redact, set, map and route, session windows read through the
+stable view, and two topic projections (forward), run by `cqrs run` on the real broker and
+engine; then what a user checks without a runtime: `status`, `query` as a table and as CSV,
+`dlq tail` and a dry `dlq replay`, and the spec drawn by `graph`."""
 
 import hashlib
 import json
@@ -145,3 +145,11 @@ def test_every_filter_sessions_and_topics_on_the_real_broker(env, brokers, tmp_p
     ]
     assert (letter["headers"]["reason"], letter["headers"]["step"]) == ("upcast_failed", "upcast")
     assert decode_command(letter["value"].encode()).id == "c8"
+    shown = " ".join(cqrs(env, "dlq", "tail").stdout.split())
+    assert f"{letter['offset']} upcast_failed at upcast (steps_v1, {topic}[0]@7)" in shown
+    dry = cqrs(env, "dlq", "replay", "--all", "--dry-run")
+    assert f"would replay {letter['offset']} (upcast_failed)" in dry.stderr
+    with CommandLog(brokers, topic) as log:
+        assert log.end_offsets() == {0: len(COMMANDS)}  # a dry run sends nothing
+    csv = cqrs(env, "query", "SELECT visitor, n FROM query.visits ORDER BY 1, 2", "--format", "csv")
+    assert csv.stdout.splitlines() == ["visitor,n", "alice,1", "alice,3", "bob,2"]
