@@ -87,8 +87,6 @@ def test_broker_start_stop_start_again_and_the_demo_on_it(local_env):
     env = local_env
     stopped = cqrs(env, "broker", "status", check=False)
     assert (stopped.returncode, stopped.stdout.strip()) == (1, "stopped")
-    refused = cqrs(env, "produce", "--count", "1", check=False)
-    assert refused.returncode == 2 and "cqrs broker start" in refused.stderr
 
     first = cqrs(env, "broker", "start")
     bootstrap = first.stdout.strip()
