@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, Java 17+ and Maven needed):
 #   make demo   the demo pipeline on the embedded defaults, live counts until Ctrl-C
 #   make test   lint, then every test against a real broker and the embedded ClickHouse
+#   make test-fast  the tests that need no broker (unit tests, embedded ClickHouse), for the
+#               edit-run loop: under two minutes
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
@@ -14,7 +16,7 @@ SYSTEM_TOOLS := prometheus chromium docker-compose
 # confluent-kafka, which must not change the project's environment.
 QUIX_VENV := .cache/bench-quix
 
-.PHONY: install system-tools demo test bench lint format broker-start broker-stop clean
+.PHONY: install system-tools demo test test-fast bench lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,9 @@ system-tools:
 
 test: $(STAMP) lint system-tools
 	$(BIN)/pytest
+
+test-fast: $(STAMP) system-tools
+	$(BIN)/pytest -m "not slow"
 
 $(QUIX_VENV)/.installed:
 	$(PYTHON) -m venv $(QUIX_VENV)

@@ -27,6 +27,15 @@ from sinks.store import open_client
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the broker is `slow` (the session starts one, and the test waits on
+    it), so `make test-fast` (`-m "not slow"`) runs without a broker. Tests that start a broker
+    of their own, or take long without one, carry the mark themselves."""
+    for item in items:
+        if "brokers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def distribution() -> KafkaDistribution:
     """Kafka's jars in the project's cache (`.cache/` unless CQRS_CACHE_DIR says otherwise)."""
     cache = Settings.from_env().cache_dir

@@ -76,15 +76,19 @@ def diff_orders(expected: dict[str, dict[str, object]], rows: list[dict[str, obj
 def expected_revenue_per_minute(
     commands: Iterable[Command], usd_rates: dict[str, float] | None = None
 ) -> dict[tuple[int, str, str], dict[str, float]]:
-    """Paid orders and revenue per (minute of event time, order region, payment currency)."""
+    """Paid orders and revenue per (minute of event time, order region, payment currency); with
+    `usd_rates` (orders v2), the revenue in USD too."""
     region: dict[str, str] = {}
     windows: dict[tuple[int, str, str], dict[str, float]] = {}
+    columns = {"paid_orders": 0, "revenue": 0.0}
+    if usd_rates is not None:
+        columns["revenue_usd"] = 0.0
     for c in commands:
         if c.type == "order.placed":
             region[c.aggregate_id] = c.data["region"]
         elif c.type == "order.paid":
             key = (c.ts - c.ts % 60_000, region[c.aggregate_id], c.data["currency"])
-            w = windows.setdefault(key, {"paid_orders": 0, "revenue": 0.0, "revenue_usd": 0.0})
+            w = windows.setdefault(key, dict(columns))
             w["paid_orders"] += 1
             w["revenue"] += c.data["amount"]
             if usd_rates is not None:
@@ -95,12 +99,19 @@ def expected_revenue_per_minute(
 def diff_windows(
     expected: dict[tuple, dict[str, float]], rows: list[dict[str, object]], keys: tuple[str, ...]
 ) -> list[str]:
+    """Every difference between the oracle's windows and the rows, as readable lines: a window
+    missing or extra, a column missing, a value off by more than rounding."""
     got = {tuple(epoch_ms(r[k]) for k in keys): r for r in rows}
-    problems = [f"missing window {k}" for k in expected.keys() - got.keys()]
+    problems = []
+    if len(got) != len(rows):
+        problems.append(f"{len(rows) - len(got)} windows appear more than once")
+    problems += [f"missing window {k}" for k in expected.keys() - got.keys()]
     problems += [f"unexpected window {k}" for k in got.keys() - expected.keys()]
     for key in expected.keys() & got.keys():
         for column, value in expected[key].items():
-            if column in got[key] and abs(got[key][column] - value) > 1e-6 * max(1, abs(value)):
+            if column not in got[key]:
+                problems.append(f"{key}.{column}: expected {value!r}, the row has no {column}")
+            elif abs(got[key][column] - value) > 1e-6 * max(1, abs(value)):
                 problems.append(f"{key}.{column}: expected {value!r}, got {got[key][column]!r}")
     return problems
 

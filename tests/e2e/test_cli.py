@@ -2,13 +2,16 @@
 runtime (which holds the embedded store), stop, query the store directly."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from commands.generator import OrderGenerator
 from tests.conftest import REPO
+from tests.oracles import expected_orders
 
 CQRS = str(Path(sys.executable).with_name("cqrs"))
 
@@ -76,11 +79,30 @@ def test_produce_run_query_stop(env):
     assert count(env) == seen
 
 
-def test_run_until_caught_up_exits_by_itself(env):
-    cqrs(env, "produce", "--count", "500", "--seed", "6")
-    done = cqrs(env, "run", str(REPO / "dataflows" / "orders.yaml"), "--until-caught-up")
+def test_run_until_caught_up_then_replay_until_a_time(env):
+    """`produce --rate` paces, `run --until-caught-up` exits by itself, and `replay --until`
+    (with no runtime running) rebuilds exactly the commands logged before the time."""
+    spec = str(REPO / "dataflows" / "orders.yaml")
+    started = time.monotonic()
+    produced = cqrs(env, "produce", "--count", "500", "--rate", "1000", "--seed", "6")
+    assert time.monotonic() - started >= 0.5  # 500 commands at 1,000/s: never faster
+    last = produced.stderr.split("\r")[-1]
+    assert re.search(r"sent\s+500\s+acked\s+500\s+rate\s+[\d,]+/s\s+errors 0", last), last
+    assert int(re.search(r"rate\s+([\d,]+)/s", last).group(1).replace(",", "")) <= 1002
+    bound = int(time.time() * 1000)  # every command so far was logged by now
+    while time.time() * 1000 <= bound + 1:
+        time.sleep(0.001)
+    cqrs(env, "produce", "--count", "300", "--seed", "7")
+
+    done = cqrs(env, "run", spec, "--until-caught-up")
     assert "orders_v1 completed" in done.stderr
     assert count(env, "SELECT countIf(status != '') FROM orders_v1.orders FINAL") > 100
+
+    until = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(bound // 1000)) + f".{bound % 1000:03d}Z"
+    replayed = cqrs(env, "replay", spec, "--until", until, "--into", "past")
+    assert "past: completed, 500 of 500 offsets" in " ".join(replayed.stderr.split())
+    first = expected_orders(OrderGenerator(seed=6).take(500))
+    assert count(env, "SELECT count() FROM past.orders FINAL") == len(first)
 
 
 def test_validate_accepts_good_and_refuses_bad_specs(env, tmp_path):

@@ -1,10 +1,12 @@
 """`cqrs deploy` as a user runs it, against `cqrs serve`: producers keep producing, readers keep
 reading every stable view, and the switch to v2 is seen by nobody as a failure, an empty view or
 a mix of versions. Then the runtime is killed while a third version catches up, and re-running
-the steps ends in one active deployment that every view reads."""
+the steps ends in one active deployment that every view reads; rollback and abort do what they
+say, and refuse when there is nothing to undo."""
 
 import itertools
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -130,6 +132,12 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         promoted = cqrs(env, "deploy", "promote", "orders")
         assert "active orders_v3, green -, draining orders_v2" in " ".join(promoted.stderr.split())
         api = client(env)
+        # rollback within the window: v2 serves again, v3 waits as green; then promote again
+        rolled = cqrs(env, "deploy", "rollback", "orders")
+        assert "active orders_v2, green orders_v3, draining -" in " ".join(rolled.stderr.split())
+        assert api.query("SELECT DISTINCT _deployment FROM query.orders").rows == [["orders_v2"]]
+        again = cqrs(env, "deploy", "promote", "orders")
+        assert "active orders_v3, green -, draining orders_v2" in " ".join(again.stderr.split())
         state = api.deploy_state("orders")
         assert state["pointer"] == state["active"] == "orders_v3"
         for view in ("orders", "revenue_per_minute", "top_skus_5m"):
@@ -141,6 +149,26 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         stages = {v["name"]: v["stage"] for v in history["versions"]}
         assert stages == {"orders_v1": "retired", "orders_v2": "retired", "orders_v3": "active"}
         assert history["versions"][2]["changes"] == ["top_skus_5m step changed: sliding"]
+        told = " ".join(cqrs(env, "deploy", "history", "orders").stdout.split())
+        assert "orders_v1 (retired): first version" in told
+        assert "orders_v3 (active): top_skus_5m step changed: sliding" in told
+        assert re.search(r"orders_v2 +rolled back +from orders_v3", told), told
+
+        # a v4 in flight is aborted: dropped, v3 untouched; nothing is left to roll back
+        v4 = tmp_path / "orders_v4.yaml"
+        v4.write_text(v3.read_text().replace("version: 3", "version: 4"))
+        cqrs(env, "deploy", "init", str(v4))
+        aborted = cqrs(env, "deploy", "abort", "orders")
+        assert "active orders_v3, green -, draining -" in " ".join(aborted.stderr.split())
+        assert api.query("SELECT DISTINCT _deployment FROM query.orders").rows == [["orders_v3"]]
+        stages = {v["name"]: v["stage"] for v in api.deploy_history("orders")["versions"]}
+        assert stages["orders_v4"] == "aborted"
+        for step, message in [
+            ("abort", "orders has no deployment in flight to abort"),
+            ("rollback", "orders has no draining deployment to roll back to"),
+        ]:
+            refused = cqrs(env, "deploy", step, "orders", check=False)
+            assert refused.returncode == 2 and message in " ".join(refused.stderr.split())
     finally:
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(60)

@@ -4,6 +4,7 @@ retry, resume by themselves, and the projections equal the oracle."""
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from commands.generator import OrderGenerator
@@ -16,6 +17,7 @@ from tests.conftest import distribution
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
 
 
+@pytest.mark.slow  # starts and restarts a broker of its own
 def test_the_pipeline_rides_out_a_broker_restart(tmp_path, orders_pipeline, store, store_dsn):
     broker = LocalBroker(tmp_path / "broker", distribution())
     bootstrap = broker.start().bootstrap

@@ -15,8 +15,9 @@ from commands.producer import CommandProducer
 from dataflows.spec import parse_pipeline
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from deploy.stable import StableLayer
 from tests.conftest import REPO, produce
-from tests.integration.deploy.test_replay import commands_in
+from tests.integration.deploy.test_replay import commands_in, end_offsets
 from tests.integration.deploy.test_runtime import wait_for
 from tests.oracles import (
     ORDER_COLUMNS,
@@ -139,7 +140,7 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
         # after promote the views answer with v2's filters, equal to the batch recomputation
         state = bg.state(P)
         assert (state["pointer"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
-        ends = runtime._end_offsets(topic)
+        ends = end_offsets(brokers, topic)
         kept = without_test_customers(commands_in(brokers, topic, ends))
         wait_for(lambda: sum(runtime.status(f"{P}_v2")[0]["lag"].values()) == 0, timeout_s=120)
         rows = [
@@ -197,7 +198,7 @@ def named(path, name):
     return path.read_text().replace("name: orders\n", f"name: {name}\n", 1)
 
 
-def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, P):
+def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, store, P):
     q = settings.query_database
     produce(brokers, settings.topic, OrderGenerator(seed=102).take(3000))
     with Runtime(settings, brokers) as runtime:
@@ -205,7 +206,8 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
         bg = runtime.bluegreen
         bg.init(named(V2, P), "v2.yaml")
         wait_for(lambda: bg.state(P)["green_lag"] == 0, timeout_s=120)
-        bg.layer.switch(P, f"{P}_v2")  # the crash: the pointer moved, nothing else
+        # the crash: the pointer moved, nothing else
+        StableLayer(store, settings.control_database, q).switch(P, f"{P}_v2")
     with Runtime(settings, brokers) as runtime:  # a new runtime, the step run again
         bg = runtime.bluegreen
         state = bg.promote(P)

@@ -26,10 +26,20 @@ def ran_once(brokers, make_topic, orders_pipeline, run_bounded, store, tmp_path)
     return topic, deployment
 
 
-def test_a_missing_recovery_partition_is_refused(ran_once, orders_pipeline, run_bounded, store):
-    topic, deployment = ran_once
+def recovery_dir(tmp_path, pipeline):
+    """A deployment's recovery directory: named after it, under the recovery root that
+    `run_bounded` gives (`<tmp_path>/recovery`)."""
+    found = tmp_path / "recovery" / pipeline.deployment
+    assert (found / "part-0.sqlite3").exists(), f"no recovery state at {found}"
+    return found
+
+
+def test_a_missing_recovery_partition_is_refused(
+    ran_once, orders_pipeline, run_bounded, store, tmp_path
+):
+    topic, _ = ran_once
     before = counts(store, orders_pipeline.deployment)
-    (deployment.recovery_dir / "part-0.sqlite3").unlink()
+    (recovery_dir(tmp_path, orders_pipeline) / "part-0.sqlite3").unlink()
     with pytest.raises(
         RecoveryError, match=r"recovery partition\(s\) \['part-0.sqlite3'\] are missing"
     ):
@@ -38,11 +48,11 @@ def test_a_missing_recovery_partition_is_refused(ran_once, orders_pipeline, run_
 
 
 def test_a_missing_recovery_directory_is_refused_once_progress_exists(
-    ran_once, orders_pipeline, run_bounded, store
+    ran_once, orders_pipeline, run_bounded, store, tmp_path
 ):
-    topic, deployment = ran_once
+    topic, _ = ran_once
     before = counts(store, orders_pipeline.deployment)
-    shutil.rmtree(deployment.recovery_dir)
+    shutil.rmtree(recovery_dir(tmp_path, orders_pipeline))
     with pytest.raises(RecoveryError, match="has written progress but its recovery directory"):
         run_bounded(orders_pipeline, topic)
     assert counts(store, orders_pipeline.deployment) == before

@@ -9,6 +9,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from commands.envelope import decode_command
 from commands.errors import ConfigError
 from commands.generator import OrderGenerator
+from commands.log import CommandLog
 from commands.producer import CommandProducer
 from dataflows.spec import load_pipeline
 from deploy.runtime import Runtime
@@ -57,6 +58,11 @@ def commands_in(brokers, topic, stop):
             out.extend(decode_command(r.value) for r in records if r.offset < stop[tp.partition])
     consumer.close()
     return out
+
+
+def end_offsets(brokers, topic):
+    with CommandLog(brokers, topic) as log:
+        return log.end_offsets()
 
 
 def check_v2(store, pipeline, database, commands):
@@ -120,7 +126,7 @@ def test_replay_v2_from_earliest_beside_live_v1(settings, brokers, make_topic, s
         check_v2(store, v2, record.name, commands_in(brokers, topic, record.stop))
 
         # v1 was never touched by the replay, and kept up with the log
-        everything = commands_in(brokers, topic, runtime._end_offsets(topic))
+        everything = commands_in(brokers, topic, end_offsets(brokers, topic))
         wanted = expected_orders(everything)
 
         def v1_caught_up():
@@ -141,7 +147,7 @@ def test_replay_v2_from_earliest_beside_live_v1(settings, brokers, make_topic, s
                 offsets = admin.list_group_offsets(v1.deployment).get(v1.deployment, {})
                 return sum(o.offset for o in offsets.values())
 
-            total = sum(runtime._end_offsets(topic).values())
+            total = sum(end_offsets(brokers, topic).values())
             wait_for(lambda: committed() == total, timeout_s=30)
         finally:
             admin.close()

@@ -12,6 +12,7 @@ from tests.oracles import epoch_ms
 from tests.unit.operators.test_windows import (
     TumblingParams,
     batch,
+    envelope,
     params,
     run,
     streams,
@@ -55,3 +56,31 @@ def test_view_merges_partials_like_the_batch(store, unique, stream):
         assert g["buyers"] == w["buyers"]
         assert g["approx_buyers"] == w["approx_buyers"]
         assert [(sku, weight) for sku, weight in g["top"]] == w["top"]
+
+
+def test_the_view_counts_distinct_values_exactly_below_k_and_closely_above(store, unique):
+    """Three partitions' sketches of overlapping buyers, merged by the view's SQL: exact for a
+    group with fewer distinct values than the sketch keeps, within 10% for 40,000."""
+    aggregates = {"approx": {"approx_count_distinct": "data.buyer"}}
+    window = Tumbling("w", params(TumblingParams, size=3_600_000, aggregates=aggregates))
+    rows = []
+    for p in range(3):
+        batch_ = [
+            envelope(p, i, 1_000, "small", 1.0, f"s{p * 150 + i}", []) for i in range(300)
+        ] + [
+            envelope(p, 300 + i, 2_000, "large", 1.0, f"b{p * 10_000 + i}", [])
+            for i in range(20_000)
+        ]
+        rows += [r.row for r in window.process(window.restore(None), batch_)]
+    sketch = window.table.column_names.index("approx")
+    assert max(len(r[sketch]) for r in rows) <= 1024  # each partial keeps k hashes at most
+    db, table = f"kmv_{unique}", window.table
+    store.command(create_database(db))
+    create_projection_table(store, db, table)
+    store.insert(qualified(db, table.name), rows, column_names=table.column_names)
+    got = {
+        r["group"]: r["approx"]
+        for r in store.query(window.view(qualified(db, table.name))).named_results()
+    }
+    assert got["small"] == 600  # 3 x 300 buyers, half of each shared with the next partition
+    assert abs(got["large"] - 40_000) / 40_000 < 0.1
