@@ -39,6 +39,8 @@ def test_the_reader_user_script_is_generated():
     assert (REPO / "deploy" / "clickhouse" / "reader.sql").read_text() == reader_user_sql(), (
         "run `python -m deploy.query`"
     )
+
+
 def bind_mounts(compose: dict) -> list[str]:
     """The host paths the services mount (short `src:dst[:mode]` and long `{type: bind}` forms);
     named volumes are not files of the repository."""
@@ -73,6 +75,8 @@ def test_the_reader_user_script_parses_with_clickhouse(store):
     for statement in statements:
         formatted = store.query(f"SELECT formatQuerySingleLine({literal(statement)})")
         assert formatted.result_rows[0][0].split(" ")[0] == statement.split(" ")[0]
+
+
 def test_the_mount_finder_sees_both_forms():
     compose = {
         "services": {
