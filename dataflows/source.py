@@ -8,6 +8,19 @@ batch (a graceful stop, after which Bytewax snapshots and the sinks flush).
 
 A resume offset that the log no longer holds (retention deleted it) is an error, never a
 silent jump to the earliest or latest offset.
+
+The consumer reads committed records only (`read_committed`), and a partition's position is the
+consumer's, not the last record's offset + 1: transaction markers and aborted records take
+offsets the consumer never returns, and a bounded run or a lag gate measured by records would
+wait for them forever. A poll that only moved the position past them is still emitted (with no
+records), so progress moves too.
+
+A record the client cannot parse (a corrupt batch, a header key that is not UTF-8, a codec it
+lacks) raises inside `poll`. When it raises twice at the same position, that offset becomes a
+DLQ entry (`unreadable`, step `source`) and the consumer seeks past it. kafka-python parses a
+record batch from its start, so the records after an unreadable one in the same batch cannot
+be read either: each of them becomes an entry of its own. Offsets an operator chose to pass
+over (`cqrs skip`) become DLQ entries too (`skipped_by_operator`), with their bytes.
 """
 
 from __future__ import annotations
@@ -20,10 +33,14 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
-from commands.envelope import LogRecord
+from commands.dead_letters import ReplayCheck
+from commands.envelope import LogRecord, Polled, Reason, Rejected
 from commands.errors import CommandLogError
 from commands.log import CommandLog, part_key
+
+STEP_ID = "source"
 
 # (partition, records, next offset, lag: records in the partition not read yet, if known)
 ConsumedObserver = Callable[[int, int, int, int | None], None]
@@ -52,12 +69,15 @@ class StartAt:
         raise CommandLogError(f"start position {self!r} is incomplete")
 
 
-Batch = tuple[str, list[LogRecord]]  # (partition key, records in log order)
+Batch = tuple[str, Polled]  # (partition key, what one poll gave)
 
 
 class CommandLogSource(FixedPartitionedSource[Batch, int]):
-    """Emits one item per poll of a partition: `(partition key, records)`, so Bytewax moves
-    batches, and the pipeline step receives them already keyed by partition."""
+    """Emits one item per poll of a partition: `(partition key, Polled)`, so Bytewax moves
+    batches, and the pipeline step receives them already keyed by partition.
+
+    `skips` are offsets per partition an operator told the deployment to pass over; `dlq` is
+    the DLQ topic that records claiming to be replays of dead letters are checked against."""
 
     def __init__(
         self,
@@ -70,8 +90,12 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         idle_wait: timedelta = timedelta(milliseconds=20),
         on_consumed: ConsumedObserver | None = None,
         partitions: list[int] | None = None,
+        skips: Mapping[int, frozenset[int]] | None = None,
+        dlq: str | None = None,
     ) -> None:
         self.partitions = partitions
+        self.skips = dict(skips or {})
+        self.replays = ReplayCheck(brokers, dlq) if dlq else None
         self.brokers = brokers
         self.topic = topic
         self.start = start
@@ -87,6 +111,8 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         when a run fails, and a failed run must not leave consumers reconnecting forever."""
         for part in self._built:
             part.close()
+        if self.replays is not None:
+            self.replays.close()
 
     def list_parts(self) -> list[str]:
         if self.partitions is not None:
@@ -111,7 +137,8 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
                 f"{self.topic}[{partition}]: resume offset {offset} is past the log's end {end}: "
                 f"this recovery state belongs to another log (a recreated topic?)"
             )
-        stop = self.stop_at.get(partition) if self.stop_at is not None else None
+        # A bounded run reads what its bound names: a partition added since is not in it.
+        stop = self.stop_at.get(partition, offset) if self.stop_at is not None else None
         part = _LogPartition(self, partition, offset, stop)
         self._built.append(part)
         return part
@@ -126,9 +153,11 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._key = part_key(partition)
         self._next = offset
         self._stop = stop
+        self._skips = source.skips.get(partition, frozenset())
         self._tp = TopicPartition(source.topic, partition)
         self._awake: datetime | None = None
         self._report_at = 0.0  # when an idle partition next reports its lag
+        self._suspect: int | None = None  # a position where poll raised once
         self._consumer: KafkaConsumer | None = None
         if stop is None or offset < stop:
             self._consumer = KafkaConsumer(
@@ -137,6 +166,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
                 enable_auto_commit=False,
                 # No silent reset: an offset outside the log raises instead of jumping.
                 auto_offset_reset="none",
+                isolation_level="read_committed",
                 max_poll_records=source.batch_size,
                 # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
                 # catching up a backlog would fill 50 MB for each partition. The broker still
@@ -150,30 +180,68 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
 
     def next_batch(self) -> list[Batch]:
         source = self._source
-        if self._consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
+        consumer = self._consumer
+        if consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
             raise StopIteration
-        if self._stop is not None and self._next >= self._stop:
-            raise StopIteration
-        polled = self._consumer.poll(timeout_ms=0, max_records=source.batch_size)
-        messages = polled.get(self._tp, ())
         stop = self._stop
-        batch = [
-            LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
-            for m in messages
-            if stop is None or m.offset < stop
-        ]
-        if batch:
-            self._next = batch[-1].offset + 1
-        if source.on_consumed is not None and (batch or time.monotonic() >= self._report_at):
+        if stop is not None and self._next >= stop:
+            raise StopIteration
+        try:
+            messages = consumer.poll(timeout_ms=0, max_records=source.batch_size).get(self._tp, ())
+            position = consumer.position(self._tp)
+        except Exception as exc:
+            if isinstance(exc, KafkaError) and not isinstance(
+                exc, CorruptRecordError | UnsupportedCodecError
+            ):
+                raise
+            return self._unreadable(consumer, exc)
+        self._suspect = None
+        records, rejects = [], []
+        for m in messages:
+            if stop is not None and m.offset >= stop:
+                break
+            record = LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
+            if m.offset in self._skips:
+                detail = f"offset {m.offset} skipped by an operator (cqrs skip)"
+                rejects.append(Rejected(record, STEP_ID, Reason.SKIPPED_BY_OPERATOR, detail))
+            elif m.headers and source.replays is not None:
+                records.append(source.replays.checked(record))
+            else:
+                records.append(record)
+        moved = min(position, stop) if stop is not None else position
+        return self._emit(records, rejects, moved)
+
+    def _emit(self, records: list[LogRecord], rejects: list[Rejected], moved: int) -> list[Batch]:
+        source = self._source
+        advanced = moved > self._next
+        self._next = max(self._next, moved)
+        if source.on_consumed is not None and (advanced or time.monotonic() >= self._report_at):
+            assert self._consumer is not None
             highwater = self._consumer.highwater(self._tp)
             lag = None if highwater is None else max(0, highwater - self._next)
-            source.on_consumed(self._partition, len(batch), self._next, lag)
+            source.on_consumed(self._partition, len(records) + len(rejects), self._next, lag)
             self._report_at = time.monotonic() + 1.0
-        if not batch:
+        if not advanced:
             self._awake = datetime.now(UTC) + source.idle_wait
             return []
         self._awake = None
-        return [(self._key, batch)]
+        return [(self._key, Polled(self._partition, records, self._next, rejects))]
+
+    def _unreadable(self, consumer: KafkaConsumer, exc: Exception) -> list[Batch]:
+        """Poll raised: the first time at a position, fetch again from there (the error may
+        have been the fetch's); the second time, the record there is unreadable: to the DLQ,
+        and on past it."""
+        position = consumer.position(self._tp)
+        consumer.seek(self._tp, position if self._suspect != position else position + 1)
+        if self._suspect != position:
+            self._suspect = position
+            self._awake = datetime.now(UTC) + self._source.idle_wait
+            return []
+        self._suspect = None
+        record = LogRecord(self._partition, position, -1, None, None)
+        detail = f"the Kafka client cannot read offset {position}: {type(exc).__name__}: {exc}"
+        reject = Rejected(record, STEP_ID, Reason.UNREADABLE, detail)
+        return self._emit([], [reject], position + 1)
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -11,6 +11,7 @@ Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 
   "until": "now", "follow": false, "into": "<name>"}` → creates and starts a deployment (a
   replay), answers its status
 - `POST /deployments/<name>/start`, `POST /deployments/<name>/stop` → its status
+- `POST /deployments/<name>/skip` with `{"partition": P, "offset": O}` → its status
 - `POST /query` with `{"sql": "…"}` → `{"columns", "types", "rows"}`; runs with `readonly`
 - `GET /deploy/<pipeline>` → the pipeline's blue/green state (pointer, active, green, draining)
 - `GET /deploy/<pipeline>/history` → its versions (with what changed) and its events
@@ -154,6 +155,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(lambda: steps.promote(parts[1], force=force, max_lag=max_lag))
             else:
                 self._answer(lambda: getattr(steps, step)(parts[1]))
+        elif len(parts) == 3 and parts[0] == "deployments" and parts[2] == "skip":
+            partition, offset = body.get("partition"), body.get("offset")
+            if not (isinstance(partition, int) and isinstance(offset, int)):
+                self._json(
+                    {"error": 'send JSON {"partition": <int>, "offset": <int>}'},
+                    HTTPStatus.BAD_REQUEST,
+                )
+                return
+            self._answer(lambda: runtime.status(runtime.skip(parts[1], partition, offset).name)[0])
         elif len(parts) == 3 and parts[0] == "deployments" and parts[2] in ("start", "stop"):
             action = runtime.start if parts[2] == "start" else runtime.stop
             self._answer(lambda: runtime.status(action(parts[1]).name)[0])
