@@ -160,23 +160,28 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._suspect: int | None = None  # a position where poll raised once
         self._consumer: KafkaConsumer | None = None
         if stop is None or offset < stop:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=source.brokers,
-                group_id=None,
-                enable_auto_commit=False,
-                # No silent reset: an offset outside the log raises instead of jumping.
-                auto_offset_reset="none",
-                isolation_level="read_committed",
-                max_poll_records=source.batch_size,
-                # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
-                # catching up a backlog would fill 50 MB for each partition. The broker still
-                # returns a record larger than these (a 5 MB command reaches the DLQ).
-                max_partition_fetch_bytes=1024 * 1024,
-                fetch_max_bytes=4 * 1024 * 1024,
-                fetch_max_wait_ms=200,
-            )
-            self._consumer.assign([self._tp])
-            self._consumer.seek(self._tp, offset)
+            self._consumer = self._open(offset)
+
+    def _open(self, offset: int) -> KafkaConsumer:
+        source = self._source
+        consumer = KafkaConsumer(
+            bootstrap_servers=source.brokers,
+            group_id=None,
+            enable_auto_commit=False,
+            # No silent reset: an offset outside the log raises instead of jumping.
+            auto_offset_reset="none",
+            isolation_level="read_committed",
+            max_poll_records=source.batch_size,
+            # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
+            # catching up a backlog would fill 50 MB for each partition. The broker still
+            # returns a record larger than these (a 5 MB command reaches the DLQ).
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=200,
+        )
+        consumer.assign([self._tp])
+        consumer.seek(self._tp, offset)
+        return consumer
 
     def next_batch(self) -> list[Batch]:
         source = self._source
@@ -195,7 +200,6 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             ):
                 raise
             return self._unreadable(consumer, exc)
-        self._suspect = None
         records, rejects = [], []
         for m in messages:
             if stop is not None and m.offset >= stop:
@@ -228,16 +232,18 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         return [(self._key, Polled(self._partition, records, self._next, rejects))]
 
     def _unreadable(self, consumer: KafkaConsumer, exc: Exception) -> list[Batch]:
-        """Poll raised: the first time at a position, fetch again from there (the error may
-        have been the fetch's); the second time, the record there is unreadable: to the DLQ,
-        and on past it."""
+        """Poll raised: the first time at a position, read again from there with a new
+        consumer (the error may have been the fetch's); the second time, the record there is
+        unreadable: to the DLQ, and on past it. (A consumer whose poll raised inside a record
+        batch is not used again: kafka-python 3.0 can spin on the batch it could not parse.)"""
         position = consumer.position(self._tp)
-        consumer.seek(self._tp, position if self._suspect != position else position + 1)
-        if self._suspect != position:
+        consumer.close(timeout_ms=2000)
+        again = self._suspect != position
+        self._consumer = self._open(position if again else position + 1)
+        if again:
             self._suspect = position
             self._awake = datetime.now(UTC) + self._source.idle_wait
             return []
-        self._suspect = None
         record = LogRecord(self._partition, position, -1, None, None)
         detail = f"the Kafka client cannot read offset {position}: {type(exc).__name__}: {exc}"
         reject = Rejected(record, STEP_ID, Reason.UNREADABLE, detail)

@@ -71,7 +71,10 @@ def headers_of(rejected: Rejected, source_topic: str, deployment: str) -> list[t
 def fitted(
     key: bytes | None, value: bytes | None
 ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """Key and value cut to fit the DLQ's limit, and the header saying so if they were."""
+    """Key and value cut to fit the DLQ's limit, and the header saying so if they were (an
+    empty key where there is neither: the client refuses such a record)."""
+    if key is None and value is None:
+        return b"", None, []
     size = len(key or b"") + len(value or b"")
     if size <= MAX_RECORD_BYTES:
         return key, value, []

@@ -47,7 +47,7 @@ def test_a_raising_step_sends_one_command_to_the_dlq_and_the_batch_goes_on():
         record(11, "c11", {"region": "eu", "amount": 10**400}),  # float() overflows in sum
         record(12, "c12", {"region": "eu", "sku": {"a": 1}, "amount": 1.0}),  # fine: str(dict)
     ]
-    pipeline, out = run([*good(5), *bad, *good(5, start=20)])
+    _, out = run([*good(5), *bad, *good(5, start=20)])
     reasons = {r.record.offset: (r.reason, r.step) for r in out.rejects}
     assert reasons == {
         10: (Reason.FILTER_ERROR, "boom_map"),
