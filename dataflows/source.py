@@ -41,6 +41,8 @@ from commands.errors import CommandLogError
 from commands.log import CommandLog, part_key
 
 STEP_ID = "source"
+#: records per poll of a partition, at most
+BATCH_SIZE = 5000
 
 # (partition, records, next offset, lag: records in the partition not read yet, if known)
 ConsumedObserver = Callable[[int, int, int, int | None], None]
@@ -77,7 +79,9 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
     batches, and the pipeline step receives them already keyed by partition.
 
     `skips` are offsets per partition an operator told the deployment to pass over; `dlq` is
-    the DLQ topic that records claiming to be replays of dead letters are checked against."""
+    the DLQ topic that records claiming to be replays of dead letters are checked against;
+    `careful` is, per partition, an offset up to which batches hold one record each (after a
+    failure in a batch, so that the next one names its record)."""
 
     def __init__(
         self,
@@ -86,13 +90,15 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         start: StartAt = StartAt(),
         stop_at: Mapping[int, int] | None = None,
         stop_event: threading.Event | None = None,
-        batch_size: int = 5000,
+        batch_size: int = BATCH_SIZE,
         idle_wait: timedelta = timedelta(milliseconds=20),
         on_consumed: ConsumedObserver | None = None,
         partitions: list[int] | None = None,
         skips: Mapping[int, frozenset[int]] | None = None,
         dlq: str | None = None,
+        careful: Mapping[int, int] | None = None,
     ) -> None:
+        self.careful = dict(careful or {})
         self.partitions = partitions
         self.skips = dict(skips or {})
         self.replays = ReplayCheck(brokers, dlq) if dlq else None
@@ -154,6 +160,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._next = offset
         self._stop = stop
         self._skips = source.skips.get(partition, frozenset())
+        self._careful_to = source.careful.get(partition, -1)
         self._tp = TopicPartition(source.topic, partition)
         self._awake: datetime | None = None
         self._report_at = 0.0  # when an idle partition next reports its lag
@@ -192,7 +199,8 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         if stop is not None and self._next >= stop:
             raise StopIteration
         try:
-            messages = consumer.poll(timeout_ms=0, max_records=source.batch_size).get(self._tp, ())
+            size = 1 if self._next <= self._careful_to else source.batch_size
+            messages = consumer.poll(timeout_ms=0, max_records=size).get(self._tp, ())
             position = consumer.position(self._tp)
         except Exception as exc:
             if isinstance(exc, KafkaError) and not isinstance(

@@ -80,6 +80,8 @@ class DeploymentConfig:
     partitions: list[int] | None = None
     #: offsets per partition an operator chose to pass over (`cqrs skip`): to the DLQ
     skips: dict[int, frozenset[int]] = field(default_factory=dict)
+    #: per partition, an offset up to which the source reads one record per batch
+    careful: dict[int, int] = field(default_factory=dict)
 
 
 class Deployment:
@@ -170,6 +172,7 @@ class Deployment:
             partitions=partitions,
             skips=cfg.skips,
             dlq=dlq_topic(cfg.topic),
+            careful=cfg.careful,
         )
 
         opened: list[CommandLogSource | ProjectionSink | TopicSink | DlqSink] = [source]

@@ -9,9 +9,11 @@ the registry says should be running: a replay stopped by a restart goes on where
 
 A deployment that fails `FAILURES_AT_ONE_PLACE` times in a row at the same record is not
 restarted again: it stops with an error naming the partition and offset and the `cqrs skip`
-that passes over it. Partitions added to a command log are taken in by restarting each
-tailing deployment of that log from its snapshot (the new partitions from their beginning):
-Bytewax fixes a run's partitions when it starts.
+that passes over it. A failure inside a batch names the batch's first offset, so the restart
+after it reads that stretch one record per batch, and the next failure names the record.
+Partitions added to a command log are taken in by restarting each tailing deployment of that
+log from its snapshot (the new partitions from their beginning): Bytewax fixes a run's
+partitions when it starts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from commands.errors import (
 )
 from commands.log import CommandLog
 from dataflows.metrics import Metrics
-from dataflows.source import StartAt
+from dataflows.source import BATCH_SIZE, StartAt
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.api import ApiServer
@@ -358,6 +360,7 @@ class Runtime:
                 start=StartAt("offsets", offsets=record.start),
                 stop_at=stop_override if stop_override is not None else record.stop,
                 skips=self.records.skips(record.name),
+                careful=self._careful(record.name),
             ),
             self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
@@ -435,6 +438,14 @@ class Runtime:
                 f"(it goes to the DLQ as skipped_by_operator): cqrs skip {deployment.name} "
                 f"--partition {partition} --offset {offset}"
             )
+
+    def _careful(self, name: str) -> dict[int, int]:
+        """After a failure at a batch: its stretch of the log, to be read a record at a time."""
+        failed = self._failed_at.get(name)
+        if failed is None:
+            return {}
+        (partition, offset), _, _ = failed
+        return {partition: offset + BATCH_SIZE}
 
     def skip(self, name: str, partition: int, offset: int) -> Record:
         """Pass over one record of a deployment from now on (to the DLQ, `skipped_by_operator`)

@@ -42,9 +42,7 @@ def orders_pipeline(name):
     return renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), name)
 
 
-def test_kcat_with_every_codec_and_headers_projects_like_our_producer(
-    brokers, run_bounded, store
-):
+def test_kcat_with_every_codec_and_headers_projects_like_our_producer(brokers, run_bounded, store):
     tag = uuid.uuid4().hex[:8]
     commands = OrderGenerator(seed=81, step_ms=50).take(2500)
     ours, theirs = f"ours_{tag}", f"kcat_{tag}"
