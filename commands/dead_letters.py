@@ -177,7 +177,8 @@ class ReplayCheck:
                     return r.key, r.value
                 if r.offset > offset:
                     return None
-        return None
+        # Not an answer: the deployment fails and retries, rather than judge the claim false.
+        raise TimeoutError(f"{tp.topic}@{offset}: no answer from the broker in {wait_s:.0f}s")
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -227,9 +227,13 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         source = self._source
         advanced = moved > self._next
         self._next = max(self._next, moved)
-        if source.on_consumed is not None and (advanced or time.monotonic() >= self._report_at):
-            assert self._consumer is not None
-            highwater = self._consumer.highwater(self._tp)
+        consumer = self._consumer
+        if (
+            source.on_consumed is not None
+            and consumer is not None
+            and (advanced or time.monotonic() >= self._report_at)
+        ):
+            highwater = consumer.highwater(self._tp)
             lag = None if highwater is None else max(0, highwater - self._next)
             source.on_consumed(self._partition, len(records) + len(rejects), self._next, lag)
             self._report_at = time.monotonic() + 1.0
