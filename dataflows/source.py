@@ -16,7 +16,8 @@ wait for them forever. A poll that only moved the position past them is still em
 records), so progress moves too.
 
 A record the client cannot parse (a corrupt batch, a header key that is not UTF-8, a codec it
-lacks) raises inside `poll`. When it raises twice at the same position, that offset becomes a
+lacks or that refuses the bytes) raises inside `poll`; any other error (the broker gone) is
+the deployment's, and restarts it. When it raises twice at the same position, that offset becomes a
 DLQ entry (`unreadable`, step `source`) and the consumer seeks past it. kafka-python parses a
 record batch from its start, so the records after an unreadable one in the same batch cannot
 be read either: each of them becomes an entry of its own. Offsets an operator chose to pass
@@ -25,6 +26,7 @@ over (`cqrs skip`) become DLQ entries too (`skipped_by_operator`), with their by
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -150,6 +152,21 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         return part
 
 
+def _raised_parsing(exc: BaseException) -> bool:
+    """True when the client failed to parse a record batch (a corrupt batch, a header key that
+    is not UTF-8, a codec it lacks or that refuses the bytes), not to reach the broker: only
+    then is the record at fault."""
+    if isinstance(exc, CorruptRecordError | UnsupportedCodecError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        if "/kafka/record/" in path or path.endswith("/kafka/codec.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class _LogPartition(StatefulSourcePartition[Batch, int]):
     def __init__(
         self, source: CommandLogSource, partition: int, offset: int, stop: int | None
@@ -201,13 +218,14 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         try:
             size = 1 if self._next <= self._careful_to else source.batch_size
             messages = consumer.poll(timeout_ms=0, max_records=size).get(self._tp, ())
-            position = consumer.position(self._tp)
         except Exception as exc:
-            if isinstance(exc, KafkaError) and not isinstance(
-                exc, CorruptRecordError | UnsupportedCodecError
-            ):
+            if not _raised_parsing(exc):
                 raise
             return self._unreadable(consumer, exc)
+        try:
+            position = consumer.position(self._tp)
+        except KafkaError:  # it may ask the broker, which may be away: what was read is known
+            position = messages[-1].offset + 1 if messages else self._next
         records, rejects = [], []
         for m in messages:
             if stop is not None and m.offset >= stop:
