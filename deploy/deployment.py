@@ -162,6 +162,7 @@ class Deployment:
     def run(self, partitions: list[int]) -> None:
         """Run the dataflow in this thread until it completes, fails or is stopped."""
         cfg = self.config
+        self.partitions = list(partitions)
         source = CommandLogSource(
             cfg.brokers,
             cfg.topic,
@@ -237,7 +238,6 @@ class Deployment:
 
     def start(self, partitions: list[int]) -> None:
         """Run in a thread of its own."""
-        self.partitions = list(partitions)
         self._thread = threading.Thread(
             target=self._run_quietly,
             args=(partitions,),
