@@ -9,8 +9,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # What the tests drive besides Python: Prometheus scrapes the runtime, Chromium opens the
-# built-in dashboard, docker-compose checks docker-compose.yml (Debian's packages).
-SYSTEM_TOOLS := prometheus chromium docker-compose
+# built-in dashboard, docker-compose checks docker-compose.yml, kcat writes commands as an outside
+# client would (librdkafka: every codec, headers) (Debian's packages).
+SYSTEM_TOOLS := prometheus chromium docker-compose kcat
 
 # The peer of the benchmarks lives in a virtualenv of its own: Quix Streams pins its own
 # confluent-kafka, which must not change the project's environment.

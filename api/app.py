@@ -11,6 +11,8 @@ Routes (JSON in and out):
 - `GET /deployments`, `GET /deployments/{name}` (404 for an unknown name)
 - `POST /deployments` `{"spec", "source", "from", "until", "follow", "into"}`: create, start
 - `POST /deployments/{name}/start`, `…/stop`
+- `POST /deployments/{name}/skip` `{"partition", "offset"}`: pass over a record no restart gets
+  past (it goes to the DLQ as skipped_by_operator), then run again
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
@@ -70,6 +72,7 @@ class Service(Protocol):
     def create(self, spec_text: str, source: str, **options: Any) -> Any: ...
     def start(self, name: str) -> Any: ...
     def stop(self, name: str) -> Any: ...
+    def skip(self, name: str, partition: int, offset: int) -> Any: ...
     def dashboard(self) -> dict[str, Any]: ...
 
 
@@ -94,6 +97,11 @@ class InitRequest(msgspec.Struct, forbid_unknown_fields=True):
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     force: bool = False
     max_lag: Annotated[int, msgspec.Meta(ge=0)] = 1000
+
+
+class SkipRequest(msgspec.Struct, forbid_unknown_fields=True):
+    partition: Annotated[int, msgspec.Meta(ge=0)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Empty(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,6 +143,10 @@ def create_app(service: Service, max_threads: int) -> Litestar:
             into=data.into, origin="api",
         )  # fmt: skip
         return service.status(record.name)[0]
+
+    @post("/deployments/{name:str}/skip", sync_to_thread=True, status_code=200)
+    def skip(name: FromPath[str], data: JSONBody[SkipRequest]) -> dict[str, Any]:
+        return service.status(service.skip(name, data.partition, data.offset).name)[0]
 
     @post("/deployments/{name:str}/{action:str}", sync_to_thread=True, status_code=200)
     def control(
@@ -180,6 +192,7 @@ def create_app(service: Service, max_threads: int) -> Litestar:
             deployments,
             deployment,
             create,
+            skip,
             control,
             query,
             deploy_state,

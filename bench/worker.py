@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
 from bench.bare_loop import bare_loop, consumer_from_start
-from commands.envelope import LogRecord
+from commands.envelope import LogRecord, Polled
 from commands.log import CommandLog, part_key
 from dataflows.metrics import DeploymentMetrics, Metrics
 from dataflows.spec import Pipeline, load_pipeline
@@ -216,9 +216,9 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
     flow = Dataflow("bytewax_kafka")
     messages = op.input("kafka", flow, KafkaSource([brokers], [topic], tail=False, batch_size=5000))
 
-    def as_batch(m: Any) -> tuple[str, list[LogRecord]]:
+    def as_batch(m: Any) -> tuple[str, Polled]:
         record = LogRecord(m.partition, m.offset, m.timestamp[1], m.key, m.value)
-        return part_key(m.partition), [record]
+        return part_key(m.partition), Polled(m.partition, [record], m.offset + 1)
 
     batches = op.map("record", messages, as_batch)
     results = op.stateful_batch(

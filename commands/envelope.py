@@ -12,6 +12,9 @@ from typing import Annotated, Any
 import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+#: the last millisecond a projection's DateTime64(3) column can hold (2299-12-31T23:59:59.999Z):
+#: a later event time is no event time, and is refused at decoding rather than at the insert
+MAX_TS = 10_413_791_999_999
 
 
 class Command(msgspec.Struct, frozen=True, gc=False):
@@ -24,7 +27,7 @@ class Command(msgspec.Struct, frozen=True, gc=False):
     id: NonEmpty
     type: NonEmpty
     aggregate_id: NonEmpty
-    ts: Annotated[int, msgspec.Meta(ge=0)]
+    ts: Annotated[int, msgspec.Meta(ge=0, le=MAX_TS)]
     v: Annotated[int, msgspec.Meta(ge=1)]
     data: dict[str, Any]
 
@@ -38,12 +41,26 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = []
+    #: the DLQ offset this record was put back from, once the source has checked that the
+    #: record is that dead letter's bytes (a `replayed-from-dlq` header alone proves nothing)
+    replayed_from: int | None = None
 
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:
             if key == name:
                 return value
         return None
+
+
+class Polled(msgspec.Struct, frozen=True, gc=False):
+    """What one poll of a log partition gave: its records in log order, the consumer's position
+    after them (past transaction markers and aborted records, which it never returns), and the
+    records the source itself refused (unreadable, or skipped by an operator)."""
+
+    partition: int
+    records: list[LogRecord]
+    next_offset: int
+    rejects: list[Rejected] = []
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):
@@ -80,6 +97,14 @@ class Reason(StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     LATE = "late"
     UNWRITABLE_ROW = "unwritable_row"
+    #: a step raised on this record (its detail names the step, the exception and its message)
+    FILTER_ERROR = "filter_error"
+    #: the Kafka client could not parse the record (a corrupt batch, a header key not UTF-8)
+    UNREADABLE = "unreadable"
+    #: a different command reusing an id that dedupe has already seen
+    ID_CONFLICT = "id_conflict"
+    #: an operator told the deployment to pass over this offset (`cqrs skip`)
+    SKIPPED_BY_OPERATOR = "skipped_by_operator"
 
 
 class Rejected(msgspec.Struct, frozen=True, gc=False):
@@ -89,6 +114,12 @@ class Rejected(msgspec.Struct, frozen=True, gc=False):
     step: str
     reason: Reason
     detail: str
+
+
+def failure(record: LogRecord, step: str, exc: BaseException) -> Rejected:
+    """The reject of a record on which a step raised: the pipeline goes on without it."""
+    detail = f"{step} raised {type(exc).__name__}: {exc}"
+    return Rejected(record=record, step=step, reason=Reason.FILTER_ERROR, detail=detail)
 
 
 class MalformedCommand(ValueError):

@@ -35,3 +35,21 @@ class StoreError(CqrsError):
 
 class RecoveryError(CqrsError):
     """A deployment's recovery state is missing or damaged: resuming would skip or redo work."""
+
+
+class FailedAt(CqrsError):
+    """A deployment failed while handling one record (or the batch it starts): a restart redoes
+    the same work, so the runtime counts failures at the same place and, after a few, stops and
+    names the offset to skip."""
+
+    def __init__(self, partition: int, offset: int, cause: BaseException) -> None:
+        super().__init__(
+            f"failed at partition {partition} offset {offset}: {type(cause).__name__}: {cause}"
+        )
+        self.partition = partition
+        self.offset = offset
+
+
+class StuckAt(CqrsError):
+    """A deployment failed again and again at the same record: restarting cannot help, and an
+    operator decides whether to skip it (the message says how)."""

@@ -2,7 +2,13 @@
 
 The log is the system of record, so it is created with unlimited retention and is never
 rewritten. Offsets are read with a group-less consumer: positions live in Bytewax recovery,
-never in a consumer group.
+never in a consumer group. That consumer reads committed records only, so the end offsets it
+reports are the last stable offsets: what a pipeline can read now, past the markers of
+transactions that ended.
+
+The log stamps each record with the broker's time (`message.timestamp.type=LogAppendTime`):
+the time a producer sets is replaced, so no producer can date a record ahead of the broker's
+clock, and every check of event time against log time is a check against that clock.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from commands.errors import CommandLogError
@@ -18,7 +25,9 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 #: the largest record the log (and its DLQ) takes: an oversized command must reach the pipeline,
 #: to be refused there with a reason, rather than bounce off the broker
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-LOG_CONFIGS = {**FOREVER, "max.message.bytes": str(MAX_RECORD_BYTES)}
+#: what a topic of the project must have, whether it was created here or before
+ENFORCED = {"message.timestamp.type": "LogAppendTime"}
+LOG_CONFIGS = {**FOREVER, **ENFORCED, "max.message.bytes": str(MAX_RECORD_BYTES)}
 
 
 class CommandLog:
@@ -68,12 +77,42 @@ class CommandLog:
             admin.close()
         return len(self.partitions())
 
+    def enforce(self, configs: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """Set `configs` on the existing topic where it differs; {name: (was, now)} changed."""
+        resource = ConfigResourceType.TOPIC
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.brokers, bootstrap_timeout_ms=self._timeout_ms
+        )
+        try:
+            found = admin.describe_configs(
+                [ConfigResource(resource, self.topic, configs=dict.fromkeys(configs))],
+                config_filter="all",
+            )["topic"][self.topic]
+            changed = {
+                name: (found.get(name, {}).get("value") or "", value)
+                for name, value in configs.items()
+                if found.get(name, {}).get("value") != value
+            }
+            if changed:
+                wanted = {name: now for name, (_, now) in changed.items()}
+                admin.alter_configs([ConfigResource(resource, self.topic, configs=wanted)])
+        except KafkaError as exc:
+            raise CommandLogError(
+                f"cannot configure topic {self.topic!r} on {self.brokers}: {exc}"
+            ) from exc
+        finally:
+            admin.close()
+        return changed
+
     def _offsets_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
             try:
                 self._consumer = KafkaConsumer(
                     bootstrap_servers=self.brokers,
                     enable_auto_commit=False,
+                    isolation_level="read_committed",
+                    # partitions added to the topic show within seconds, not minutes
+                    metadata_max_age_ms=5000,
                     bootstrap_timeout_ms=self._timeout_ms,
                     request_timeout_ms=max(self._timeout_ms, 30_000) + 1000,
                 )
@@ -81,9 +120,13 @@ class CommandLog:
                 raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
         return self._consumer
 
-    def partitions(self) -> list[int]:
-        """The topic's partition ids; a missing topic is an error that says how to create it."""
-        parts = self._offsets_consumer().partitions_for_topic(self.topic)
+    def partitions(self, fresh: bool = False) -> list[int]:
+        """The topic's partition ids (`fresh`: asking the broker now rather than the metadata
+        of the last few seconds); a missing topic is an error that says how to create it."""
+        consumer = self._offsets_consumer()
+        if fresh:
+            consumer.topics()  # refreshes the metadata
+        parts = consumer.partitions_for_topic(self.topic)
         if not parts:
             raise CommandLogError(
                 f"topic {self.topic!r} does not exist on {self.brokers}; "
@@ -99,7 +142,8 @@ class CommandLog:
         return {tp.partition: off for tp, off in found.items()}
 
     def end_offsets(self) -> dict[int, int]:
-        """The next offset each partition will write: what "caught up" is measured against."""
+        """The last stable offset of each partition: what "caught up" is measured against (the
+        next offset it will write, once no transaction is open)."""
         found = self._offsets_consumer().end_offsets(self._tps())
         return {tp.partition: off for tp, off in found.items()}
 

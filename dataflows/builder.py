@@ -3,7 +3,7 @@
     source ──(partition, records)──▶ pipeline (stateful, per partition) ──▶ one sink per projection
                                                                        └──▶ DLQ sink
 
-The source emits one item per poll of a partition (a list of records), already keyed by
+The source emits one item per poll of a partition (its records and position), already keyed by
 partition. One `stateful_batch` step runs `PartitionPipeline` for each partition and keeps its
 state in Bytewax recovery under the step id `pipeline`. Each projection's sink receives, per
 batch, `(partition, (first offset, last offset, newest log time, rows))`, also when the batch
@@ -21,7 +21,8 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from commands.envelope import LogRecord, Rejected
+from commands.envelope import Polled, Rejected
+from commands.errors import FailedAt
 from dataflows.executor import NO_OBSERVERS, BatchOutput, Observers, PartitionPipeline
 from dataflows.spec import Pipeline, Projection
 
@@ -32,7 +33,7 @@ PIPELINE_STEP = "pipeline"
 def build_dataflow(
     flow_id: str,
     pipeline: Pipeline,
-    source: Source[tuple[str, list[LogRecord]]],
+    source: Source[tuple[str, Polled]],
     projection_sink: SinkFactory,
     dlq_sink: Sink[Rejected],
     observers: Observers = NO_OBSERVERS,
@@ -74,12 +75,19 @@ def _rejects(item: tuple[str, BatchOutput]) -> list[Rejected]:
     return item[1].rejects
 
 
-class _Logic(StatefulBatchLogic[list[LogRecord], BatchOutput, dict[str, Any]]):
+class _Logic(StatefulBatchLogic[Polled, BatchOutput, dict[str, Any]]):
     def __init__(self, pipeline: PartitionPipeline) -> None:
         self._pipeline = pipeline
 
-    def on_batch(self, values: list[list[LogRecord]]) -> tuple[Iterable[BatchOutput], bool]:
-        return [self._pipeline.run(records) for records in values if records], self.RETAIN
+    def on_batch(self, values: list[Polled]) -> tuple[Iterable[BatchOutput], bool]:
+        outs = []
+        for polled in values:
+            try:
+                outs.append(self._pipeline.run(polled))
+            except Exception as exc:  # past every per-record guard: name where it happened
+                first = polled.records[0].offset if polled.records else polled.next_offset
+                raise FailedAt(polled.partition, first, exc) from exc
+        return outs, self.RETAIN
 
     def snapshot(self) -> dict[str, Any]:
         return self._pipeline.snapshot()

@@ -5,6 +5,12 @@ order), so one object per partition can run the shared filters and then each pro
 over a whole batch, step by step, in plain Python. Bytewax then moves one item per batch, not
 one per command, and keys the recovery state by partition: `{step_id: snapshot}`.
 
+No record stops the pipeline: what a step raises on one command sends that command to the DLQ
+(`filter_error`) and the rest of the batch goes on. A stateless step is run over the whole batch
+and, only if it raised, again one command at a time (it is pure, so running it twice changes
+nothing). A partition-local step either guards its own records (`guards_records`), or runs
+from a snapshot taken before the batch, so a command it raised on leaves no trace in its state.
+
 Nothing here imports Bytewax: the executor is tested on its own, and `dataflows.builder` wires
 it into a dataflow.
 """
@@ -15,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands.envelope import Envelope, LogRecord, Rejected
+from commands.envelope import Envelope, Polled, Rejected
 from dataflows.spec import Pipeline
 from operators.base import Filter, Forwarded, Output, PartitionLocal, Projected, Skipped, Stateless
 from operators.decode import STEP_ID as DECODE_STEP
@@ -55,12 +61,30 @@ class BatchOutput:
 
     partition: int
     first_offset: int
+    #: the offset before the source's position: every offset up to it is done, including the
+    #: transaction markers and aborted records the source passed without returning them
     last_offset: int
-    #: log time of the batch's newest record: the sinks measure latency from it
+    #: log time of the batch's newest record (0: none): the sinks measure latency from it
     last_log_time: int
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     forwards: dict[str, list[Forwarded]] = field(default_factory=dict)
     rejects: list[Rejected] = field(default_factory=list)
+
+
+def _apply(f: Stateless, items: list[Envelope]) -> list[Output]:
+    """A stateless step over a batch; if it raised, again a command at a time."""
+    apply = f.apply
+    try:
+        return [apply(e) for e in items]
+    except Exception:
+        pass
+    outputs: list[Output] = []
+    for envelope in items:
+        try:
+            outputs.append(apply(envelope))
+        except Exception as exc:
+            outputs.append(f.failed(envelope, exc))
+    return outputs
 
 
 class _RouteGate(Stateless):
@@ -100,17 +124,24 @@ class PartitionPipeline:
         self._local = {f.step_id: f for f in every if isinstance(f, PartitionLocal)}
         self._states = {sid: f.restore(resume.get(sid)) for sid, f in self._local.items()}
 
-    def run(self, records: list[LogRecord]) -> BatchOutput:
-        """Run a batch of one partition's records (in log order) through every step."""
-        first, last = records[0], records[-1]
-        out = BatchOutput(first.partition, first.offset, last.offset, last.timestamp)
+    def run(self, polled: Polled) -> BatchOutput:
+        """Run what one poll of a partition gave (records in log order) through every step."""
+        records = polled.records
+        firsts = [r.offset for r in records[:1]] + [r.record.offset for r in polled.rejects[:1]]
+        first = min(firsts, default=polled.next_offset - 1)
+        newest = records[-1].timestamp if records else 0
+        out = BatchOutput(polled.partition, first, polled.next_offset - 1, newest)
         envelopes: list[Any] = []
         rejects = out.rejects
+        for r in polled.rejects:  # unreadable, or skipped by an operator: from the source
+            rejects.append(r)
+            self._observers.on_rejected(r.step, r.reason.value, 1)
+        decoded_from = len(rejects)
         for record in records:
             decoded = self._decode(record)
             (envelopes if isinstance(decoded, Envelope) else rejects).append(decoded)
-        self._report(DECODE_STEP, len(records), len(envelopes), len(rejects), 0)
-        for r in rejects:
+        self._report(DECODE_STEP, len(records), len(envelopes), len(rejects) - decoded_from, 0)
+        for r in rejects[decoded_from:]:
             self._observers.on_rejected(r.step, r.reason.value, 1)
         accepted = self._steps(self._shared, envelopes, rejects)
         self._observers.on_accepted(len(accepted))
@@ -123,7 +154,7 @@ class PartitionPipeline:
         for step_id, state in self._states.items():
             watermark = getattr(state, "watermark", None)
             if isinstance(watermark, int):
-                self._observers.on_watermark(step_id, first.partition, watermark)
+                self._observers.on_watermark(step_id, polled.partition, watermark)
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -138,11 +169,8 @@ class PartitionPipeline:
         for f in steps:
             if not items:
                 break
-            if isinstance(f, PartitionLocal):
-                outputs: list[Output] = f.process(self._states[f.step_id], items)
-            else:
-                apply = f.apply  # type: ignore[attr-defined]
-                outputs = [apply(e) for e in items]
+            local = isinstance(f, PartitionLocal)
+            outputs = self._fold(f, items) if local else _apply(f, items)  # type: ignore
             passed = [o for o in outputs if type(o) not in _ASIDE]
             rejected = skipped = 0
             if len(passed) < len(outputs):
@@ -150,6 +178,27 @@ class PartitionPipeline:
             self._report(f.step_id, len(items), len(passed), rejected, skipped)
             items = passed
         return items
+
+    def _fold(self, f: PartitionLocal[Any], items: list[Any]) -> list[Output]:
+        sid = f.step_id
+        if f.guards_records:
+            return f.process(self._states[sid], items)
+        saved = f.snapshot(self._states[sid])
+        try:
+            return f.process(self._states[sid], items)
+        except Exception:
+            pass
+        # Replay the batch from the snapshot a command at a time, each from its own snapshot.
+        outputs: list[Output] = []
+        state = self._states[sid] = f.restore(saved)
+        for envelope in items:
+            before = f.snapshot(state)
+            try:
+                outputs.extend(f.process(state, [envelope]))
+            except Exception as exc:
+                state = self._states[sid] = f.restore(before)
+                outputs.append(f.failed(envelope, exc))
+        return outputs
 
     def _set_aside(
         self, step: str, outputs: list[Output], rejects: list[Rejected]

@@ -8,10 +8,25 @@ batch (a graceful stop, after which Bytewax snapshots and the sinks flush).
 
 A resume offset that the log no longer holds (retention deleted it) is an error, never a
 silent jump to the earliest or latest offset.
+
+The consumer reads committed records only (`read_committed`), and a partition's position is the
+consumer's, not the last record's offset + 1: transaction markers and aborted records take
+offsets the consumer never returns, and a bounded run or a lag gate measured by records would
+wait for them forever. A poll that only moved the position past them is still emitted (with no
+records), so progress moves too.
+
+A record the client cannot parse (a corrupt batch, a header key that is not UTF-8, a codec it
+lacks or that refuses the bytes) raises inside `poll`; any other error (the broker gone) is
+the deployment's, and restarts it. When it raises twice at the same position, that offset becomes a
+DLQ entry (`unreadable`, step `source`) and the consumer seeks past it. kafka-python parses a
+record batch from its start, so the records after an unreadable one in the same batch cannot
+be read either: each of them becomes an entry of its own. Offsets an operator chose to pass
+over (`cqrs skip`) become DLQ entries too (`skipped_by_operator`), with their bytes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,10 +35,16 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
-from commands.envelope import LogRecord
+from commands.dead_letters import ReplayCheck
+from commands.envelope import LogRecord, Polled, Reason, Rejected
 from commands.errors import CommandLogError
 from commands.log import CommandLog, part_key
+
+STEP_ID = "source"
+#: records per poll of a partition, at most
+BATCH_SIZE = 5000
 
 # (partition, records, next offset, lag: records in the partition not read yet, if known)
 ConsumedObserver = Callable[[int, int, int, int | None], None]
@@ -52,12 +73,17 @@ class StartAt:
         raise CommandLogError(f"start position {self!r} is incomplete")
 
 
-Batch = tuple[str, list[LogRecord]]  # (partition key, records in log order)
+Batch = tuple[str, Polled]  # (partition key, what one poll gave)
 
 
 class CommandLogSource(FixedPartitionedSource[Batch, int]):
-    """Emits one item per poll of a partition: `(partition key, records)`, so Bytewax moves
-    batches, and the pipeline step receives them already keyed by partition."""
+    """Emits one item per poll of a partition: `(partition key, Polled)`, so Bytewax moves
+    batches, and the pipeline step receives them already keyed by partition.
+
+    `skips` are offsets per partition an operator told the deployment to pass over; `dlq` is
+    the DLQ topic that records claiming to be replays of dead letters are checked against;
+    `careful` is, per partition, an offset up to which batches hold one record each (after a
+    failure in a batch, so that the next one names its record)."""
 
     def __init__(
         self,
@@ -66,12 +92,18 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         start: StartAt = StartAt(),
         stop_at: Mapping[int, int] | None = None,
         stop_event: threading.Event | None = None,
-        batch_size: int = 5000,
+        batch_size: int = BATCH_SIZE,
         idle_wait: timedelta = timedelta(milliseconds=20),
         on_consumed: ConsumedObserver | None = None,
         partitions: list[int] | None = None,
+        skips: Mapping[int, frozenset[int]] | None = None,
+        dlq: str | None = None,
+        careful: Mapping[int, int] | None = None,
     ) -> None:
+        self.careful = dict(careful or {})
         self.partitions = partitions
+        self.skips = dict(skips or {})
+        self.replays = ReplayCheck(brokers, dlq) if dlq else None
         self.brokers = brokers
         self.topic = topic
         self.start = start
@@ -87,6 +119,8 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         when a run fails, and a failed run must not leave consumers reconnecting forever."""
         for part in self._built:
             part.close()
+        if self.replays is not None:
+            self.replays.close()
 
     def list_parts(self) -> list[str]:
         if self.partitions is not None:
@@ -111,10 +145,26 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
                 f"{self.topic}[{partition}]: resume offset {offset} is past the log's end {end}: "
                 f"this recovery state belongs to another log (a recreated topic?)"
             )
-        stop = self.stop_at.get(partition) if self.stop_at is not None else None
+        # A bounded run reads what its bound names: a partition added since is not in it.
+        stop = self.stop_at.get(partition, offset) if self.stop_at is not None else None
         part = _LogPartition(self, partition, offset, stop)
         self._built.append(part)
         return part
+
+
+def _raised_parsing(exc: BaseException) -> bool:
+    """True when the client failed to parse a record batch (a corrupt batch, a header key that
+    is not UTF-8, a codec it lacks or that refuses the bytes), not to reach the broker: only
+    then is the record at fault."""
+    if isinstance(exc, CorruptRecordError | UnsupportedCodecError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        if "/kafka/record/" in path or path.endswith("/kafka/codec.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class _LogPartition(StatefulSourcePartition[Batch, int]):
@@ -126,54 +176,108 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._key = part_key(partition)
         self._next = offset
         self._stop = stop
+        self._skips = source.skips.get(partition, frozenset())
+        self._careful_to = source.careful.get(partition, -1)
         self._tp = TopicPartition(source.topic, partition)
         self._awake: datetime | None = None
         self._report_at = 0.0  # when an idle partition next reports its lag
+        self._suspect: int | None = None  # a position where poll raised once
         self._consumer: KafkaConsumer | None = None
         if stop is None or offset < stop:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=source.brokers,
-                group_id=None,
-                enable_auto_commit=False,
-                # No silent reset: an offset outside the log raises instead of jumping.
-                auto_offset_reset="none",
-                max_poll_records=source.batch_size,
-                # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
-                # catching up a backlog would fill 50 MB for each partition. The broker still
-                # returns a record larger than these (a 5 MB command reaches the DLQ).
-                max_partition_fetch_bytes=1024 * 1024,
-                fetch_max_bytes=4 * 1024 * 1024,
-                fetch_max_wait_ms=200,
-            )
-            self._consumer.assign([self._tp])
-            self._consumer.seek(self._tp, offset)
+            self._consumer = self._open(offset)
+
+    def _open(self, offset: int) -> KafkaConsumer:
+        source = self._source
+        consumer = KafkaConsumer(
+            bootstrap_servers=source.brokers,
+            group_id=None,
+            enable_auto_commit=False,
+            # No silent reset: an offset outside the log raises instead of jumping.
+            auto_offset_reset="none",
+            isolation_level="read_committed",
+            max_poll_records=source.batch_size,
+            # Small fetch buffers: kafka-python keeps fetched data queued per consumer, and
+            # catching up a backlog would fill 50 MB for each partition. The broker still
+            # returns a record larger than these (a 5 MB command reaches the DLQ).
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=200,
+        )
+        consumer.assign([self._tp])
+        consumer.seek(self._tp, offset)
+        return consumer
 
     def next_batch(self) -> list[Batch]:
         source = self._source
-        if self._consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
+        consumer = self._consumer
+        if consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
             raise StopIteration
-        if self._stop is not None and self._next >= self._stop:
-            raise StopIteration
-        polled = self._consumer.poll(timeout_ms=0, max_records=source.batch_size)
-        messages = polled.get(self._tp, ())
         stop = self._stop
-        batch = [
-            LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
-            for m in messages
-            if stop is None or m.offset < stop
-        ]
-        if batch:
-            self._next = batch[-1].offset + 1
-        if source.on_consumed is not None and (batch or time.monotonic() >= self._report_at):
-            highwater = self._consumer.highwater(self._tp)
+        if stop is not None and self._next >= stop:
+            raise StopIteration
+        try:
+            size = 1 if self._next <= self._careful_to else source.batch_size
+            messages = consumer.poll(timeout_ms=0, max_records=size).get(self._tp, ())
+        except Exception as exc:
+            if not _raised_parsing(exc):
+                raise
+            return self._unreadable(consumer, exc)
+        try:
+            position = consumer.position(self._tp)
+        except KafkaError:  # it may ask the broker, which may be away: what was read is known
+            position = messages[-1].offset + 1 if messages else self._next
+        records, rejects = [], []
+        for m in messages:
+            if stop is not None and m.offset >= stop:
+                break
+            record = LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
+            if m.offset in self._skips:
+                detail = f"offset {m.offset} skipped by an operator (cqrs skip)"
+                rejects.append(Rejected(record, STEP_ID, Reason.SKIPPED_BY_OPERATOR, detail))
+            elif m.headers and source.replays is not None:
+                records.append(source.replays.checked(record))
+            else:
+                records.append(record)
+        moved = min(position, stop) if stop is not None else position
+        return self._emit(records, rejects, moved)
+
+    def _emit(self, records: list[LogRecord], rejects: list[Rejected], moved: int) -> list[Batch]:
+        source = self._source
+        advanced = moved > self._next
+        self._next = max(self._next, moved)
+        consumer = self._consumer
+        if (
+            source.on_consumed is not None
+            and consumer is not None
+            and (advanced or time.monotonic() >= self._report_at)
+        ):
+            highwater = consumer.highwater(self._tp)
             lag = None if highwater is None else max(0, highwater - self._next)
-            source.on_consumed(self._partition, len(batch), self._next, lag)
+            source.on_consumed(self._partition, len(records) + len(rejects), self._next, lag)
             self._report_at = time.monotonic() + 1.0
-        if not batch:
+        if not advanced:
             self._awake = datetime.now(UTC) + source.idle_wait
             return []
         self._awake = None
-        return [(self._key, batch)]
+        return [(self._key, Polled(self._partition, records, self._next, rejects))]
+
+    def _unreadable(self, consumer: KafkaConsumer, exc: Exception) -> list[Batch]:
+        """Poll raised: the first time at a position, read again from there with a new
+        consumer (the error may have been the fetch's); the second time, the record there is
+        unreadable: to the DLQ, and on past it. (A consumer whose poll raised inside a record
+        batch is not used again: kafka-python 3.0 can spin on the batch it could not parse.)"""
+        position = consumer.position(self._tp)
+        consumer.close(timeout_ms=2000)
+        again = self._suspect != position
+        self._consumer = self._open(position if again else position + 1)
+        if again:
+            self._suspect = position
+            self._awake = datetime.now(UTC) + self._source.idle_wait
+            return []
+        record = LogRecord(self._partition, position, -1, None, None)
+        detail = f"the Kafka client cannot read offset {position}: {type(exc).__name__}: {exc}"
+        reject = Rejected(record, STEP_ID, Reason.UNREADABLE, detail)
+        return self._emit([], [reject], position + 1)
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import signal
@@ -20,12 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 import operators.builtin  # noqa: F401 - registers the built-in filters
-from commands.dead_letters import DeadLetter, read_dead_letters
+from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
 from commands.dead_letters import replay as replay_letters
 from commands.errors import CqrsError
 from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
-from commands.log import CommandLog
+from commands.log import ENFORCED, CommandLog
 from commands.producer import CommandProducer
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
@@ -119,10 +120,14 @@ def topic() -> None:
 @click.option("--partitions", default=6, show_default=True, type=click.IntRange(1, 1000))
 @click.pass_obj
 def topic_create(settings: Settings, partitions: int) -> None:
-    """Create the command log (retention unlimited) and its DLQ, if missing."""
+    """Create the command log (retention unlimited, log time set by the broker) and its DLQ, if
+    missing; an existing log is given the settings it lacks."""
     brokers = resolve_brokers(settings)
     with CommandLog(brokers, settings.topic) as log:
         count = log.ensure(partitions)
+        changed = log.enforce(ENFORCED)
+    for name, (was, now) in changed.items():
+        console.print(f"topic {settings.topic}: {name} was {was or 'unset'}, set to {now}")
     dlq = ensure_dlq(brokers, settings.topic)
     console.print(f"topic {settings.topic}: {count} partitions; DLQ {dlq}")
 
@@ -422,6 +427,18 @@ def stop_cmd(settings: Settings, name: str) -> None:
     console.print(_runtime_client(settings).stop(name)["state"])
 
 
+@cli.command("skip")
+@click.argument("name")
+@click.option("--partition", required=True, type=click.IntRange(min=0), help="log partition")
+@click.option("--offset", required=True, type=click.IntRange(min=0), help="offset in it")
+@click.pass_obj
+def skip_cmd(settings: Settings, name: str, partition: int, offset: int) -> None:
+    """Pass over one record of a deployment stuck on it (it goes to the DLQ as
+    skipped_by_operator), and run the deployment again."""
+    state = _runtime_client(settings).skip(name, partition, offset)["state"]
+    console.print(f"{name}: offset {offset} of partition {partition} is skipped; {state}")
+
+
 def _runtime_client(settings: Settings) -> RuntimeClient:
     info = find_runtime(settings.data_dir)
     if info is None:
@@ -629,11 +646,15 @@ def dlq() -> None:
 
 
 def _letters(
-    settings: Settings, start: int, limit: int | None, follow: bool, reason: str | None
+    settings: Settings, start: int, follow: bool, reason: str | None, repeats: bool = False
 ) -> Iterator[DeadLetter]:
+    """Dead letters from `start` on, each rejection once unless `repeats` (a deployment that
+    restarted redid its last epoch, rejects included)."""
     brokers = resolve_brokers(settings)
-    for letter in read_dead_letters(brokers, dlq_topic(settings.topic), start, limit, follow):
-        if reason is None or letter.reason == reason:
+    # Repeats are recognised from the DLQ's start, whatever `start` shows.
+    letters = read_dead_letters(brokers, dlq_topic(settings.topic), 0, None, follow)
+    for letter in letters if repeats else first_of_each(letters):
+        if letter.offset >= start and (reason is None or letter.reason == reason):
             yield letter
 
 
@@ -643,6 +664,7 @@ def _letters(
 @click.option("--follow", is_flag=True, help="keep waiting for new ones")
 @click.option("--reason", help="only this reason (not_json, late, …)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--all", "repeats", is_flag=True, help="also repeats of a rejection (restarts)")
 @click.pass_obj
 def dlq_tail(
     settings: Settings,
@@ -651,9 +673,11 @@ def dlq_tail(
     follow: bool,
     reason: str | None,
     as_json: bool,
+    repeats: bool,
 ) -> None:
-    """Show rejected records with their reason and origin."""
-    for letter in _letters(settings, start, limit, follow, reason):
+    """Show rejected records with their reason and origin, each rejection once."""
+    letters = _letters(settings, start, follow, reason, repeats)
+    for letter in itertools.islice(letters, limit):
         if as_json:
             doc = {
                 "offset": letter.offset,
@@ -687,18 +711,18 @@ def dlq_replay(
     everything: bool,
     dry_run: bool,
 ) -> None:
-    """Re-produce chosen records, unchanged, to the command log (after fixing the cause)."""
+    """Re-produce chosen records, unchanged, to the command log (after fixing the cause); each
+    rejection once, whatever repeats of it the DLQ holds."""
     if not (offsets or reason or everything):
         raise click.UsageError("choose records: --offset N (repeatable), --reason R or --all")
     wanted = set(offsets)
-    letters = [
-        letter
-        for letter in _letters(settings, min(wanted, default=0), None, False, reason)
-        if everything or reason or letter.offset in wanted
-    ]
-    missing = wanted - {letter.offset for letter in letters}
+    every = list(_letters(settings, 0, False, reason, repeats=True))
+    missing = wanted - {letter.offset for letter in every}
     if missing:
         raise CqrsError(f"no DLQ record at offset(s) {sorted(missing)}; nothing was replayed")
+    # An offset stands for its rejection, which is replayed once (as its first dead letter).
+    chosen = {x.rejection for x in every if everything or reason or x.offset in wanted}
+    letters = [x for x in first_of_each(every) if x.rejection in chosen]
     for letter in letters:
         console.print(
             f"{'would replay' if dry_run else 'replay'} {letter.offset} ({letter.reason})"

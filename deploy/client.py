@@ -48,6 +48,11 @@ class RuntimeClient:
     def stop(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/deployments/{name}/stop", {})
 
+    def skip(self, name: str, partition: int, offset: int) -> dict[str, Any]:
+        return self._call(
+            "POST", f"/deployments/{name}/skip", {"partition": partition, "offset": offset}
+        )
+
     def deploy_init(self, spec: str, source: str) -> dict[str, Any]:
         return self._call("POST", "/deploy/init", {"spec": spec, "source": source})
 

@@ -35,7 +35,7 @@ from sinks.clickhouse import (
     check_dedup_window,
     create_projection_table,
 )
-from sinks.dlq import DlqSink, DlqWriter, ensure_dlq
+from sinks.dlq import DlqSink, DlqWriter, dlq_topic, ensure_dlq
 from sinks.progress import PROGRESS, create_progress_table, read_progress
 from sinks.store import open_client
 from sinks.topic import TopicSink
@@ -78,6 +78,10 @@ class DeploymentConfig:
     #: the log partitions this process handles (None: all); several processes, each with its
     #: own share, scale a deployment out when ClickHouse is a server they can all write to
     partitions: list[int] | None = None
+    #: offsets per partition an operator chose to pass over (`cqrs skip`): to the DLQ
+    skips: dict[int, frozenset[int]] = field(default_factory=dict)
+    #: per partition, an offset up to which the source reads one record per batch
+    careful: dict[int, int] = field(default_factory=dict)
 
 
 class Deployment:
@@ -90,6 +94,8 @@ class Deployment:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: the partitions this run reads (set when it starts)
+        self.partitions: list[int] = []
 
     @property
     def recovery_dir(self) -> Path:
@@ -156,6 +162,7 @@ class Deployment:
     def run(self, partitions: list[int]) -> None:
         """Run the dataflow in this thread until it completes, fails or is stopped."""
         cfg = self.config
+        self.partitions = list(partitions)
         source = CommandLogSource(
             cfg.brokers,
             cfg.topic,
@@ -164,6 +171,9 @@ class Deployment:
             stop_event=self._stop,
             on_consumed=self.metrics.on_consumed,
             partitions=partitions,
+            skips=cfg.skips,
+            dlq=dlq_topic(cfg.topic),
+            careful=cfg.careful,
         )
 
         opened: list[CommandLogSource | ProjectionSink | TopicSink | DlqSink] = [source]
@@ -218,7 +228,8 @@ class Deployment:
         except BaseException as exc:
             self.state = State.FAILED
             self.error = exc
-            log.error("deployment %s failed: %s", self.name, exc)
+            # The Python error and its traceback, under the text of Bytewax's Rust panic.
+            log.error("deployment %s failed: %s", self.name, exc, exc_info=exc)
             raise
         finally:
             for part in opened:

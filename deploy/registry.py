@@ -142,6 +142,19 @@ class Registry:
         )
         return list(result.named_results())
 
+    def skips(self, name: str) -> dict[int, frozenset[int]]:
+        """The offsets per partition an operator told the deployment to pass over (`cqrs skip`,
+        kept in its history as `skip` events, `partition:offset`)."""
+        result = self._client.query(
+            f"SELECT detail FROM {qualified(self._database, EVENTS.name)} "
+            f"WHERE name = {literal(name)} AND event = 'skip'"
+        )
+        found: dict[int, set[int]] = {}
+        for (detail,) in result.result_rows:
+            partition, _, offset = detail.partition(":")
+            found.setdefault(int(partition), set()).add(int(offset))
+        return {p: frozenset(offsets) for p, offsets in found.items()}
+
     def _select(self, where: str) -> list[Record]:
         result = self._client.query(
             "SELECT name, pipeline, version, spec, source, topic, start, stop, desired, state, "

@@ -6,6 +6,14 @@ A supervisor restarts a deployment that crashed (with a growing pause), records 
 ended in the registry, and commits each deployment's written offsets to a consumer group of its
 own name, so the broker's tools show its lag. On start, the runtime resumes every deployment
 the registry says should be running: a replay stopped by a restart goes on where it was.
+
+A deployment that fails `FAILURES_AT_ONE_PLACE` times in a row at the same record is not
+restarted again: it stops with an error naming the partition and offset and the `cqrs skip`
+that passes over it. A failure inside a batch names the batch's first offset, so the restart
+after it reads that stretch one record per batch, and the next failure names the record.
+Partitions added to a command log are taken in by restarting each tailing deployment of that
+log from its snapshot (the new partitions from their beginning): Bytewax fixes a run's
+partitions when it starts.
 """
 
 from __future__ import annotations
@@ -28,13 +36,15 @@ from commands.errors import (
     CommandLogError,
     ConfigError,
     CqrsError,
+    FailedAt,
     NotFound,
     RecoveryError,
     SpecError,
+    StuckAt,
 )
 from commands.log import CommandLog
 from dataflows.metrics import Metrics
-from dataflows.source import StartAt
+from dataflows.source import BATCH_SIZE, StartAt
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.bluegreen import BlueGreen
@@ -52,7 +62,9 @@ from sinks.store import open_client
 log = logging.getLogger(__name__)
 
 #: errors that a restart cannot cure: the deployment stays failed until someone acts
-_REFUSALS = (RecoveryError, CommandLogError, SpecError, ConfigError)
+_REFUSALS = (RecoveryError, CommandLogError, SpecError, ConfigError, StuckAt)
+#: failures in a row at the same record before a deployment waits for `cqrs skip`
+FAILURES_AT_ONE_PLACE = 5
 _FIRST_RESTART_S = 1.0
 _MAX_RESTART_S = 60.0
 _COMMIT_EVERY_S = 5.0
@@ -88,6 +100,9 @@ class Runtime:
         self._lock = threading.RLock()
         self.deployments: dict[str, Deployment] = {}
         self._restarts: dict[str, tuple[int, float]] = {}  # name -> (attempts, due at)
+        # name -> ((partition, offset) of its last failure, failures there in a row, the run
+        # that failed last: each run is counted once)
+        self._failed_at: dict[str, tuple[tuple[int, int], int, Deployment]] = {}
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._logs: dict[str, CommandLog] = {}
@@ -364,6 +379,8 @@ class Runtime:
                 name=record.name,
                 start=StartAt("offsets", offsets=record.start),
                 stop_at=stop_override if stop_override is not None else record.stop,
+                skips=self.records.skips(record.name),
+                careful=self._careful(record.name),
             ),
             self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
@@ -383,6 +400,7 @@ class Runtime:
             try:
                 self._check_deployments()
                 if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
+                    self._take_in_new_partitions()
                     self._commit_offsets()
                     self._update_gauges()
                     last_commit = time.monotonic()
@@ -399,6 +417,7 @@ class Runtime:
                 if record is None:
                     continue
                 if deployment.state is State.FAILED and record.desired == "running":
+                    self._count_failure(deployment)
                     cause = root_cause(deployment.error) if deployment.error else None
                     if isinstance(cause, _REFUSALS):
                         if record.state != State.FAILED:
@@ -420,6 +439,75 @@ class Runtime:
                 if record.state != deployment.state.value:
                     self._record_end(deployment)
                     self._restarts.pop(name, None)
+
+    def _count_failure(self, deployment: Deployment) -> None:
+        """Count a failure at the record it names; the last one allowed becomes `StuckAt`."""
+        cause = root_cause(deployment.error) if deployment.error else None
+        if not isinstance(cause, FailedAt):
+            return
+        site = (cause.partition, cause.offset)
+        last, count, counted = self._failed_at.get(deployment.name, (site, 0, None))
+        if counted is deployment:
+            return
+        count = count + 1 if last == site else 1
+        self._failed_at[deployment.name] = (site, count, deployment)
+        if count >= FAILURES_AT_ONE_PLACE:
+            partition, offset = site
+            deployment.error = StuckAt(
+                f"{deployment.name} {cause} ({count} times in a row); to pass over that record "
+                f"(it goes to the DLQ as skipped_by_operator): cqrs skip {deployment.name} "
+                f"--partition {partition} --offset {offset}"
+            )
+
+    def _careful(self, name: str) -> dict[int, int]:
+        """After a failure at a batch: its stretch of the log, to be read a record at a time."""
+        failed = self._failed_at.get(name)
+        if failed is None:
+            return {}
+        (partition, offset), _, _ = failed
+        return {partition: offset + BATCH_SIZE}
+
+    def skip(self, name: str, partition: int, offset: int) -> Record:
+        """Pass over one record of a deployment from now on (to the DLQ, `skipped_by_operator`)
+        and run it again if it stopped at that record."""
+        with self._lock:
+            record = self._record(name)
+            with self._logs_lock:
+                partitions = self._log(record.topic).partitions()
+            if partition not in partitions:
+                raise ConfigError(f"{record.topic} has no partition {partition}: {partitions}")
+            self.records.note(record, "skip", f"{partition}:{offset}")
+            self._failed_at.pop(name, None)
+            self._restarts.pop(name, None)
+            running = self.deployments.get(name)
+            if running is not None and running.join(0) is False:
+                running.stop()  # the source takes its skips when it starts
+            if record.desired == "running":
+                self._launch(record, note=f"restarted to skip {partition}:{offset}")
+            return record
+
+    def _take_in_new_partitions(self) -> None:
+        """Restart each tailing deployment whose log has partitions it does not read."""
+        with self._lock:
+            running = [
+                d
+                for d in self.deployments.values()
+                if d.state is State.RUNNING and d.config.stop_at is None
+                and d.config.partitions is None
+            ]  # fmt: skip
+            fresh: dict[str, list[int]] = {}
+            for deployment in running:
+                topic = deployment.config.topic
+                if topic not in fresh:
+                    with self._logs_lock:
+                        fresh[topic] = self._log(topic).partitions(fresh=True)
+                added = sorted(set(fresh[topic]) - set(deployment.partitions))
+                record = self.records.get(deployment.name)
+                if not added or record is None or record.desired != "running":
+                    continue
+                log.info("%s: taking in new partitions %s of %s", record.name, added, topic)
+                deployment.stop()
+                self._launch(record, note=f"took in new partitions {added}")
 
     def _record_end(self, deployment: Deployment, detail: str = "") -> None:
         record = self.records.get(deployment.name)

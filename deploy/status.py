@@ -1,6 +1,11 @@
 """What `cqrs status` shows for each deployment: its state, how far it has written in each
 log partition, the lag behind the log's end, and the rows of its projections.
 
+Progress rows hold, per partition, the offset before the source's position (see
+`sinks.progress`): the position passes transaction markers and aborted records, so a
+deployment whose log ends in markers shows lag 0 and done == total. Every partition of the log
+counts, also one added after the deployment started.
+
 Everything comes from shared places (the registry, the progress rows, the broker), so a status
 can be computed by the runtime or, when none runs, by the CLI itself.
 """
@@ -37,8 +42,9 @@ def describe(
     pipeline = pipeline_of(record, allowed)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
-    nexts = {p: max(done_to.get(p, 0), start) for p, start in record.start.items()}
     ends = end_offsets(record.topic)
+    partitions = sorted({*record.start, *done_to, *ends})
+    nexts = {p: max(done_to.get(p, 0), record.start.get(p, 0)) for p in partitions}
     target = record.stop if record.stop is not None else ends
     lag = {p: max(0, ends.get(p, 0) - nexts.get(p, 0)) for p in ends}
     total = sum(max(0, target.get(p, 0) - record.start.get(p, 0)) for p in target)

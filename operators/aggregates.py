@@ -5,6 +5,11 @@ view merges the partials of all partitions (and of late panes). So every aggrega
 three things: how to fold a value into its partial, which columns hold the partial, and the SQL
 that merges partials into the answer. Each merge is exact, except `approx_count_distinct`: a
 KMV sketch (the k smallest 64-bit hashes), whose union is again a sketch.
+
+Folding is two steps: `extract` reads what a command adds (and is where a strange value
+raises: a number too large for a float, a key nested too deep to print), then `add` puts it
+into the partial and cannot raise. A window extracts every aggregation's input before it
+changes any partial, so a command that raises leaves every window as it was.
 """
 
 from __future__ import annotations
@@ -47,14 +52,23 @@ class Aggregation:
     name: str
     columns: tuple[tuple[str, str], ...]
     start: Callable[[], Any]
-    fold: Callable[[Any, Envelope], Any]
+    #: what a command adds (None: nothing); may raise on a strange value
+    extract: Callable[[Envelope], Any]
+    #: the partial with an extracted input added (None is ignored); never raises
+    add: Callable[[Any, Any], Any]
     to_columns: Callable[[Any], tuple[Any, ...]]
     merge_sql: tuple[str, ...]  # one SQL expression per answer column, over the partials
     merge: Callable[[Any, Any], Any]  # two partials into one (when session windows merge)
 
 
 def _add(a: Any, b: Any) -> Any:
-    return a + b
+    return a if b is None else a + b
+
+
+def _add_member(members: set[Any], member: Any) -> set[Any]:
+    if member is not None:
+        members.add(member)
+    return members
 
 
 def _union(a: set[Any], b: set[Any]) -> set[Any]:
@@ -93,7 +107,7 @@ def build(name: str, spec: AggSpec) -> Aggregation:
         )
     if spec == "count":
         return Aggregation(
-            name, ((name, "UInt64"),), lambda: 0, lambda p, e: p + 1, lambda p: (p,),
+            name, ((name, "UInt64"),), lambda: 0, lambda e: 1, _add, lambda p: (p,),
             (f"sum({_q(name)}) AS {_q(name)}",), _add,
         )  # fmt: skip
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -113,7 +127,7 @@ def build(name: str, spec: AggSpec) -> Aggregation:
             raise ValueError(f"{name}.count_distinct: expected a field path, got {arg!r}")
         return Aggregation(
             name, ((name, "Array(String)"),), set,
-            lambda p, e: (p.add(str(v)) if (v := get(e)) is not MISSING else None) or p,
+            lambda e: None if (v := get(e)) is MISSING else str(v), _add_member,
             lambda p: (sorted(p),),
             (f"uniqExactArray({_q(name)}) AS {_q(name)}",), _union,
         )  # fmt: skip
@@ -130,37 +144,27 @@ def build(name: str, spec: AggSpec) -> Aggregation:
 def _numeric(name: str, kind: str, value: Callable[[Envelope], float | None]) -> Aggregation:
     q = _q(name)
     if kind == "sum":
-
-        def fold_sum(p: float, e: Envelope) -> float:
-            v = value(e)
-            return p if v is None else p + v
-
         return Aggregation(
-            name, ((name, "Float64"),), float, fold_sum, lambda p: (p,), (f"sum({q}) AS {q}",),
+            name, ((name, "Float64"),), float, value, _add, lambda p: (p,), (f"sum({q}) AS {q}",),
             _add,
         )  # fmt: skip
     if kind in ("min", "max"):
         better = min if kind == "min" else max
 
-        def fold_extreme(p: float | None, e: Envelope) -> float | None:
-            v = value(e)
-            return p if v is None else (v if p is None else better(p, v))
-
-        def merge_extreme(a: float | None, b: float | None) -> float | None:
+        def extreme(a: float | None, b: float | None) -> float | None:
             return b if a is None else a if b is None else better(a, b)
 
         return Aggregation(
-            name, ((name, "Nullable(Float64)"),), lambda: None, fold_extreme, lambda p: (p,),
-            (f"{kind}({q}) AS {q}",), merge_extreme,
+            name, ((name, "Nullable(Float64)"),), lambda: None, value, extreme, lambda p: (p,),
+            (f"{kind}({q}) AS {q}",), extreme,
         )  # fmt: skip
 
-    def fold_avg(p: tuple[float, int], e: Envelope) -> tuple[float, int]:
-        v = value(e)
+    def add_avg(p: tuple[float, int], v: float | None) -> tuple[float, int]:
         return p if v is None else (p[0] + v, p[1] + 1)
 
     s, c = f"{name}__sum", f"{name}__count"
     return Aggregation(
-        name, ((s, "Float64"), (c, "UInt64")), lambda: (0.0, 0), fold_avg, lambda p: p,
+        name, ((s, "Float64"), (c, "UInt64")), lambda: (0.0, 0), value, add_avg, lambda p: p,
         (f"sum({_q(s)}) / nullIf(sum({_q(c)}), 0) AS {q}",),
         lambda a, b: (a[0] + b[0], a[1] + b[1]),
     )  # fmt: skip
@@ -173,10 +177,13 @@ def stable_hash(value: Any) -> int:
 
 
 def _kmv(name: str, get: Callable[[Envelope], Any]) -> Aggregation:
-    def fold(p: set[int], e: Envelope) -> set[int]:
+    def extract(e: Envelope) -> int | None:
         v = get(e)
-        if v is not MISSING:
-            p.add(stable_hash(v))
+        return None if v is MISSING else stable_hash(v)
+
+    def add(p: set[int], h: int | None) -> set[int]:
+        if h is not None:
+            p.add(h)
             if len(p) > 2 * KMV_K:  # keep the sketch small as it grows
                 p.intersection_update(sorted(p)[:KMV_K])
         return p
@@ -192,7 +199,7 @@ def _kmv(name: str, get: Callable[[Envelope], Any]) -> Aggregation:
         return set(sorted(hashes)[:KMV_K]) if len(hashes) > KMV_K else hashes
 
     return Aggregation(
-        name, ((name, "Array(UInt64)"),), set, fold, lambda p: (sorted(p)[:KMV_K],),
+        name, ((name, "Array(UInt64)"),), set, extract, add, lambda p: (sorted(p)[:KMV_K],),
         (f"{estimate} AS {q}",), lambda a, b: trim(a | b),
     )  # fmt: skip
 
@@ -236,9 +243,11 @@ def _top_k(name: str, spec: TopK) -> Aggregation:
                         found.append((item[spec.key], float(w)))
             return found
 
-    def fold(p: dict[str, float], e: Envelope) -> dict[str, float]:
-        for k, w in pairs(e):
-            key = str(k)
+    def extract(e: Envelope) -> list[tuple[str, float]]:
+        return [(str(k), w) for k, w in pairs(e)]
+
+    def add(p: dict[str, float], weights: list[tuple[str, float]]) -> dict[str, float]:
+        for key, w in weights:
             p[key] = p.get(key, 0.0) + w
         return p
 
@@ -249,6 +258,6 @@ def _top_k(name: str, spec: TopK) -> Aggregation:
         f"mapValues({merged}))), 1, {spec.k}) AS {q}"
     )
     return Aggregation(
-        name, ((name, "Map(String, Float64)"),), dict, fold, lambda p: (dict(p),), (top,),
+        name, ((name, "Map(String, Float64)"),), dict, extract, add, lambda p: (dict(p),), (top,),
         _add_weights,
     )  # fmt: skip

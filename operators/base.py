@@ -7,6 +7,12 @@
   all live here, and a replay sees the same order, hence the same results.
 - `Keyed`: the common case of `PartitionLocal`: one immutable state value per key.
 
+No record may stop a pipeline: an exception a step raises on one command sends that command to
+the DLQ (`filter_error`) and the batch goes on. For stateless steps the executor sees to it. A
+partition-local step folds a batch into state it changes in place, so it guards each record in
+its own loop, working out everything that can raise before it changes anything
+(`guards_records`); for any other, the executor keeps a snapshot to fall back on.
+
 A projector is the last step of a projection: it turns envelopes into `Projected` rows for the
 `Table` it declares, or into `Forwarded` records for a topic.
 """
@@ -19,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from commands.envelope import Envelope, Rejected
+from commands.envelope import Envelope, Rejected, failure
 from sinks.ddl import Table
 
 S = TypeVar("S")
@@ -72,6 +78,10 @@ class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abs
     def reject(self, envelope: Envelope, reason: Any, detail: str) -> Rejected:
         return Rejected(record=envelope.record, step=self.step_id, reason=reason, detail=detail)
 
+    def failed(self, envelope: Envelope, exc: BaseException) -> Rejected:
+        """The reject of a command this step raised on (`filter_error`)."""
+        return failure(envelope.record, self.step_id, exc)
+
 
 class Stateless(Filter):
     @abstractmethod
@@ -79,6 +89,11 @@ class Stateless(Filter):
 
 
 class PartitionLocal(Filter, Generic[S]):
+    #: True when `process` never raises for one record and leaves the state as it was before a
+    #: record it rejects for raising; otherwise the executor snapshots the state before each
+    #: batch and, if `process` raises, replays the batch a record at a time from the snapshot
+    guards_records: bool = False
+
     @abstractmethod
     def restore(self, snapshot: Any | None) -> S:
         """The working state from a snapshot (None: a fresh partition)."""
@@ -93,7 +108,12 @@ class PartitionLocal(Filter, Generic[S]):
 
 
 class Keyed(PartitionLocal[dict[str, Any]], Generic[S]):
-    """One immutable state value per key; returning `None` as state forgets the key."""
+    """One immutable state value per key; returning `None` as state forgets the key.
+
+    `step` returns the new value rather than changing the old one, so a command it raises on
+    leaves its key's state exactly as before and goes to the DLQ."""
+
+    guards_records = True
 
     @abstractmethod
     def key(self, envelope: Envelope) -> str: ...
@@ -108,8 +128,12 @@ class Keyed(PartitionLocal[dict[str, Any]], Generic[S]):
         out: list[Output] = []
         key_of, step = self.key, self.step
         for envelope in batch:
-            key = key_of(envelope)
-            new, emitted = step(state.get(key), envelope)
+            try:
+                key = key_of(envelope)
+                new, emitted = step(state.get(key), envelope)
+            except Exception as exc:
+                out.append(self.failed(envelope, exc))
+                continue
             if new is None:
                 state.pop(key, None)
             else:

@@ -9,6 +9,7 @@ from commands.envelope import (
     Reason,
     Rejected,
     decode_command,
+    failure,
 )
 
 STEP_ID = "decode"
@@ -29,3 +30,5 @@ class Decoder:
             return Envelope(record=record, command=decode_command(value))
         except MalformedCommand as exc:
             return Rejected(record=record, step=STEP_ID, reason=exc.reason, detail=exc.detail)
+        except Exception as exc:  # a nesting too deep for the decoder, or anything else
+            return failure(record, STEP_ID, exc)

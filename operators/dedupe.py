@@ -12,20 +12,27 @@ tracking such a dict but walks every member of a set at each full collection (80
 6 x 100k ids). A 64-bit hash makes a false duplicate about as likely as one in 10^9 at the
 default cap.
 
+Beside each id hash the ring keeps a 64-bit hash of the record's bytes: a repeat with the same
+bytes is a duplicate (skipped), but a *different* command reusing a seen id is a conflict and
+goes to the DLQ (`id_conflict`) rather than vanish. (A snapshot from before content hashes has
+none: its ids count as duplicates whatever comes.)
+
 A record put back from the DLQ (`cqrs dlq replay`) is a deliberate second submission: its id is
 taken together with the DLQ offset it came from, so the first replay of a record passes and a
-second replay of the same record is a duplicate.
+second replay of the same record is a duplicate. Only `replayed_from` counts, which the source
+sets after checking that the record's key and bytes are those of the dead letter at that
+offset; the `replayed-from-dlq` header alone gets no one past dedupe.
 """
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from typing import Annotated, Any
 
 import msgspec
 
-from commands.dead_letters import REPLAYED_HEADER
-from commands.envelope import Envelope
+from commands.envelope import Envelope, Reason
 from operators.aggregates import stable_hash
 from operators.base import Output, PartitionLocal, Skipped
 from operators.durations import millis
@@ -37,31 +44,38 @@ class DedupeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_keys: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
 
 
-class SeenIds:
-    """A ring of (hash, event time), oldest at `head`, and the hashes in it as dict keys."""
+#: the content hash of ids restored from a snapshot that kept none
+UNKNOWN_CONTENT = 0
 
-    __slots__ = ("hashes", "head", "newest", "seen", "size", "times")
+
+class SeenIds:
+    """A ring of (id hash, content hash, event time), oldest at `head`, and each id hash in it
+    as a dict key whose value is its content hash."""
+
+    __slots__ = ("contents", "hashes", "head", "newest", "seen", "size", "times")
 
     def __init__(self, capacity: int) -> None:
         self.hashes = array("Q", bytes(8 * capacity))
+        self.contents = array("Q", bytes(8 * capacity))
         self.times = array("q", bytes(8 * capacity))
         self.head = 0
         self.size = 0
         self.newest = 0
-        self.seen: dict[int, None] = {}
+        self.seen: dict[int, int] = {}
 
     def __contains__(self, h: int) -> bool:
         return h in self.seen
 
-    def add(self, h: int, ts: int) -> None:
+    def add(self, h: int, content: int, ts: int) -> None:
         capacity = len(self.hashes)
         if self.size == capacity:
             self.drop_oldest()
         i = (self.head + self.size) % capacity
         self.hashes[i] = h
+        self.contents[i] = content
         self.times[i] = ts
         self.size += 1
-        self.seen[h] = None
+        self.seen[h] = content
         if ts > self.newest:
             self.newest = ts
 
@@ -78,7 +92,10 @@ class SeenIds:
 
 @register_filter("dedupe", params=DedupeParams)
 class Dedupe(PartitionLocal[SeenIds]):
-    """Drops commands whose id was already seen (bounded by ttl and max_keys)."""
+    """Drops repeats of a command already seen, and sends a different command reusing its id to
+    the DLQ (bounded by ttl and max_keys)."""
+
+    guards_records = True
 
     def __init__(self, step_id: str, params: DedupeParams) -> None:
         self.step_id = step_id
@@ -90,39 +107,60 @@ class Dedupe(PartitionLocal[SeenIds]):
         state = SeenIds(self.max_keys)
         if snapshot is None:
             return state
-        hashes, times, newest = snapshot
+        if len(snapshot) == 3:  # kept before content hashes
+            hashes, times, newest = snapshot
+            contents = bytes(len(hashes))
+        else:
+            hashes, contents, times, newest = snapshot
         state.newest = newest
-        for h, ts in zip(array("Q", hashes), array("q", times), strict=True):
-            state.add(h, ts)
+        for h, c, ts in zip(
+            array("Q", hashes), array("Q", contents), array("q", times), strict=True
+        ):
+            state.add(h, c, ts)
         state.newest = max(state.newest, newest)
         return state
 
     def process(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
         out: list[Output] = []
+        seen = state.seen
         for envelope in batch:
             command = envelope.command
+            record = envelope.record
             key = command.id
-            if envelope.record.headers:
-                replayed = envelope.record.header(REPLAYED_HEADER)
-                if replayed is not None:
-                    key = f"{key}@dlq{replayed.decode(errors='replace')}"
-            h = stable_hash(key)
-            if h in state:
-                out.append(self._skipped)
+            if record.replayed_from is not None:
+                key = f"{key}@dlq{record.replayed_from}"
+            try:
+                h = stable_hash(key)
+                content = _content_hash(record.value)
+            except Exception as exc:
+                out.append(self.failed(envelope, exc))
                 continue
-            state.add(h, command.ts)
-            out.append(envelope)
+            known = seen.get(h)
+            if known is None:
+                state.add(h, content, command.ts)
+                out.append(envelope)
+            elif known in (content, UNKNOWN_CONTENT):
+                out.append(self._skipped)
+            else:
+                detail = f"id {command.id!r} was already taken by a different command"
+                out.append(self.reject(envelope, Reason.ID_CONFLICT, detail))
         state.expire(state.newest - self.ttl_ms)
         return out
 
-    def snapshot(self, state: SeenIds) -> tuple[bytes, bytes, int]:
+    def snapshot(self, state: SeenIds) -> tuple[bytes, bytes, bytes, int]:
         """The live ids, oldest first, as packed arrays."""
         capacity = len(state.hashes)
         end = state.head + state.size
-        if end <= capacity:
-            hashes = state.hashes[state.head : end]
-            times = state.times[state.head : end]
-        else:
-            hashes = state.hashes[state.head :] + state.hashes[: end - capacity]
-            times = state.times[state.head :] + state.times[: end - capacity]
-        return hashes.tobytes(), times.tobytes(), state.newest
+
+        def live(ring: array[int]) -> bytes:
+            if end <= capacity:
+                return ring[state.head : end].tobytes()
+            return (ring[state.head :] + ring[: end - capacity]).tobytes()
+
+        return live(state.hashes), live(state.contents), live(state.times), state.newest
+
+
+def _content_hash(value: bytes | None) -> int:
+    """64 bits of the record's bytes; never `UNKNOWN_CONTENT`."""
+    digest = hashlib.blake2b(value or b"", digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1

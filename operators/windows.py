@@ -1,8 +1,15 @@
 """Windowed projections on event time: `tumbling`, `sliding` and `session`.
 
-Windows live per log partition. A partition's watermark is the newest event time it has seen;
-a command older than the watermark minus `lateness` is late. Because a partition is read in
-log order, what is late is the same in every run and every replay.
+Windows live per log partition. A partition's watermark is the newest event time it has seen,
+but never more than `max_future` past the log time of the command that brought it: the log
+stamps its own time (LogAppendTime), so a command dated an hour ahead still joins its window,
+yet cannot make every later command of its partition late. A command older than the watermark
+minus `lateness` is late. Because a partition is read in log order, what is late is the same
+in every run and every replay.
+
+A command is folded in two steps: first everything that can raise is worked out (its event
+time, group and every aggregation's input), then the windows change. One that raises goes to
+the DLQ (`filter_error`) and leaves the state exactly as it was.
 
 Each partition writes partial rows, one per window, group and partition, and the stable view
 merges them (see `operators.aggregates`). Tumbling and sliding windows write their row each
@@ -19,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from commands.envelope import Envelope, Reason
+from commands.envelope import Envelope, Reason, Rejected
 from operators.aggregates import AggSpec, build
 from operators.base import Output, PartitionLocal, Projected
 from operators.durations import millis
@@ -39,6 +46,8 @@ class WindowParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     time: str = "ts"
     lateness: str | int = "0s"
     late: Literal["dlq", "update"] = "dlq"
+    #: how far past its log time one command may move the watermark
+    max_future: str | int = "5s"
 
 
 class TumblingParams(WindowParams, frozen=True, forbid_unknown_fields=True):
@@ -72,12 +81,19 @@ class WindowState:
         self.open: dict[Any, Any] = open_ if open_ is not None else {}
 
 
+#: what a command brings to its windows, worked out before any window changes
+Prepared = tuple[int, GroupKey, list[Any]]  # (event time, group, each aggregation's input)
+
+
 class Windowed(PartitionLocal[WindowState]):
     """What the three window kinds share: grouping, aggregation, lateness and rows."""
+
+    guards_records = True
 
     def __init__(self, step_id: str, params: WindowParams) -> None:
         self.step_id = step_id
         self.lateness = millis(params.lateness, "lateness")
+        self.max_future = millis(params.max_future, "max_future")
         self.late_policy = params.late
         self._time = getter(params.time)
         self._groups = [(attr_name(col), getter(path)) for col, path in params.group_by.items()]
@@ -123,11 +139,11 @@ class Windowed(PartitionLocal[WindowState]):
     def new_acc(self, start: int, end: int) -> Acc:
         return Acc(end=end, start=start, partials=[agg.start() for agg in self.aggregations])
 
-    def fold(self, acc: Acc, envelope: Envelope) -> None:
+    def fold(self, acc: Acc, inputs: list[Any], offset: int) -> None:
         partials = acc.partials
         for i, agg in enumerate(self.aggregations):
-            partials[i] = agg.fold(partials[i], envelope)
-        acc.offset = max(acc.offset, envelope.record.offset)
+            partials[i] = agg.add(partials[i], inputs[i])
+        acc.offset = max(acc.offset, offset)
 
     def row(self, group: GroupKey, acc: Acc, partition: int, pane: int) -> Projected:
         values: list[Any] = [acc.start, acc.end, *group, partition, pane]
@@ -136,19 +152,32 @@ class Windowed(PartitionLocal[WindowState]):
         values.append(acc.offset)
         return Projected(partition, acc.offset, tuple(values))
 
-    def admit(self, state: WindowState, envelope: Envelope, out: list[Output]) -> int | None:
-        """The event time of an envelope that joins its windows (advancing the watermark), or
-        None when it went to `out` instead: without an event time, or late."""
+    def admit(self, state: WindowState, envelope: Envelope, out: list[Output]) -> Prepared | None:
+        """What an envelope brings to its windows, the watermark advanced; or None when it went
+        to `out` instead: without an event time, late, or raising while being read."""
+        try:
+            prepared = self._prepare(envelope)
+        except Exception as exc:
+            out.append(self.failed(envelope, exc))
+            return None
+        if isinstance(prepared, Rejected):
+            out.append(prepared)
+            return None
+        ts = prepared[0]
+        if state.watermark is not None and ts < state.watermark - self.lateness:
+            out.extend(self.late_output(envelope, prepared, state.watermark))
+            return None
+        mark = min(ts, envelope.record.timestamp + self.max_future)
+        if state.watermark is None or mark > state.watermark:
+            state.watermark = mark
+        return prepared
+
+    def _prepare(self, envelope: Envelope) -> Prepared | Rejected:
         ts = self._time(envelope)
         if not isinstance(ts, int) or isinstance(ts, bool):
-            out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
-            return None
-        if state.watermark is not None and ts < state.watermark - self.lateness:
-            out.extend(self.late_output(envelope, ts, state.watermark))
-            return None
-        if state.watermark is None or ts > state.watermark:
-            state.watermark = ts
-        return ts
+            return self.reject(envelope, Reason.INVALID_DATA, "no integer event time")
+        inputs = [agg.extract(envelope) for agg in self.aggregations]
+        return ts, self.group_of(envelope), inputs
 
     def restore(self, snapshot: Any | None) -> WindowState:
         if snapshot is None:
@@ -159,18 +188,18 @@ class Windowed(PartitionLocal[WindowState]):
     def snapshot(self, state: WindowState) -> Any:
         return state.watermark, {k: _freeze(v) for k, v in state.open.items()}
 
-    def late_output(self, envelope: Envelope, ts: int, watermark: int) -> list[Output]:
+    def late_output(self, envelope: Envelope, prepared: Prepared, watermark: int) -> list[Output]:
+        ts, group, inputs = prepared
         if self.late_policy == "dlq":
             detail = (
                 f"event time {ts} is {(watermark - ts) / 1000:.1f}s behind this partition's "
                 f"newest ({watermark}); allowed lateness is {self.lateness / 1000:.1f}s"
             )
             return [self.reject(envelope, Reason.LATE, detail)]
-        group = self.group_of(envelope)
         rows: list[Output] = []
         for start, end in self.windows_of(ts):
             acc = self.new_acc(start, end)
-            self.fold(acc, envelope)
+            self.fold(acc, inputs, envelope.record.offset)
             rows.append(self.row(group, acc, envelope.record.partition, envelope.record.offset))
         return rows
 
@@ -189,16 +218,17 @@ class _Fixed(Windowed):
         touched: dict[WindowKey, Acc] = {}
         open_ = state.open
         for envelope in batch:
-            ts = self.admit(state, envelope, out)
-            if ts is None:
+            prepared = self.admit(state, envelope, out)
+            if prepared is None:
                 continue
-            group = self.group_of(envelope)
+            ts, group, inputs = prepared
+            offset = envelope.record.offset
             for start, end in self.windows_of(ts):
                 key = (start, group)
                 acc = open_.get(key)
                 if acc is None:
                     acc = open_[key] = self.new_acc(start, end)
-                self.fold(acc, envelope)
+                self.fold(acc, inputs, offset)
                 touched[key] = acc
         partition = batch[0].record.partition if batch else 0
         for (_, group), acc in touched.items():
@@ -261,10 +291,11 @@ class Session(Windowed):
         out: list[Output] = []
         sessions: dict[GroupKey, list[Acc]] = state.open
         for envelope in batch:
-            ts = self.admit(state, envelope, out)
-            if ts is None:
+            prepared = self.admit(state, envelope, out)
+            if prepared is None:
                 continue
-            self._add(sessions.setdefault(self.group_of(envelope), []), envelope, ts)
+            ts, group, inputs = prepared
+            self._add(sessions.setdefault(group, []), ts, inputs, envelope.record.offset)
         if state.watermark is not None:
             horizon = state.watermark - self.lateness
             partition = batch[0].record.partition if batch else 0
@@ -281,14 +312,14 @@ class Session(Windowed):
                     del sessions[group]
         return out
 
-    def _add(self, accs: list[Acc], envelope: Envelope, ts: int) -> None:
+    def _add(self, accs: list[Acc], ts: int, inputs: list[Any], offset: int) -> None:
         """Extend the session the event touches, merging any it bridges."""
         hit = [a for a in accs if a.start - self.gap < ts < a.end]
         acc = self.new_acc(ts, ts + self.gap)
         for other in hit:
             accs.remove(other)
             acc = self._merge(acc, other)
-        self.fold(acc, envelope)
+        self.fold(acc, inputs, offset)
         acc.start = min(acc.start, ts)
         acc.end = max(acc.end, ts + self.gap)
         accs.append(acc)

@@ -1,6 +1,8 @@
 """Progress: per deployment, projection and log partition, the highest offset whose effects are
-written. It lives in the deployment's database beside the projections, so "caught up" can be
-read from the same place as the data, by any process that can query it.
+written: the offset before the source's position, so it covers the transaction markers and
+aborted records the source passed without returning them (the log can end in one). It lives in
+the deployment's database beside the projections, so "caught up" can be read from the same
+place as the data, by any process that can query it.
 """
 
 from __future__ import annotations

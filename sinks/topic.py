@@ -9,6 +9,7 @@ from __future__ import annotations
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
 
+from commands.errors import FailedAt
 from operators.base import Forwarded
 
 
@@ -39,8 +40,11 @@ class _TopicPartition(StatelessSinkPartition[Forwarded]):
     def write_batch(self, items: list[Forwarded]) -> None:
         futures = [self._producer.send(self._topic, key=f.key, value=f.value) for f in items]
         self._producer.flush()
-        for future in futures:
-            future.get(timeout=0)  # raises the send's error, if any
+        for item, future in zip(items, futures, strict=True):
+            try:
+                future.get(timeout=0)  # raises the send's error, if any
+            except Exception as exc:
+                raise FailedAt(item.partition, item.offset, exc) from exc
 
     def close(self) -> None:
         self._producer.close(timeout=5)

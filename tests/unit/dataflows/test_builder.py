@@ -4,7 +4,7 @@ from collections import Counter
 
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from commands.envelope import LogRecord, Reason, encode_command
+from commands.envelope import LogRecord, Polled, Reason, encode_command
 from commands.generator import OrderGenerator
 from commands.log import part_key
 from dataflows.builder import build_dataflow
@@ -64,7 +64,9 @@ def batches(items, size=7):
     out = []
     for p in sorted({r.partition for r in items}):
         mine = [r for r in items if r.partition == p]
-        out.extend((part_key(p), mine[i : i + size]) for i in range(0, len(mine), size))
+        for i in range(0, len(mine), size):
+            chunk = mine[i : i + size]
+            out.append((part_key(p), Polled(p, chunk, chunk[-1].offset + 1)))
     return out
 
 

@@ -178,18 +178,43 @@ def test_envelopes_keep_their_record():
     assert make(SetFields, SetParams, fields={"k": 1}).apply(e).record is e.record
 
 
-def test_dedupe_lets_a_dlq_replay_through_once():
+def test_dedupe_lets_a_checked_dlq_replay_through_once():
     from commands.envelope import LogRecord
 
     dedupe = make(Dedupe, DedupeParams)
     state = dedupe.restore(None)
     original = env(id_="x")
     dedupe.process(state, [original])
-    replayed = Envelope(
+    # The header alone is a claim anyone can make: without the source's check it is a repeat.
+    claimed = Envelope(
         LogRecord(0, 5, 0, b"o-1", b"", [("replayed-from-dlq", b"17")]), original.command
     )
-    assert dedupe.process(state, [replayed]) == [replayed]
-    assert dedupe.process(state, [replayed]) == [Skipped("step", "deduplicated")]
+    assert dedupe.process(state, [claimed]) == [Skipped("step", "deduplicated")]
+    checked = Envelope(
+        LogRecord(0, 6, 0, b"o-1", b"", [("replayed-from-dlq", b"17")], replayed_from=17),
+        original.command,
+    )
+    assert dedupe.process(state, [checked]) == [checked]
+    assert dedupe.process(state, [checked]) == [Skipped("step", "deduplicated")]
+
+
+def test_dedupe_sends_a_different_command_reusing_an_id_to_the_dlq():
+    from commands.envelope import LogRecord
+
+    dedupe = make(Dedupe, DedupeParams)
+    state = dedupe.restore(None)
+    first = Envelope(LogRecord(0, 1, 0, b"o-1", b'{"a":1}'), env(id_="x").command)
+    same = Envelope(LogRecord(0, 2, 0, b"o-1", b'{"a":1}'), env(id_="x").command)
+    other = Envelope(LogRecord(0, 3, 0, b"o-1", b'{"a":2}'), env(id_="x").command)
+    out = dedupe.process(state, [first, same, other])
+    assert out[:2] == [first, Skipped("step", "deduplicated")]
+    assert out[2].reason == Reason.ID_CONFLICT and out[2].record.offset == 3
+    # the content hash survives a snapshot; an old snapshot (ids only) counts repeats only
+    restored = dedupe.restore(dedupe.snapshot(state))
+    assert dedupe.process(restored, [other])[0].reason == Reason.ID_CONFLICT
+    hashes, _, times, newest = dedupe.snapshot(state)
+    old = dedupe.restore((hashes, times, newest))
+    assert dedupe.process(old, [other]) == [Skipped("step", "deduplicated")]
 
 
 def test_dedupe_snapshot_of_a_wrapped_ring_restores_the_same_ids():
