@@ -56,11 +56,12 @@ class Stack:
         self.process = None
 
     def settle(self, timeout_s: float = 120.0) -> None:
-        """Until no deployment runs (earlier tests may have left bounded replays finishing)."""
+        """Until no bounded deployment runs (earlier tests may have left replays finishing; a
+        tailing one, like the blue the API test rolled back to, never ends)."""
         deadline = time.monotonic() + timeout_s
         while True:
             _, _, deployments = self.call("GET", "/deployments")
-            if all(d["state"] != "running" for d in deployments):
+            if all(d["state"] != "running" or d["follow"] for d in deployments):
                 return
             assert time.monotonic() < deadline, [(d["name"], d["state"]) for d in deployments]
             time.sleep(0.5)
