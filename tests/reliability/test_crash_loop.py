@@ -14,6 +14,7 @@ from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from commands.producer import CommandProducer
 from dataflows.spec import load_pipeline
+from deploy.runtime_file import find_runtime
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 from tests.oracles import (
@@ -68,9 +69,20 @@ def test_crash_loop(tmp_path, brokers, unique):
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
 
+    def up(run):
+        """Until the run's runtime serves (its deployment starts right after): on a busy
+        machine that takes from one second to twenty, so the kill's random moment counts from
+        there, not from the process start."""
+        deadline = time.monotonic() + 120
+        while (info := find_runtime(tmp_path / "data")) is None or info.pid != run.pid:
+            assert run.poll() is None, run.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the run did not come up in 120 s"
+            time.sleep(0.1)
+
     run = start()
     while kills < 10 or not produced.is_set():
-        time.sleep(rng.uniform(2.0, 5.0))
+        up(run)
+        time.sleep(rng.uniform(1.0, 4.0))
         assert run.poll() is None, run.stderr.read().decode()[-3000:]
         run.send_signal(signal.SIGKILL)
         run.wait()
