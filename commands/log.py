@@ -8,9 +8,11 @@ never in a consumer group.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.protocol.consumer.offsets import OffsetSpec
 
 from commands.errors import CommandLogError
 
@@ -18,7 +20,13 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 #: the largest record the log (and its DLQ) takes: an oversized command must reach the pipeline,
 #: to be refused there with a reason, rather than bounce off the broker
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-LOG_CONFIGS = {**FOREVER, "max.message.bytes": str(MAX_RECORD_BYTES)}
+#: the broker stamps each record with the time it appended it: log time then means the same for
+#: every producer, and how far a deployment is behind the head of the log can be told in time
+LOG_CONFIGS = {
+    **FOREVER,
+    "max.message.bytes": str(MAX_RECORD_BYTES),
+    "message.timestamp.type": "LogAppendTime",
+}
 
 
 class CommandLog:
@@ -29,6 +37,8 @@ class CommandLog:
         self.topic = topic
         self._timeout_ms = int(timeout_s * 1000)
         self._consumer: KafkaConsumer | None = None
+        self._reader: KafkaConsumer | None = None
+        self._admin: KafkaAdminClient | None = None
 
     def __enter__(self) -> CommandLog:
         return self
@@ -37,9 +47,10 @@ class CommandLog:
         self.close()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        for client in (self._consumer, self._reader, self._admin):
+            if client is not None:
+                client.close()
+        self._consumer = self._reader = self._admin = None
 
     def ensure(self, partitions: int = 6, configs: dict[str, str] | None = None) -> int:
         """Create the topic if it is missing; return its partition count either way."""
@@ -113,6 +124,83 @@ class CommandLog:
             tp.partition: (hit.offset if hit is not None else ends[tp.partition])
             for tp, hit in found.items()
         }
+
+    def behind(self, offsets: dict[int, int], timeout_s: float = 5.0) -> dict[int, float]:
+        """Per partition, the seconds of log time from the first committed record at or after
+        the offset to the newest record of the partition: for a reader at those offsets, how
+        far what it has applied is behind the head of the log. 0 where nothing is left to read
+        (only the end, transaction markers or aborted records), and where the partition does
+        not answer within `timeout_s`. Both times come from the log, so a producer's clock, or
+        its records waiting in its own buffer, do not count."""
+        if not offsets:
+            return {}
+        tps = {p: TopicPartition(self.topic, p) for p in offsets}
+        first = self._first_times(tps, offsets, timeout_s)
+        pending = [tps[p] for p, t in first.items() if t is not None]
+        if not pending:
+            return {p: 0.0 for p in offsets}
+        try:
+            newest = self._admin_client().list_partition_offsets(
+                dict.fromkeys(pending, OffsetSpec.MAX_TIMESTAMP)
+            )
+        except KafkaError as exc:
+            raise CommandLogError(f"cannot read the head of {self.topic}: {exc}") from exc
+        heads = {tp.partition: found.timestamp for tp, found in newest.items()}
+        return {
+            p: max(0.0, (heads.get(p, t) - t) / 1000) if (t := first.get(p)) is not None else 0.0
+            for p in offsets
+        }
+
+    def _first_times(
+        self, tps: dict[int, TopicPartition], offsets: dict[int, int], timeout_s: float
+    ) -> dict[int, int | None]:
+        """The log time of the first committed record at or after each offset (None: none)."""
+        reader = self._times_reader()
+        reader.assign(list(tps.values()))
+        for p, tp in tps.items():
+            reader.seek(tp, offsets[p])
+        # the last stable offset: records of open transactions are not there to read yet
+        ends = {tp.partition: end for tp, end in reader.end_offsets(list(tps.values())).items()}
+        found: dict[int, int | None] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(tps) and time.monotonic() < deadline:
+            for tp, records in reader.poll(timeout_ms=100, max_records=500).items():
+                if tp.partition not in found and records:
+                    found[tp.partition] = records[0].timestamp
+                    reader.pause(tp)
+            for p, tp in tps.items():
+                if p not in found and reader.position(tp) >= ends.get(p, 0):
+                    found[p] = None
+                    reader.pause(tp)
+        reader.assign([])
+        return {p: found.get(p) for p in offsets}
+
+    def _admin_client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.brokers, bootstrap_timeout_ms=self._timeout_ms
+                )
+            except KafkaError as exc:
+                raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
+        return self._admin
+
+    def _times_reader(self) -> KafkaConsumer:
+        if self._reader is None:
+            try:
+                self._reader = KafkaConsumer(
+                    bootstrap_servers=self.brokers,
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",
+                    bootstrap_timeout_ms=self._timeout_ms,
+                    # one record per partition is wanted: keep what a fetch brings back small
+                    max_partition_fetch_bytes=64 * 1024,
+                    fetch_max_bytes=1024 * 1024,
+                    fetch_max_wait_ms=100,
+                )
+            except KafkaError as exc:
+                raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
+        return self._reader
 
 
 def part_key(partition: int) -> str:

@@ -5,7 +5,8 @@ Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 
 - `GET /dashboard` → the built-in dashboard page; `GET /dashboard/data` → what it draws
 - `GET /health` → `{"status": "ok", "pid": …}`
 - `GET /metrics` → Prometheus text exposition
-- `GET /deployments` → every deployment's status (see `deploy.status.describe`)
+- `GET /deployments` → every live deployment's status (see `deploy.status.describe`);
+  `?all=true` adds the retired and aborted ones
 - `GET /deployments/<name>` → one deployment's status
 - `POST /deployments` with `{"spec": "<yaml>", "source": "<file name>", "from": "earliest",
   "until": "now", "follow": false, "into": "<name>"}` → creates and starts a deployment (a
@@ -15,7 +16,8 @@ Routes (JSON in and out; an error is `{"error": "…"}` with status 400, 401 or 
 - `GET /deploy/<pipeline>` → the pipeline's blue/green state (pointer, active, green, draining)
 - `GET /deploy/<pipeline>/history` → its versions (with what changed) and its events
 - `POST /deploy/init` with `{"spec": "<yaml>", "source": …}` → starts green (or the first)
-- `POST /deploy/<pipeline>/promote` with `{"force": false, "max_lag": 1000}`, and
+- `POST /deploy/<pipeline>/promote` with `{"force": false, "max_behind": 5, "wait": 0}`
+  (seconds: the gate, and how long to wait for it), and
   `…/rollback`, `…/abort`, `…/cleanup` → the state after the step
 
 When the runtime has a token, every request must carry `Authorization: Bearer <token>`.
@@ -32,10 +34,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from commands.errors import CqrsError
+from deploy.bluegreen import MAX_BEHIND_S
 
 if TYPE_CHECKING:
     from deploy.runtime import Runtime
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 DASHBOARD_PAGE = (Path(__file__).parent / "static" / "dashboard.html").read_bytes()
 MAX_BODY = 1024 * 1024
 _STEPS = ("promote", "rollback", "abort", "cleanup")
+MAX_PROMOTE_WAIT_S = 300.0  # how long one promote request may wait for its gate
 
 
 class ApiServer:
@@ -93,8 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/metrics":
             body = generate_latest(self.runtime.registry)
             self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
-        elif self.path == "/deployments":
-            self._answer(self.runtime.status)
+        elif urlsplit(self.path).path == "/deployments":
+            flag = parse_qs(urlsplit(self.path).query).get("all", ["false"])[0]
+            self._answer(lambda: self.runtime.status(everything=flag in ("1", "true")))
         elif self.path.startswith("/deployments/"):
             name = self.path.removeprefix("/deployments/")
             self._answer(lambda: self.runtime.status(name)[0])
@@ -150,8 +156,10 @@ class _Handler(BaseHTTPRequestHandler):
             steps = runtime.bluegreen
             step = parts[2]
             if step == "promote":
-                force, max_lag = bool(body.get("force")), int(body.get("max_lag", 1000))
-                self._answer(lambda: steps.promote(parts[1], force=force, max_lag=max_lag))
+                force = bool(body.get("force"))
+                gate = float(body.get("max_behind", MAX_BEHIND_S))
+                wait = min(float(body.get("wait", 0)), MAX_PROMOTE_WAIT_S)
+                self._answer(lambda: steps.promote(parts[1], force, gate, wait))
             else:
                 self._answer(lambda: getattr(steps, step)(parts[1]))
         elif len(parts) == 3 and parts[0] == "deployments" and parts[2] in ("start", "stop"):

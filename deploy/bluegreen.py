@@ -18,6 +18,7 @@ Only one new deployment may be in flight per pipeline.
 from __future__ import annotations
 
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 from commands.errors import ConfigError
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from deploy.runtime import Runtime
 
 LIVE = ("active", "green", "draining")
+#: promote's gate: how far (in seconds of log time) green may be behind the head of the log. A
+#: green that keeps up is behind by its sinks' flush delay and an epoch at most.
+MAX_BEHIND_S = 5.0
 
 
 class BlueGreen:
@@ -101,36 +105,53 @@ class BlueGreen:
         return self.state(pipeline.name)
 
     def promote(
-        self, pipeline_name: str, force: bool = False, max_lag: int = 1000
+        self,
+        pipeline_name: str,
+        force: bool = False,
+        max_behind_s: float = MAX_BEHIND_S,
+        wait_s: float = 0.0,
     ) -> dict[str, Any]:
+        """Switch to green once its applied log time is within `max_behind_s` of the head of
+        the log, waiting up to `wait_s` for that; a green still further behind is refused
+        (unless forced). The gate is time, not a count of commands: under a steady producer a
+        green that keeps up is always some commands behind, but never more than its flushes."""
         rt = self._runtime
-        with rt._lock:
-            mine = self._records(pipeline_name)
-            green = next((r for r in mine.values() if r.stage == "green"), None)
-            pointer = self.layer.active(pipeline_name)
-            if green is None:
-                active = self._active(mine)
-                if active is not None and pointer == active.name:
-                    self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
-                    return self.state(pipeline_name)
-                raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
-            if pointer != green.name and not force:
-                status = rt.status(green.name)[0]
-                lag = sum(status["lag"].values())
-                if lag > max_lag:
-                    raise ConfigError(
-                        f"{green.name} is {lag:,} commands behind the log (more than {max_lag:,});"
-                        f" wait (`cqrs deploy await {pipeline_name}`) or promote with --force"
-                    )
-            blue = self._active(mine)
-            self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
-            green.stage = "active"
-            rt.records.save(green)
-            if blue is not None and blue.name != green.name:
-                blue.stage = "draining"
-                rt.records.save(blue)
-            rt.records.note(green, "promoted", f"replacing {blue.name}" if blue else "")
-            self._rebuild(pipeline_name)
+        deadline = time.monotonic() + wait_s
+        while True:
+            with rt._lock:
+                mine = self._records(pipeline_name)
+                green = next((r for r in mine.values() if r.stage == "green"), None)
+                pointer = self.layer.active(pipeline_name)
+                if green is None:
+                    active = self._active(mine)
+                    if active is not None and pointer == active.name:
+                        self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
+                        return self.state(pipeline_name)
+                    raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
+                late = 0.0 if pointer == green.name or force else self._behind(green.name)
+                if late <= max_behind_s:
+                    return self._switch(pipeline_name, mine, green)
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait_s:.0f}s" if wait_s else ""
+                raise ConfigError(
+                    f"{green.name} is {late:.1f}s behind the head of the log{waited} (the gate "
+                    f"is {max_behind_s:g}s); it keeps running: wait (`cqrs deploy await "
+                    f"{pipeline_name}`), promote with --force, or `cqrs deploy abort "
+                    f"{pipeline_name}`"
+                )
+            time.sleep(0.25)
+
+    def _switch(self, pipeline_name: str, mine: dict[str, Record], green: Record) -> dict[str, Any]:
+        rt = self._runtime
+        blue = self._active(mine)
+        self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
+        green.stage = "active"
+        rt.records.save(green)
+        if blue is not None and blue.name != green.name:
+            blue.stage = "draining"
+            rt.records.save(blue)
+        rt.records.note(green, "promoted", f"replacing {blue.name}" if blue else "")
+        self._rebuild(pipeline_name)
         return self.state(pipeline_name)
 
     def rollback(self, pipeline_name: str) -> dict[str, Any]:
@@ -198,6 +219,8 @@ class BlueGreen:
             status = self._runtime.status(green)[0]
             out["green_status"] = status
             out["green_lag"] = sum(status["lag"].values())
+            out["green_behind_s"] = status["behind_s"]
+            out["green_failed"] = self._runtime.failure(green)
         return out
 
     def history(self, pipeline_name: str) -> dict[str, Any]:
@@ -222,6 +245,12 @@ class BlueGreen:
         return {"pipeline": pipeline_name, "versions": versions, "events": events}
 
     # -- inside --------------------------------------------------------------------------------
+
+    def _behind(self, name: str) -> float:
+        failure = self._runtime.failure(name)
+        if failure is not None:
+            raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
+        return float(self._runtime.status(name)[0]["behind_s"])
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
         return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}
@@ -255,5 +284,5 @@ class BlueGreen:
         self._rebuild(record.pipeline, retired=rebuild_first or set())
         rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)}")
         shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
-        rt.deployments.pop(record.name, None)
+        rt.forget(record.name)
         rt.records.note(record, stage, "database dropped")

@@ -6,6 +6,11 @@ A supervisor restarts a deployment that crashed (with a growing pause), records 
 ended in the registry, and commits each deployment's written offsets to a consumer group of its
 own name, so the broker's tools show its lag. On start, the runtime resumes every deployment
 the registry says should be running: a replay stopped by a restart goes on where it was.
+
+A runtime lives through many deploys, so what it holds per deployment is bounded by the
+deployments that are live: a deployment's own clients close when it stops, the offsets of
+every deployment go through one admin client, and a deployment that is gone leaves no metric
+series and no consumer group behind.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import time
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -35,7 +41,7 @@ from deploy.query import QueryResult, run_readonly
 from deploy.registry import Record, Registry
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
-from deploy.status import describe, written
+from deploy.status import describe, listed, written
 from sinks import ddl
 from sinks.store import open_client
 
@@ -80,7 +86,7 @@ class Runtime:
         self._supervisor: threading.Thread | None = None
         self._logs: dict[str, CommandLog] = {}
         self._logs_lock = threading.Lock()  # a KafkaConsumer is not for several threads
-        self._committers: dict[str, KafkaConsumer] = {}
+        self._admin: KafkaAdminClient | None = None  # commits every deployment's offsets
 
     def __enter__(self) -> Runtime:
         self.open()
@@ -149,8 +155,9 @@ class Runtime:
                 deployment.stop()
             for deployment in self.deployments.values():
                 self._record_end(deployment)
-        for consumer in self._committers.values():
-            consumer.close()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         for command_log in self._logs.values():
             command_log.close()
         if self._api is not None:
@@ -258,11 +265,13 @@ class Runtime:
             self.records.note(record, "stopped")
         return record
 
-    def status(self, name: str | None = None) -> list[dict[str, Any]]:
-        records = [self._record(name)] if name else self.records.all()
+    def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]:
+        """One deployment's status, or every deployment's (retired and aborted ones only with
+        `everything`), by pipeline and version."""
+        records = [self._record(name)] if name else listed(self.records.all(), everything)
         out = []
         for record in records:
-            status = describe(self.client, record, self._end_offsets)
+            status = describe(self.client, record, self._end_offsets, self._behind)
             live = self.deployments.get(record.name)
             if live is not None:
                 status["state"] = live.state.value
@@ -270,6 +279,20 @@ class Runtime:
                 status["accepted"] = self._sample("cqrs_commands_accepted_total", record)
             out.append(status)
         return out
+
+    def forget(self, name: str) -> None:
+        """A deployment is gone (retired or aborted, its database dropped): drop what the
+        runtime kept for it, its metric series and its monitoring consumer group."""
+        with self._lock:
+            deployment = self.deployments.pop(name, None)
+            self._restarts.pop(name, None)
+        if deployment is not None and deployment.join(0) is False:
+            deployment.stop()
+        self.metrics.forget(name)
+        try:
+            self._admin_client().delete_groups([name])
+        except KafkaError as exc:  # monitoring only: the broker forgets an empty group anyway
+            log.warning("cannot delete the consumer group of %s: %s", name, exc)
 
     def settled(self, name: str) -> Deployment | None:
         """The deployment if it has ended for good (completed, stopped, or failed in a way a
@@ -282,6 +305,13 @@ class Runtime:
             cause = root_cause(deployment.error) if deployment.error else None
             return deployment if isinstance(cause, _REFUSALS) else None
         return deployment
+
+    def failure(self, name: str) -> str | None:
+        """Why a deployment failed for good (a refusal no restart cures); None otherwise."""
+        ended = self.settled(name)
+        if ended is None or ended.error is None:
+            return None
+        return str(root_cause(ended.error))
 
     def query(self, sql: str) -> QueryResult:
         if self._reader is None:
@@ -414,18 +444,23 @@ class Runtime:
             offsets = written(self.client, deployment.database, tables)
             if not offsets:
                 continue
-            consumer = self._committers.get(deployment.name)
-            if consumer is None:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self.brokers,
-                    group_id=deployment.name,
-                    enable_auto_commit=False,
-                )
-                self._committers[deployment.name] = consumer
             topic = deployment.config.topic
-            consumer.commit(
-                {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()}
-            )
+            try:
+                results = self._admin_client().alter_group_offsets(
+                    deployment.name,
+                    {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()},
+                )
+            except KafkaError as exc:  # the broker may be starting: the next pass commits
+                log.warning("committing the offsets of %s failed: %r", deployment.name, exc)
+                continue
+            failed = {tp.partition: e.__name__ for tp, e in results.items() if e.errno != 0}
+            if failed:
+                log.warning("committing the offsets of %s failed: %s", deployment.name, failed)
+
+    def _admin_client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.brokers)
+        return self._admin
 
     def _update_gauges(self) -> None:
         """Deployment state and progress, for Prometheus."""
@@ -448,6 +483,10 @@ class Runtime:
     def _end_offsets(self, topic: str) -> dict[int, int]:
         with self._logs_lock:
             return self._log(topic).end_offsets()
+
+    def _behind(self, topic: str, offsets: dict[int, int]) -> dict[int, float]:
+        with self._logs_lock:
+            return self._log(topic).behind(offsets)
 
     def _record(self, name: str) -> Record:
         record = self.records.get(name)

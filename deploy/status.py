@@ -1,5 +1,6 @@
 """What `cqrs status` shows for each deployment: its state, how far it has written in each
-log partition, the lag behind the log's end, and the rows of its projections.
+log partition, the lag behind the log's end (in commands, and in time: how long the oldest
+command it has not applied has been on the log), and the rows of its projections.
 
 Everything comes from shared places (the registry, the progress rows, the broker), so a status
 can be computed by the runtime or, when none runs, by the CLI itself.
@@ -18,6 +19,29 @@ from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
 EndOffsets = Callable[[str], dict[int, int]]  # topic -> end offsets
+#: (topic, next offsets) -> seconds of log time from each offset to its partition's head
+Behind = Callable[[str, dict[int, int]], dict[int, float]]
+#: deployments that are gone (their database dropped): listed only when asked for
+GONE = ("retired", "aborted")
+
+
+def listed(records: list[Record], everything: bool = False) -> list[Record]:
+    """In the order people read them, by pipeline and then version as a number (orders_v2
+    before orders_v10); retired and aborted deployments only with `everything`."""
+    shown = [r for r in records if everything or r.stage not in GONE]
+    return sorted(shown, key=lambda r: (r.pipeline, r.version, r.name))
+
+
+def behind(
+    topic: str, nexts: dict[int, int], ends: dict[int, int], measure: Behind
+) -> dict[int, float]:
+    """Per partition, the seconds of log time between the first record not applied yet and
+    the newest record; 0 where every record is applied. Unlike a count of records, this does
+    not grow with the producers' rate: a deployment that keeps up stays within its flush delay
+    of 0."""
+    pending = {p: nexts.get(p, 0) for p, end in ends.items() if nexts.get(p, 0) < end}
+    seconds = measure(topic, pending) if pending else {}
+    return {p: round(seconds.get(p, 0.0), 3) for p in ends}
 
 
 def written(client: Client, database: str, projections: list[str]) -> dict[int, int]:
@@ -31,7 +55,12 @@ def written(client: Client, database: str, projections: list[str]) -> dict[int, 
     }
 
 
-def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[str, Any]:
+def describe(
+    client: Client, record: Record, end_offsets: EndOffsets, measure: Behind | None = None
+) -> dict[str, Any]:
+    """The status of one deployment; with `measure`, also how far behind the head of the log
+    it is in log time (`behind`, per partition, and `behind_s`, the most), else those are
+    None."""
     pipeline = parse_pipeline(record.spec, record.source)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
@@ -39,6 +68,7 @@ def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[st
     ends = end_offsets(record.topic)
     target = record.stop if record.stop is not None else ends
     lag = {p: max(0, ends.get(p, 0) - nexts.get(p, 0)) for p in ends}
+    late = behind(record.topic, nexts, ends, measure) if measure is not None else None
     total = sum(max(0, target.get(p, 0) - record.start.get(p, 0)) for p in target)
     done = sum(
         max(0, min(nexts.get(p, 0), target.get(p, 0)) - record.start.get(p, 0)) for p in target
@@ -61,6 +91,8 @@ def describe(client: Client, record: Record, end_offsets: EndOffsets) -> dict[st
         "next": nexts,
         "end": ends,
         "lag": lag,
+        "behind": late,
+        "behind_s": max(late.values(), default=0.0) if late is not None else None,
         "done": done,
         "total": total,
         "rows": rows,

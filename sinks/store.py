@@ -4,6 +4,12 @@
 and one directory per process. So opening it takes an exclusive lock file beside the directory
 that names the holder: a second process gets a clear error pointing at the process that holds
 the store (and at its query endpoint), never a half-initialised engine or a second copy.
+
+The embedded engine is started by the first connection of the process, with the settings in
+`ENGINE_SETTINGS`. chDB's defaults are a server's, sized for a host it owns: up to a thousand
+idle threads kept in the global pool (each holding three `/proc` files open for its metrics),
+5 GiB mark caches. A runtime shares its host and lives through many deploys, so the project
+bounds them (README, "The engine's pools", has the figures of `python -m bench.engine_pools`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,18 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
+
+#: server settings of the embedded engine (a ClickHouse server keeps its own configuration)
+ENGINE_SETTINGS: dict[str, str] = {
+    # idle threads the global pool keeps for later queries: chDB's default is 1,000
+    "max_thread_pool_free_size": "16",
+    # marks of the parts read lately: 5 GiB by default; the projections' marks are a few MB
+    "mark_cache_size": str(64 * 1024 * 1024),
+    # which marks a WHERE condition filtered out, per part: 100 MiB by default
+    "query_condition_cache_size": str(16 * 1024 * 1024),
+    # code compiled for expressions evaluated often: 128 MiB by default
+    "compiled_expression_cache_size": str(32 * 1024 * 1024),
+}
 
 _lock = threading.Lock()
 _embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
@@ -43,7 +61,7 @@ def open_client(dsn: str, wait_s: float = 0.0) -> Client:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
-        return _connect(f"chdb://{path}")
+        return _connect(f"chdb://{path}", chdb_options=ENGINE_SETTINGS)
     # No session id: one client is shared by threads, and a session would serialise them.
     return _connect(dsn, autogenerate_session_id=False)
 
