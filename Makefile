@@ -14,7 +14,7 @@ SYSTEM_TOOLS := prometheus chromium docker-compose
 # confluent-kafka, which must not change the project's environment.
 QUIX_VENV := .cache/bench-quix
 
-.PHONY: install system-tools demo test bench lint format broker-start broker-stop clean
+.PHONY: install system-tools demo test soak bench lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ system-tools:
 
 test: $(STAMP) lint system-tools
 	$(BIN)/pytest
+
+# Twenty `cqrs deploy` cycles against one runtime under a steady producer: every cycle promotes,
+# the runtime's footprint stays flat (figures in test-artifacts/footprint-20.json).
+soak: $(STAMP)
+	$(BIN)/pytest -m soak -s tests/reliability/test_footprint.py
 
 $(QUIX_VENV)/.installed:
 	$(PYTHON) -m venv $(QUIX_VENV)

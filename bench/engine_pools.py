@@ -26,13 +26,19 @@ from typing import Any
 
 from sinks.store import ENGINE_SETTINGS
 
-DEFAULTS: dict[str, str] = {}
-#: every setting alone, then all of them: what each one bounds
-VARIANTS: dict[str, dict[str, str]] = {
-    "chDB defaults": DEFAULTS,
-    **{name: {name: value} for name, value in ENGINE_SETTINGS.items()},
-    "all (the project's)": dict(ENGINE_SETTINGS),
-}
+#: (label, settings, given on the connection instead of the configuration file): chDB's
+#: defaults, the pool settings as chDB's connection string takes them (which changes nothing),
+#: every setting alone, then all of them
+VARIANTS: list[tuple[str, dict[str, str], bool]] = [
+    ("chDB defaults", {}, False),
+    (
+        "pools on the connection string",
+        {k: v for k, v in ENGINE_SETTINGS.items() if "pool" in k},
+        True,
+    ),
+    *((name, {name: value}, False) for name, value in ENGINE_SETTINGS.items()),
+    ("all (the project's)", dict(ENGINE_SETTINGS), False),
+]
 _GAUGES = (
     "GlobalThread",
     "GlobalThreadActive",
@@ -119,14 +125,23 @@ def _cycle(dsn: str, n: int, seconds: float) -> None:
     admin.close()
 
 
-def run_variant(settings: dict[str, str], cycles: int, seconds: float) -> list[dict[str, Any]]:
+def run_variant(
+    settings: dict[str, str], on_connection: bool, cycles: int, seconds: float
+) -> list[dict[str, Any]]:
     """In this process: the cycles, with a footprint after each."""
     from sinks import store
 
+    path = Path(tempfile.mkdtemp(prefix="engine-pools-")) / "clickhouse"
+    dsn = f"chdb://{path}"
     store.ENGINE_SETTINGS.clear()
-    store.ENGINE_SETTINGS.update(settings)
-    dsn = f"chdb://{tempfile.mkdtemp(prefix='engine-pools-')}/clickhouse"
-    keeper = store.open_client(dsn)  # the runtime's own client: the engine lives on
+    if on_connection:
+        with store._lock:
+            store._hold_embedded(path)
+            store._started = True  # no configuration file: the settings ride on the connection
+        keeper = store._connect(dsn, chdb_options=settings)
+    else:
+        store.ENGINE_SETTINGS.update(settings)
+        keeper = store.open_client(dsn)  # the runtime's own client: the engine lives on
     out = []
     for n in range(cycles):
         _cycle(dsn, n, seconds)
@@ -142,11 +157,11 @@ def run_variant(settings: dict[str, str], cycles: int, seconds: float) -> list[d
 
 
 def main(cycles: int) -> dict[str, list[dict[str, Any]]]:
-    results = {}
-    for name, settings in VARIANTS.items():
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name, settings, on_connection in VARIANTS:
         done = subprocess.run(
-            [sys.executable, "-m", "bench.engine_pools", "--variant", json.dumps(settings),
-             str(cycles)],
+            [sys.executable, "-m", "bench.engine_pools", "--variant",
+             json.dumps([settings, on_connection]), str(cycles)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         results[name] = json.loads(done.stdout.splitlines()[-1])
@@ -164,6 +179,7 @@ def main(cycles: int) -> dict[str, list[dict[str, Any]]]:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--variant":
-        print(json.dumps(run_variant(json.loads(sys.argv[2]), int(sys.argv[3]), 4.0)))
+        settings, on_connection = json.loads(sys.argv[2])
+        print(json.dumps(run_variant(settings, on_connection, int(sys.argv[3]), 4.0)))
     else:
         print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 12)))

@@ -6,7 +6,8 @@
               the pipeline switches at once); projections only green has get their views;
               blue keeps running, draining, for a rollback window
     rollback  the pointer moves back to blue while it still runs
-    abort     green is stopped and its database dropped; blue is untouched
+    abort     green is stopped and its database dropped; blue is untouched (the same version
+              may be deployed again later, from scratch)
     cleanup   after the window: blue is stopped, its branch leaves the views (and views of
               projections green no longer has are dropped), its database is dropped
 
@@ -53,7 +54,7 @@ class BlueGreen:
         with rt._lock:
             mine = self._records(pipeline.name)
             existing = mine.get(name)
-            if existing is not None:
+            if existing is not None and existing.stage != "aborted":  # an aborted try goes again
                 if existing.stage in ("green", "active"):
                     if parse_pipeline(existing.spec, existing.source).spec != pipeline.spec:
                         raise ConfigError(
@@ -128,9 +129,10 @@ class BlueGreen:
                         self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
                         return self.state(pipeline_name)
                     raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
-                late = 0.0 if pointer == green.name or force else self._behind(green.name)
+                late, lag = (0.0, 0) if pointer == green.name or force else self._behind(green.name)
                 if late <= max_behind_s:
-                    return self._switch(pipeline_name, mine, green)
+                    gate = f"{late:.1f}s behind the head of the log ({lag:,} commands)"
+                    return self._switch(pipeline_name, mine, green, gate)
             if time.monotonic() >= deadline:
                 waited = f" after waiting {wait_s:.0f}s" if wait_s else ""
                 raise ConfigError(
@@ -141,7 +143,9 @@ class BlueGreen:
                 )
             time.sleep(0.25)
 
-    def _switch(self, pipeline_name: str, mine: dict[str, Record], green: Record) -> dict[str, Any]:
+    def _switch(
+        self, pipeline_name: str, mine: dict[str, Record], green: Record, gate: str
+    ) -> dict[str, Any]:
         rt = self._runtime
         blue = self._active(mine)
         self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
@@ -150,7 +154,8 @@ class BlueGreen:
         if blue is not None and blue.name != green.name:
             blue.stage = "draining"
             rt.records.save(blue)
-        rt.records.note(green, "promoted", f"replacing {blue.name}" if blue else "")
+        replacing = f"replacing {blue.name}; " if blue else ""
+        rt.records.note(green, "promoted", f"{replacing}{gate}")
         self._rebuild(pipeline_name)
         return self.state(pipeline_name)
 
@@ -246,11 +251,13 @@ class BlueGreen:
 
     # -- inside --------------------------------------------------------------------------------
 
-    def _behind(self, name: str) -> float:
+    def _behind(self, name: str) -> tuple[float, int]:
+        """(seconds of log time behind the head of the log, commands behind its end)."""
         failure = self._runtime.failure(name)
         if failure is not None:
             raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
-        return float(self._runtime.status(name)[0]["behind_s"])
+        status = self._runtime.status(name)[0]
+        return float(status["behind_s"]), sum(status["lag"].values())
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
         return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}

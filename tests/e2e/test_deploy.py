@@ -6,7 +6,6 @@ the steps ends in one active deployment that every view reads."""
 import itertools
 import json
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,23 +15,11 @@ from commands.producer import CommandProducer
 from deploy.client import RuntimeClient
 from deploy.runtime_file import find_runtime
 from tests.conftest import REPO
-from tests.e2e.test_cli import CQRS, cqrs
+from tests.e2e.test_cli import cqrs, serve
 
 V1 = str(REPO / "dataflows" / "orders.yaml")
 V2 = str(REPO / "dataflows" / "orders_v2.yaml")
 VIEWS = ("orders", "revenue_per_minute")
-
-
-def serve(env):
-    process = subprocess.Popen(
-        [CQRS, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while cqrs(env, "status", "--json", check=False).returncode != 0:
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, "the runtime did not come up"
-        time.sleep(0.5)
-    return process
 
 
 def client(env):
@@ -95,7 +82,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         for t in threads:
             t.start()
         try:
-            done = cqrs(env, "deploy", V2, "--rollback-window", "2")
+            done = cqrs(env, "deploy", V2, "--rollback-window", "2", timeout=600)
         finally:
             stop.set()
             for t in threads:
@@ -125,8 +112,8 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
             runtime.wait(60)
     runtime = serve(env)
     try:
-        cqrs(env, "deploy", "await", "orders", "--timeout", "300")
-        promoted = cqrs(env, "deploy", "promote", "orders")
+        cqrs(env, "deploy", "await", "orders", "--timeout", "300", timeout=400)
+        promoted = cqrs(env, "deploy", "promote", "orders", timeout=400)
         assert "active orders_v3, green -, draining orders_v2" in " ".join(promoted.stderr.split())
         api = client(env)
         state = api.deploy_state("orders")
@@ -140,6 +127,21 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         stages = {v["name"]: v["stage"] for v in history["versions"]}
         assert stages == {"orders_v1": "retired", "orders_v2": "retired", "orders_v3": "active"}
         assert history["versions"][2]["changes"] == ["top_skus_5m step changed: sliding"]
+
+        # a deploy that cannot catch up in time rolls itself back: nothing is left in flight,
+        # and the same version can be deployed again
+        v4 = tmp_path / "orders_v4.yaml"
+        v4.write_text(v3.read_text().replace("version: 3", "version: 4"))
+        failed = cqrs(env, "deploy", str(v4), "--timeout", "0", check=False)
+        said = " ".join(failed.stderr.split())
+        assert failed.returncode == 2 and "rolled back: orders_v4 aborted" in said, said
+        state = api.deploy_state("orders")
+        assert (state["active"], state["green"], state["draining"]) == ("orders_v3", None, None)
+        again = cqrs(env, "deploy", str(v4), timeout=600)
+        assert "active orders_v4, green -, draining -" in " ".join(again.stderr.split())
+        assert [s["name"] for s in json.loads(cqrs(env, "status", "--json").stdout)] == [
+            "orders_v4"
+        ]
     finally:
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(60)

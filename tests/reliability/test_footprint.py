@@ -1,0 +1,196 @@
+"""A runtime that lives through many deploys keeps its footprint.
+
+`cqrs deploy <spec>` with its defaults, cycle after cycle, against one `cqrs serve`, while a
+producer keeps producing at a share of the pipeline's maximum rate (measured in the same run:
+one deployment catching up a backlog in this runtime). Every cycle must promote and clean up;
+after the first cycle the runtime's threads, open files and sockets stay flat and its RSS
+within a margin. The figures of every cycle go to `test-artifacts/footprint-<cycles>.json`.
+
+The share is a tenth. Each green replays the whole log from the earliest offset in the same
+process as blue, which takes the producer's rate: at a share s of the maximum, green gains on
+the log at (1 - 2s) of it, so each cycle's log is (1 + s / (1 - 2s)) times the last one's. At
+a tenth, twenty cycles replay about ten times the first log; at a half, green never catches up
+(see the note of issue 13 for the run that shows it).
+
+`make test` runs a lean version (a few cycles); `make soak` the twenty cycles of issue 13.
+Versions start at 8, so the cycles cross orders_v9 → orders_v10, which `cqrs status` must sort
+as numbers.
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from commands.generator import OrderGenerator
+from commands.producer import CommandProducer
+from tests.conftest import REPO
+from tests.e2e.test_cli import CQRS, cqrs, serve
+
+ARTIFACTS = REPO / "test-artifacts"
+FIRST_VERSION = 8
+BACKLOG = 20_000
+#: after the first cycle: how much the counts may move (a request thread of the API, an engine
+#: thread finishing its task) and how much RSS may grow (allocator pages not given back yet)
+THREADS_SLACK, FDS_SLACK, SOCKETS_SLACK, RSS_MARGIN = 3, 8, 3, 0.15
+
+
+def footprint(pid: int) -> dict[str, int]:
+    """The runtime's threads (Python's and the engine's apart), open files, sockets and RSS."""
+    proc = Path(f"/proc/{pid}")
+    main = (proc / "comm").read_text().strip()
+    names = []
+    for task in (proc / "task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # ended while listed
+            continue
+    links = []
+    for fd in (proc / "fd").iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except OSError:
+            continue
+    status = (proc / "status").read_text().splitlines()
+    rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return {
+        "threads": len(names),
+        "python_threads": sum(1 for n in names if n == main),
+        "fds": len(links),
+        "sockets": sum(1 for link in links if link.startswith("socket:")),
+        "rss_mb": rss_kb // 1024,
+    }
+
+
+def settled_footprint(pid: int) -> dict[str, int]:
+    """The median of a few samples: one sample may catch a request thread or a flush."""
+    samples = []
+    for _ in range(5):
+        samples.append(footprint(pid))
+        time.sleep(0.3)
+    return {k: int(statistics.median(s[k] for s in samples)) for k in samples[0]}
+
+
+def engine_gauges(env) -> dict[str, int]:
+    sql = (
+        "SELECT metric, toInt64(value) FROM system.metrics WHERE metric IN ('GlobalThread', "
+        "'GlobalThreadActive', 'MarkCacheBytes', 'QueryConditionCacheBytes', "
+        "'CompiledExpressionCacheBytes', 'MemoryTracking')"
+    )
+    rows = json.loads(cqrs(env, "query", sql, "--format", "json").stdout)["rows"]
+    return {name: value for name, value in rows}
+
+
+def spec(tmp_path, version: int) -> str:
+    path = tmp_path / f"orders_v{version}.yaml"
+    text = (REPO / "dataflows" / "orders.yaml").read_text()
+    path.write_text(text.replace("version: 1\n", f"version: {version}\n", 1))
+    return str(path)
+
+
+def statuses(env, *flags):
+    return json.loads(cqrs(env, "status", "--json", *flags).stdout)
+
+
+def deploy_cycles(env, brokers, tmp_path, cycles: int, share: float = 0.1) -> list[dict]:
+    topic = env["CQRS_TOPIC"]
+    cqrs(env, "topic", "create", "--partitions", "3")
+    now_ms = int(time.time() * 1000)
+    with CommandProducer(brokers, topic) as producer:
+        for command in OrderGenerator(seed=131, start_ms=now_ms - 3_600_000).take(BACKLOG):
+            producer.send(command)
+        producer.flush()
+    runtime = serve(env)
+    producer = None
+    figures: list[dict] = []
+    try:
+        # the pipeline's maximum rate, in this runtime: the first deployment catches up
+        cqrs(env, "deploy", spec(tmp_path, FIRST_VERSION))
+        started = None
+        while True:
+            (status,) = statuses(env)
+            if started is None and status["done"] > 0:
+                started, first_done = time.monotonic(), status["done"]
+            if status["done"] >= BACKLOG:
+                break
+            time.sleep(0.2)
+        max_rate = (BACKLOG - first_done) / max(0.1, time.monotonic() - started)
+        rate = share * max_rate
+        print(f"maximum rate {max_rate:,.0f} commands/s; producing at {rate:,.0f}", flush=True)
+        producer = subprocess.Popen(
+            [CQRS, "produce", "--rate", f"{rate:.0f}", "--partitions", "3", "--seed", "132"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for cycle in range(1, cycles + 1):
+            version = FIRST_VERSION + cycle
+            began = time.monotonic()
+            done = subprocess.run(
+                [CQRS, "--log-level", "WARNING", "deploy", spec(tmp_path, version)],
+                env=env, capture_output=True, text=True, timeout=1800,
+            )  # fmt: skip
+            took = time.monotonic() - began
+            assert done.returncode == 0, f"cycle {cycle}: {done.stderr[-3000:]}"
+            said = " ".join(done.stderr.split())
+            assert f"active orders_v{version}, green -, draining -" in said, said
+            promoted = next(
+                e
+                for e in json.loads(cqrs(env, "deploy", "history", "orders", "--json").stdout)[
+                    "events"
+                ][::-1]
+                if e["name"] == f"orders_v{version}" and e["event"] == "promoted"
+            )
+            figures.append({
+                "cycle": cycle, "version": version, "seconds": round(took, 1),
+                "max_rate": round(max_rate), "producer_rate": round(rate),
+                "promoted": promoted["detail"],
+                **settled_footprint(runtime.pid), **engine_gauges(env),
+            })  # fmt: skip
+            print(json.dumps(figures[-1]), flush=True)
+        live = statuses(env)
+        every = statuses(env, "--all")
+    finally:
+        if producer is not None:
+            producer.send_signal(signal.SIGTERM)
+            producer.wait(30)
+        runtime.send_signal(signal.SIGTERM)
+        runtime.wait(60)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"footprint-{cycles}.json").write_text(json.dumps(figures, indent=1))
+
+    last = FIRST_VERSION + cycles
+    assert [s["name"] for s in live] == [f"orders_v{last}"]
+    assert [s["version"] for s in every] == list(range(FIRST_VERSION, last + 1))
+    assert {s["stage"] for s in every[:-1]} == {"retired"}
+    first = figures[0]
+    for row in figures[1:]:
+        assert row["threads"] <= first["threads"] + THREADS_SLACK, (first, row)
+        assert row["python_threads"] <= first["python_threads"] + 1, (first, row)
+        assert row["fds"] <= first["fds"] + FDS_SLACK, (first, row)
+        assert row["sockets"] <= first["sockets"] + SOCKETS_SLACK, (first, row)
+        assert row["rss_mb"] <= first["rss_mb"] * (1 + RSS_MARGIN), (first, row)
+    return figures
+
+
+@pytest.fixture
+def env(tmp_path, brokers, unique):
+    return {
+        **os.environ,
+        "CQRS_BROKERS": brokers,
+        "CQRS_DATA_DIR": str(tmp_path / "data"),
+        "CQRS_TOPIC": f"soak_{unique}",
+        "CQRS_HTTP_PORT": "0",
+    }
+
+
+def test_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
+    deploy_cycles(env, brokers, tmp_path, cycles=4)
+
+
+@pytest.mark.soak
+def test_twenty_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
+    deploy_cycles(env, brokers, tmp_path, cycles=20)
