@@ -12,7 +12,6 @@ import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.protocol.consumer.offsets import OffsetSpec
 
 from commands.errors import CommandLogError
 
@@ -21,7 +20,8 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 #: to be refused there with a reason, rather than bounce off the broker
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 #: the broker stamps each record with the time it appended it: log time then means the same for
-#: every producer, and how far a deployment is behind the head of the log can be told in time
+#: every producer (whatever their clocks, or their records waiting in their buffers), and how
+#: far a deployment is behind the head of the log can be told in time
 LOG_CONFIGS = {
     **FOREVER,
     "max.message.bytes": str(MAX_RECORD_BYTES),
@@ -38,7 +38,6 @@ class CommandLog:
         self._timeout_ms = int(timeout_s * 1000)
         self._consumer: KafkaConsumer | None = None
         self._reader: KafkaConsumer | None = None
-        self._admin: KafkaAdminClient | None = None
 
     def __enter__(self) -> CommandLog:
         return self
@@ -47,10 +46,10 @@ class CommandLog:
         self.close()
 
     def close(self) -> None:
-        for client in (self._consumer, self._reader, self._admin):
+        for client in (self._consumer, self._reader):
             if client is not None:
                 client.close()
-        self._consumer = self._reader = self._admin = None
+        self._consumer = self._reader = None
 
     def ensure(self, partitions: int = 6, configs: dict[str, str] | None = None) -> int:
         """Create the topic if it is missing; return its partition count either way."""
@@ -125,65 +124,41 @@ class CommandLog:
             for tp, hit in found.items()
         }
 
-    def behind(self, offsets: dict[int, int], timeout_s: float = 5.0) -> dict[int, float]:
-        """Per partition, the seconds of log time from the first committed record at or after
-        the offset to the newest record of the partition: for a reader at those offsets, how
-        far what it has applied is behind the head of the log. 0 where nothing is left to read
-        (only the end, transaction markers or aborted records), and where the partition does
-        not answer within `timeout_s`. Both times come from the log, so a producer's clock, or
-        its records waiting in its own buffer, do not count."""
-        if not offsets:
-            return {}
-        tps = {p: TopicPartition(self.topic, p) for p in offsets}
-        first = self._first_times(tps, offsets, timeout_s)
-        pending = [tps[p] for p, t in first.items() if t is not None]
-        if not pending:
-            return {p: 0.0 for p in offsets}
-        try:
-            newest = self._admin_client().list_partition_offsets(
-                dict.fromkeys(pending, OffsetSpec.MAX_TIMESTAMP)
-            )
-        except KafkaError as exc:
-            raise CommandLogError(f"cannot read the head of {self.topic}: {exc}") from exc
-        heads = {tp.partition: found.timestamp for tp, found in newest.items()}
-        return {
-            p: max(0.0, (heads.get(p, t) - t) / 1000) if (t := first.get(p)) is not None else 0.0
-            for p in offsets
-        }
-
-    def _first_times(
-        self, tps: dict[int, TopicPartition], offsets: dict[int, int], timeout_s: float
-    ) -> dict[int, int | None]:
-        """The log time of the first committed record at or after each offset (None: none)."""
-        reader = self._times_reader()
-        reader.assign(list(tps.values()))
-        for p, tp in tps.items():
-            reader.seek(tp, offsets[p])
-        # the last stable offset: records of open transactions are not there to read yet
-        ends = {tp.partition: end for tp, end in reader.end_offsets(list(tps.values())).items()}
-        found: dict[int, int | None] = {}
+    def behind(self, offsets: dict[int, int], timeout_s: float = 5.0) -> dict[int, float | None]:
+        """Per partition, the seconds from the log time of the first committed record at or
+        after the offset until now: for a reader at those offsets, how long the oldest record
+        it has not applied has been on the log. 0 where nothing is left to read (only the end,
+        transaction markers or aborted records); None where the partition did not answer
+        within `timeout_s` (unknown, which a gate must not take for caught up). With
+        LogAppendTime the log time is the broker's clock."""
         deadline = time.monotonic() + timeout_s
-        while len(found) < len(tps) and time.monotonic() < deadline:
-            for tp, records in reader.poll(timeout_ms=100, max_records=500).items():
-                if tp.partition not in found and records:
-                    found[tp.partition] = records[0].timestamp
-                    reader.pause(tp)
-            for p, tp in tps.items():
-                if p not in found and reader.position(tp) >= ends.get(p, 0):
-                    found[p] = None
-                    reader.pause(tp)
-        reader.assign([])
-        return {p: found.get(p) for p in offsets}
+        now_ms = time.time() * 1000
+        out: dict[int, float | None] = {}
+        for partition, offset in offsets.items():
+            found = self._first_time(TopicPartition(self.topic, partition), offset, deadline)
+            out[partition] = found if found is None else max(0.0, (now_ms - found) / 1000)
+        return out
 
-    def _admin_client(self) -> KafkaAdminClient:
-        if self._admin is None:
-            try:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.brokers, bootstrap_timeout_ms=self._timeout_ms
-                )
-            except KafkaError as exc:
-                raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
-        return self._admin
+    def _first_time(self, tp: TopicPartition, offset: int, deadline: float) -> float | None:
+        """The log time of the first committed record at or after `offset`; infinitely late
+        (0 behind) when there is none, None when the broker did not answer by `deadline`. One
+        partition at a time: a broker sends a record batch larger than the fetch limit only
+        for the first partition of a fetch, so a fetch of several would starve the others."""
+        reader = self._times_reader()
+        reader.assign([tp])
+        try:
+            reader.seek(tp, offset)
+            # the last stable offset: records of open transactions are not there to read yet
+            end = reader.end_offsets([tp])[tp]
+            while time.monotonic() < deadline:
+                records = reader.poll(timeout_ms=100, max_records=1).get(tp)
+                if records:
+                    return float(records[0].timestamp)
+                if reader.position(tp) >= end:
+                    return float("inf")
+            return None
+        finally:
+            reader.assign([])
 
     def _times_reader(self) -> KafkaConsumer:
         if self._reader is None:
@@ -193,9 +168,9 @@ class CommandLog:
                     enable_auto_commit=False,
                     isolation_level="read_committed",
                     bootstrap_timeout_ms=self._timeout_ms,
-                    # one record per partition is wanted: keep what a fetch brings back small
+                    # one record is wanted: a fetch brings back the first batch whatever its size
                     max_partition_fetch_bytes=64 * 1024,
-                    fetch_max_bytes=1024 * 1024,
+                    fetch_max_bytes=64 * 1024,
                     fetch_max_wait_ms=100,
                 )
             except KafkaError as exc:

@@ -112,12 +112,14 @@ class BlueGreen:
         max_behind_s: float = MAX_BEHIND_S,
         wait_s: float = 0.0,
     ) -> dict[str, Any]:
-        """Switch to green once its applied log time is within `max_behind_s` of the head of
-        the log, waiting up to `wait_s` for that; a green still further behind is refused
-        (unless forced). The gate is time, not a count of commands: under a steady producer a
-        green that keeps up is always some commands behind, but never more than its flushes."""
+        """Switch to green once the oldest command it has not applied has been on the log at
+        most `max_behind_s`, waiting up to `wait_s` for that; a green still further behind is
+        refused (unless forced). The gate is time, not a count of commands: under a steady
+        producer a green that keeps up is always some commands behind, but only its flush
+        delay in time. The runtime's lock is not held while the broker is asked."""
         rt = self._runtime
         deadline = time.monotonic() + wait_s
+        late, lag = float("inf"), 0
         while True:
             with rt._lock:
                 mine = self._records(pipeline_name)
@@ -129,14 +131,21 @@ class BlueGreen:
                         self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
                         return self.state(pipeline_name)
                     raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
-                late, lag = (0.0, 0) if pointer == green.name or force else self._behind(green.name)
+                if force:
+                    return self._switch(pipeline_name, mine, green, "forced")
+                if pointer == green.name:  # a re-run after a crash: the switch was made
+                    return self._switch(pipeline_name, mine, green, "finishing a promote")
                 if late <= max_behind_s:
                     gate = f"{late:.1f}s behind the head of the log ({lag:,} commands)"
                     return self._switch(pipeline_name, mine, green, gate)
+            late, lag = self._behind(green.name)
+            if late <= max_behind_s:
+                continue  # switch under the lock, if green is still the one in flight
             if time.monotonic() >= deadline:
                 waited = f" after waiting {wait_s:.0f}s" if wait_s else ""
+                how_far = "an unknown time" if late == float("inf") else f"{late:.1f}s"
                 raise ConfigError(
-                    f"{green.name} is {late:.1f}s behind the head of the log{waited} (the gate "
+                    f"{green.name} is {how_far} behind the head of the log{waited} (the gate "
                     f"is {max_behind_s:g}s); it keeps running: wait (`cqrs deploy await "
                     f"{pipeline_name}`), promote with --force, or `cqrs deploy abort "
                     f"{pipeline_name}`"
@@ -257,7 +266,8 @@ class BlueGreen:
         if failure is not None:
             raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
         status = self._runtime.status(name)[0]
-        return float(status["behind_s"]), sum(status["lag"].values())
+        late = status["behind_s"]  # None: the broker did not say, which is not caught up
+        return float("inf") if late is None else float(late), sum(status["lag"].values())
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
         return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}

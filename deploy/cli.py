@@ -382,7 +382,7 @@ def status(settings: Settings, as_json: bool, everything: bool) -> None:
             f"{s.get('consumed', 0):,.0f} / {s.get('accepted', 0):,.0f}" if "consumed" in s else ""
         )
         state = s["state"] if s["desired"] == "running" else f"{s['state']} (held)"
-        behind = f"{s['behind_s']:.1f}s" if s["behind_s"] is not None else ""
+        behind = f"{s['behind_s']:.1f}s" if s["behind_s"] is not None else "?"
         table.add_row(s["name"], state, f"{lag:,}", behind, progress, rows, flow)
     out.print(table)
 
@@ -593,15 +593,16 @@ def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: flo
             status, late = state["green_status"], state["green_behind_s"]
             if task is None:
                 task = bar.add_task(f"{state['green']} catching up", total=1, behind="")
+            said = "?" if late is None else f"{late:,.1f}s"  # None: the broker did not say
             bar.update(task, completed=status["done"], total=max(1, status["total"]),
-                       behind=f"{late:,.1f}s")  # fmt: skip
+                       behind=said)  # fmt: skip
             if state["green_failed"] is not None:
                 raise CqrsError(f"{state['green']} failed: {state['green_failed']}")
-            if late <= max_behind:
+            if late is not None and late <= max_behind:
                 break
             if time.monotonic() > deadline:
                 raise CqrsError(
-                    f"{state['green']} is still {late:,.1f}s behind the head of the log after "
+                    f"{state['green']} is still {said} behind the head of the log after "
                     f"{timeout:.0f}s (the gate is {max_behind:g}s)"
                 )
             time.sleep(1.0)

@@ -484,7 +484,7 @@ class Runtime:
         with self._logs_lock:
             return self._log(topic).end_offsets()
 
-    def _behind(self, topic: str, offsets: dict[int, int]) -> dict[int, float]:
+    def _behind(self, topic: str, offsets: dict[int, int]) -> dict[int, float | None]:
         with self._logs_lock:
             return self._log(topic).behind(offsets)
 

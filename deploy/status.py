@@ -19,8 +19,9 @@ from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
 EndOffsets = Callable[[str], dict[int, int]]  # topic -> end offsets
-#: (topic, next offsets) -> seconds of log time from each offset to its partition's head
-Behind = Callable[[str, dict[int, int]], dict[int, float]]
+#: (topic, next offsets) -> seconds since the log time of the record at each offset (None:
+#: the broker did not say)
+Behind = Callable[[str, dict[int, int]], dict[int, float | None]]
 #: deployments that are gone (their database dropped): listed only when asked for
 GONE = ("retired", "aborted")
 
@@ -34,14 +35,18 @@ def listed(records: list[Record], everything: bool = False) -> list[Record]:
 
 def behind(
     topic: str, nexts: dict[int, int], ends: dict[int, int], measure: Behind
-) -> dict[int, float]:
-    """Per partition, the seconds of log time between the first record not applied yet and
-    the newest record; 0 where every record is applied. Unlike a count of records, this does
-    not grow with the producers' rate: a deployment that keeps up stays within its flush delay
-    of 0."""
+) -> dict[int, float | None]:
+    """Per partition, how long the first record not applied yet has been on the log (its log
+    time to now); 0 where every record is applied. Unlike a count of records, this does not
+    grow with the producers' rate: a deployment that keeps up stays within its flush delay of
+    0, and one that has not applied a backlog loaded in a second is still as old as the
+    backlog. None where the broker did not answer in time."""
     pending = {p: nexts.get(p, 0) for p, end in ends.items() if nexts.get(p, 0) < end}
     seconds = measure(topic, pending) if pending else {}
-    return {p: round(seconds.get(p, 0.0), 3) for p in ends}
+    return {
+        p: None if p in seconds and seconds[p] is None else round(seconds.get(p) or 0.0, 3)
+        for p in ends
+    }
 
 
 def written(client: Client, database: str, projections: list[str]) -> dict[int, int]:
@@ -59,8 +64,8 @@ def describe(
     client: Client, record: Record, end_offsets: EndOffsets, measure: Behind | None = None
 ) -> dict[str, Any]:
     """The status of one deployment; with `measure`, also how far behind the head of the log
-    it is in log time (`behind`, per partition, and `behind_s`, the most), else those are
-    None."""
+    it is in time (`behind`, per partition, and `behind_s`, the most; None when a partition
+    did not answer), else those are None."""
     pipeline = parse_pipeline(record.spec, record.source)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
@@ -92,11 +97,17 @@ def describe(
         "end": ends,
         "lag": lag,
         "behind": late,
-        "behind_s": max(late.values(), default=0.0) if late is not None else None,
+        "behind_s": _most(late),
         "done": done,
         "total": total,
         "rows": rows,
     }
+
+
+def _most(late: dict[int, float | None] | None) -> float | None:
+    if late is None or None in late.values():
+        return None
+    return max((v for v in late.values() if v is not None), default=0.0)
 
 
 def _has_table(client: Client, database: str, table: str) -> bool:
