@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from deploy.runtime import Runtime
 
 LIVE = ("active", "green", "draining")
-#: promote's gate: how far (in seconds of log time) green may be behind the head of the log. A
-#: green that keeps up is behind by its sinks' flush delay and an epoch at most.
+#: promote's gate, in seconds: how long the oldest command green has not applied may have been
+#: on the log. A green that keeps up is behind by its sinks' flush delay (an epoch at most).
 MAX_BEHIND_S = 5.0
 
 
@@ -299,7 +299,9 @@ class BlueGreen:
         rt.records.save(record)
         # the views lose the branch before the tables it reads are dropped
         self._rebuild(record.pipeline, retired=rebuild_first or set())
-        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)}")
+        # SYNC: an Atomic database keeps a dropped table (and what the engine holds for it)
+        # for eight minutes otherwise
+        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)} SYNC")
         shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
         rt.forget(record.name)
         rt.records.note(record, stage, "database dropped")

@@ -36,6 +36,7 @@ from deploy import positions
 from deploy.api import ApiServer
 from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig, State
+from deploy.memory import release_memory
 from deploy.panels import BUSINESS
 from deploy.query import QueryResult, run_readonly
 from deploy.registry import Record, Registry
@@ -87,6 +88,7 @@ class Runtime:
         self._logs: dict[str, CommandLog] = {}
         self._logs_lock = threading.Lock()  # a KafkaConsumer is not for several threads
         self._admin: KafkaAdminClient | None = None  # commits every deployment's offsets
+        self._admin_lock = threading.Lock()
 
     def __enter__(self) -> Runtime:
         self.open()
@@ -293,6 +295,8 @@ class Runtime:
             self._admin_client().delete_groups([name])
         except KafkaError as exc:  # monitoring only: the broker forgets an empty group anyway
             log.warning("cannot delete the consumer group of %s: %s", name, exc)
+        del deployment  # the last reference: what it held goes before the heap is trimmed
+        release_memory()
 
     def settled(self, name: str) -> Deployment | None:
         """The deployment if it has ended for good (completed, stopped, or failed in a way a
@@ -458,9 +462,10 @@ class Runtime:
                 log.warning("committing the offsets of %s failed: %s", deployment.name, failed)
 
     def _admin_client(self) -> KafkaAdminClient:
-        if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self.brokers)
-        return self._admin
+        with self._admin_lock:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.brokers)
+            return self._admin
 
     def _update_gauges(self) -> None:
         """Deployment state and progress, for Prometheus."""

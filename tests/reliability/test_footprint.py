@@ -69,6 +69,8 @@ def footprint(pid: int) -> dict[str, int]:
         "python_threads": sum(1 for n in names if n == main),
         "fds": len(links),
         "proc_fds": sum(1 for link in links if link.startswith("/proc/")),
+        "files": sorted(link for link in links if link.startswith("/") and "/proc/" not in link),
+        "anon_fds": sum(1 for link in links if link.startswith(("anon_inode:", "pipe:"))),
         "sockets": sum(1 for link in links if link.startswith("socket:")),
         "rss_mb": rss_kb // 1024,
     }
@@ -80,7 +82,8 @@ def settled_footprint(pid: int) -> dict[str, int]:
     for _ in range(5):
         samples.append(footprint(pid))
         time.sleep(0.3)
-    return {k: int(statistics.median(s[k] for s in samples)) for k in samples[0]}
+    out = {k: int(statistics.median(s[k] for s in samples)) for k in samples[0] if k != "files"}
+    return {**out, "files": samples[-1]["files"]}
 
 
 def engine_gauges(env) -> dict[str, int]:
@@ -93,10 +96,32 @@ def engine_gauges(env) -> dict[str, int]:
     return {name: value for name, value in rows}
 
 
+#: the pipeline the cycles deploy: the orders pipeline's shared filters and window, with state
+#: that stays bounded (dedupe is capped, windows close), so what grows is the runtime's own. The
+#: orders pipeline's `order_state` keeps every order it has seen: a runtime running it grows
+#: with the log, and each cycle replays a longer one.
+SOAK_SPEC = """
+name: orders
+version: {version}
+filters:
+  - validate: {{schemas: commands.orders:SCHEMAS, max_future: 1h}}
+  - dedupe: {{ttl: 10m, max_keys: 20000}}
+projections:
+  - name: paid_per_minute
+    steps:
+      - select: {{where: {{type: order.paid}}}}
+      - tumbling:
+          size: 1m
+          lateness: 30s
+          late: dlq
+          group_by: {{currency: data.currency}}
+          aggregates: {{paid_orders: count, revenue: {{sum: data.amount}}}}
+"""
+
+
 def spec(tmp_path, version: int) -> str:
     path = tmp_path / f"orders_v{version}.yaml"
-    text = (REPO / "dataflows" / "orders.yaml").read_text()
-    path.write_text(text.replace("version: 1\n", f"version: {version}\n", 1))
+    path.write_text(SOAK_SPEC.format(version=version))
     return str(path)
 
 
@@ -104,7 +129,10 @@ def statuses(env, *flags):
     return json.loads(cqrs(env, "status", "--json", *flags).stdout)
 
 
-def deploy_cycles(env, brokers, tmp_path, cycles: int, share: float = 0.1) -> list[dict]:
+def deploy_cycles(
+    env, brokers, tmp_path, cycles: int, share: float = 0.1, control: bool = False
+) -> list[dict]:
+    """The cycles; with `control`, a fresh runtime on the same data is measured at the end."""
     topic = env["CQRS_TOPIC"]
     cqrs(env, "topic", "create", "--partitions", "3")
     now_ms = int(time.time() * 1000)
@@ -115,6 +143,7 @@ def deploy_cycles(env, brokers, tmp_path, cycles: int, share: float = 0.1) -> li
     runtime = serve(env)
     producer = None
     figures: list[dict] = []
+    last = FIRST_VERSION + cycles
     try:
         # the pipeline's maximum rate, in this runtime: the first deployment catches up
         api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
@@ -150,15 +179,32 @@ def deploy_cycles(env, brokers, tmp_path, cycles: int, share: float = 0.1) -> li
                 ][::-1]
                 if e["name"] == f"orders_v{version}" and e["event"] == "promoted"
             )
+            active = api.deployment(f"orders_v{version}")
             figures.append({
                 "cycle": cycle, "version": version, "seconds": round(took, 1),
                 "max_rate": round(max_rate), "producer_rate": round(rate),
-                "promoted": promoted["detail"],
+                "promoted": promoted["detail"], "log": sum(active["end"].values()),
+                "rows": active["rows"]["paid_per_minute"],
                 **settled_footprint(runtime.pid), **engine_gauges(env),
             })  # fmt: skip
             print(json.dumps(figures[-1]), flush=True)
         live = statuses(env)
         every = statuses(env, "--all")
+        fresh = {}
+        if control:  # a fresh runtime on the same data, resumed and caught up
+            producer.send_signal(signal.SIGTERM)
+            producer.wait(30)
+            producer = None
+            runtime.send_signal(signal.SIGTERM)
+            runtime.wait(60)
+            runtime = serve(env)
+            api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+            deadline = time.monotonic() + 300
+            while api.deployment(f"orders_v{last}")["behind_s"] != 0:
+                assert time.monotonic() < deadline, "the restarted runtime did not catch up"
+                time.sleep(0.5)
+            fresh = {"cycle": "fresh", **settled_footprint(runtime.pid), **engine_gauges(env)}
+            print(json.dumps(fresh), flush=True)
     finally:
         if producer is not None:
             producer.send_signal(signal.SIGTERM)
@@ -166,9 +212,9 @@ def deploy_cycles(env, brokers, tmp_path, cycles: int, share: float = 0.1) -> li
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(60)
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"footprint-{cycles}.json").write_text(json.dumps(figures, indent=1))
+    rows = [*figures, fresh] if fresh else figures
+    (ARTIFACTS / f"footprint-{cycles}.json").write_text(json.dumps(rows, indent=1))
 
-    last = FIRST_VERSION + cycles
     assert [s["name"] for s in live] == [f"orders_v{last}"]
     assert [s["version"] for s in every] == list(range(FIRST_VERSION, last + 1))
     assert {s["stage"] for s in every[:-1]} == {"retired"}
@@ -203,4 +249,4 @@ def test_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
 
 @pytest.mark.soak
 def test_twenty_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
-    deploy_cycles(env, brokers, tmp_path, cycles=20)
+    deploy_cycles(env, brokers, tmp_path, cycles=20, control=True)
