@@ -13,6 +13,7 @@ from commands.errors import ConfigError
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
 from dataflows.spec import parse_pipeline
+from deploy.bluegreen import MAX_BEHIND_S
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from tests.conftest import REPO, produce
@@ -229,3 +230,41 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
         assert active == [f"{P}_v2"]
         with pytest.raises(ConfigError, match="no deployment in flight to abort"):
             bg.abort(P)
+
+
+def test_promote_gates_on_time_where_a_count_refused(settings, brokers, P):
+    """Under a steady producer a green that keeps up is always some commands behind: here more
+    than the 1,000 the old count gate allowed (its sinks flush every 2 s), while the oldest
+    command it has not applied stays within the time gate. Promote goes through."""
+    green = named(V1, P).replace("version: 1", "version: 2")
+    green = green.replace("    steps:", "    sink: {max_delay_ms: 2000}\n    steps:")
+    generator = OrderGenerator(seed=103, step_ms=20)
+    produce(brokers, settings.topic, generator.take(2000))
+    stop = threading.Event()
+
+    def feed():  # about 1,500 commands/s
+        with CommandProducer(brokers, settings.topic) as producer:
+            while not stop.is_set():
+                for command in generator.take(150):
+                    producer.send(command)
+                producer.flush()
+                time.sleep(0.1)
+
+    feeder = threading.Thread(target=feed)
+    with Runtime(settings, brokers) as runtime, _stops(stop, feeder):
+        runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
+        feeder.start()
+        bg = runtime.bluegreen
+        bg.init(green, "v2.yaml")
+
+        def counted_out_but_in_time():
+            state = bg.state(P)
+            late = state["green_behind_s"]
+            return state["green_lag"] > 1000 and late is not None and late <= MAX_BEHIND_S
+
+        wait_for(counted_out_but_in_time, timeout_s=120)
+        state = bg.promote(P, wait_s=120)
+        assert (state["active"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
+        events = bg.history(P)["events"]
+        (promoted,) = [e for e in events if (e["name"], e["event"]) == (f"{P}_v2", "promoted")]
+        assert "behind the head of the log" in promoted["detail"], promoted
