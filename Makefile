@@ -38,8 +38,9 @@ system-tools:
 test: $(STAMP) lint system-tools
 	$(BIN)/pytest
 
-# Twenty `cqrs deploy` cycles against one runtime under a steady producer: every cycle promotes,
-# the runtime's footprint stays flat (figures in test-artifacts/footprint-20.json).
+# `cqrs deploy` cycles against one runtime under a steady producer (twenty at a tenth of the
+# pipeline's maximum rate, five at half): every cycle promotes, the runtime's footprint stays
+# flat (figures in test-artifacts/footprint-*.json).
 soak: $(STAMP)
 	$(BIN)/pytest -m soak -s tests/reliability/test_footprint.py
 

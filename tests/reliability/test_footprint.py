@@ -4,15 +4,17 @@
 producer keeps producing at a share of the pipeline's maximum rate (measured in the same run:
 one deployment catching up a backlog in this runtime). Every cycle must promote and clean up;
 after the first cycle the runtime's threads, open files and sockets stay flat and its RSS
-within a margin. The figures of every cycle go to `test-artifacts/footprint-<cycles>.json`.
+within a margin. The figures of every cycle go to `test-artifacts/footprint-<cycles>-at-<share>.json`.
 
-The share is a tenth. Each green replays the whole log from the earliest offset in the same
-process as blue, which takes the producer's rate: at a share s of the maximum, green gains on
-the log at (1 - 2s) of it, so each cycle's log is (1 + s / (1 - 2s)) times the last one's. At
-a tenth, twenty cycles replay about ten times the first log; at a half, green never catches up
-(see the note of issue 13 for the run that shows it).
+Each green replays the whole log from the earliest offset while the producer keeps adding to
+it, so a cycle's log is the last one's plus the producer's rate times the last cycle's length:
+cycle times grow geometrically, the faster the higher the share. At a tenth, twenty cycles
+replay about five times the first log; at half the maximum rate every cycle still promotes
+(green gains on the log: the runtime's two deployments together go faster than the one that
+set the maximum), but the fifth cycle already replays about ten times the first log.
 
-`make test` runs a lean version (a few cycles); `make soak` the twenty cycles of issue 13.
+`make test` runs a lean version (three cycles); `make soak` twenty cycles at a tenth of the
+maximum rate and five at half of it.
 Versions start at 8, so the cycles cross orders_v9 → orders_v10, which `cqrs status` must sort
 as numbers.
 """
@@ -213,7 +215,8 @@ def deploy_cycles(
         runtime.wait(60)
     ARTIFACTS.mkdir(exist_ok=True)
     rows = [*figures, fresh] if fresh else figures
-    (ARTIFACTS / f"footprint-{cycles}.json").write_text(json.dumps(rows, indent=1))
+    name = f"footprint-{cycles}-at-{share:g}.json"
+    (ARTIFACTS / name).write_text(json.dumps(rows, indent=1))
 
     assert [s["name"] for s in live] == [f"orders_v{last}"]
     assert [s["version"] for s in every] == list(range(FIRST_VERSION, last + 1))
@@ -250,3 +253,8 @@ def test_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
 @pytest.mark.soak
 def test_twenty_deploy_cycles_keep_the_footprint(env, brokers, tmp_path):
     deploy_cycles(env, brokers, tmp_path, cycles=20, control=True)
+
+
+@pytest.mark.soak
+def test_deploy_cycles_at_half_the_maximum_rate(env, brokers, tmp_path):
+    deploy_cycles(env, brokers, tmp_path, cycles=5, share=0.5)
