@@ -475,7 +475,7 @@ _MAX_BEHIND = click.option(
     default=MAX_BEHIND_S,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="seconds of log time green may be behind the head of the log",
+    help="seconds the oldest command green has not applied may have been on the log",
 )
 #: after `await` saw the gate pass, how long promote itself may wait for it again (a sample
 #: just over the gate under a burst must not undo a catch-up of minutes)
@@ -566,6 +566,10 @@ def deploy_init(settings: Settings, spec: Path) -> None:
     _show(_steps(settings).deploy_init(spec.read_text(), str(spec)))
 
 
+class NotCaughtUp(CqrsError):
+    """Green is still further behind than the gate when the wait is over."""
+
+
 @deploy.command("await")
 @click.argument("pipeline")
 @_MAX_BEHIND
@@ -573,12 +577,17 @@ def deploy_init(settings: Settings, spec: Path) -> None:
 @click.pass_obj
 def deploy_await(settings: Settings, pipeline: str, max_behind: float, timeout: float) -> None:
     """Wait until green has caught up with the log (within --max-behind seconds)."""
-    _await(_steps(settings), pipeline, max_behind, timeout)
+    try:
+        _await(_steps(settings), pipeline, max_behind, timeout)
+    except NotCaughtUp as exc:
+        raise CqrsError(
+            f"{exc}; it keeps running: await again, or `cqrs deploy abort {pipeline}`"
+        ) from None
 
 
 def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: float) -> None:
-    """Until green's applied log time is within `max_behind` of the head of the log, with a
-    progress bar of the offsets it has done and how far behind it is."""
+    """Until the oldest command green has not applied has been on the log at most
+    `max_behind` seconds, with a progress bar of the offsets it has done and that time."""
     deadline = time.monotonic() + timeout
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -601,7 +610,7 @@ def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: flo
             if late is not None and late <= max_behind:
                 break
             if time.monotonic() > deadline:
-                raise CqrsError(
+                raise NotCaughtUp(
                     f"{state['green']} is still {said} behind the head of the log after "
                     f"{timeout:.0f}s (the gate is {max_behind:g}s)"
                 )
@@ -624,7 +633,7 @@ def deploy_promote(
     if not force and client.deploy_state(pipeline)["green"] is not None:
         try:
             _await(client, pipeline, max_behind, timeout)
-        except CqrsError as exc:
+        except NotCaughtUp as exc:
             raise CqrsError(
                 f"{exc}; not promoted: it keeps running (promote again, or `cqrs deploy abort "
                 f"{pipeline}`)"
