@@ -9,9 +9,9 @@ within a margin. The figures of every cycle go to `test-artifacts/footprint-<cyc
 Each green replays the whole log from the earliest offset while the producer keeps adding to
 it, so a cycle's log is the last one's plus the producer's rate times the last cycle's length:
 cycle times grow geometrically, the faster the higher the share. At a tenth, twenty cycles
-replay about five times the first log; at half the maximum rate every cycle still promotes
-(green gains on the log: the runtime's two deployments together go faster than the one that
-set the maximum), but the fifth cycle already replays about ten times the first log.
+replay about nine times the first log; at half the maximum rate every cycle still promotes (the
+runtime's two deployments together go faster than the one that set the maximum), but the fifth
+cycle already replays about seven times the first log.
 
 `make test` runs a lean version (three cycles); `make soak` twenty cycles at a tenth of the
 maximum rate and five at half of it.
