@@ -17,7 +17,7 @@ SYSTEM_TOOLS := prometheus chromium docker-compose kcat
 # confluent-kafka, which must not change the project's environment.
 QUIX_VENV := .cache/bench-quix
 
-.PHONY: install system-tools demo test test-fast bench lint format broker-start broker-stop clean
+.PHONY: install system-tools demo test test-fast soak bench lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ test: $(STAMP) lint system-tools
 	$(BIN)/pytest
 
 test-fast: $(STAMP) system-tools
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not soak"
+
+# `cqrs deploy` cycles against one runtime under a steady producer (twenty at a tenth of the
+# pipeline's maximum rate, five at half): every cycle promotes, the runtime's footprint stays
+# flat (figures in test-artifacts/footprint-*.json).
+soak: $(STAMP)
+	$(BIN)/pytest -m soak -s tests/reliability/test_footprint.py
 
 $(QUIX_VENV)/.installed:
 	$(PYTHON) -m venv $(QUIX_VENV)

@@ -8,7 +8,8 @@ Routes (JSON in and out):
 - `GET /dashboard` (and `/`): the dashboard page, the one route without a token: it holds no
   data, and asks `GET /dashboard/data` with the token it was handed
 - `GET /health`, `GET /metrics` (Prometheus text), `GET /schema/openapi.json`
-- `GET /deployments`, `GET /deployments/{name}` (404 for an unknown name)
+- `GET /deployments` (live ones; `?all=true` adds the retired and aborted),
+  `GET /deployments/{name}` (404 for an unknown name)
 - `POST /deployments` `{"spec", "source", "from", "until", "follow", "into"}`: create, start
 - `POST /deployments/{name}/start`, `…/stop`
 - `POST /deployments/{name}/skip` `{"partition", "offset"}`: pass over a record no restart gets
@@ -16,7 +17,7 @@ Routes (JSON in and out):
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
-  "max_lag"}`, `…/rollback`, `…/abort`, `…/cleanup`
+  "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`, `…/abort`, `…/cleanup`
 
 A spec that arrives here may name modules only from the runtime's allow-list: the runtime is
 told it came over the API (`origin="api"`).
@@ -37,10 +38,11 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from commands.errors import CqrsError, NotFound
+from deploy.bluegreen import MAX_BEHIND_S
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 MAX_SPEC = 512 * 1024
+MAX_PROMOTE_WAIT_S = 300.0  # how long one promote request may wait for its gate
 Text = Annotated[str, msgspec.Meta(max_length=MAX_SPEC)]
 
 
@@ -68,7 +71,7 @@ class Service(Protocol):
     bluegreen: Any
 
     def query(self, sql: str) -> Any: ...
-    def status(self, name: str | None = None) -> list[dict[str, Any]]: ...
+    def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]: ...
     def create(self, spec_text: str, source: str, **options: Any) -> Any: ...
     def start(self, name: str) -> Any: ...
     def stop(self, name: str) -> Any: ...
@@ -96,7 +99,8 @@ class InitRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     force: bool = False
-    max_lag: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    max_behind: Annotated[float, msgspec.Meta(ge=0)] = MAX_BEHIND_S
+    wait: Annotated[float, msgspec.Meta(ge=0, le=MAX_PROMOTE_WAIT_S)] = 0.0
 
 
 class SkipRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,8 +133,10 @@ def create_app(service: Service, max_threads: int) -> Litestar:
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
     @get("/deployments", sync_to_thread=True)
-    def deployments() -> list[dict[str, Any]]:
-        return service.status()
+    def deployments(
+        everything: Annotated[bool, Parameter(query="all")] = False,
+    ) -> list[dict[str, Any]]:
+        return service.status(everything=everything)
 
     @get("/deployments/{name:str}", sync_to_thread=True)
     def deployment(name: FromPath[str]) -> dict[str, Any]:
@@ -175,7 +181,7 @@ def create_app(service: Service, max_threads: int) -> Litestar:
 
     @post("/deploy/{pipeline:str}/promote", sync_to_thread=True, status_code=200)
     def promote(pipeline: FromPath[str], data: JSONBody[PromoteRequest]) -> dict[str, Any]:
-        return service.bluegreen.promote(pipeline, force=data.force, max_lag=data.max_lag)
+        return service.bluegreen.promote(pipeline, data.force, data.max_behind, data.wait)
 
     @post("/deploy/{pipeline:str}/{step:str}", sync_to_thread=True, status_code=200)
     def step(pipeline: FromPath[str], step: FromPath[str], data: JSONBody[Empty]) -> dict[str, Any]:

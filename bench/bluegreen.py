@@ -64,12 +64,12 @@ def main(count: int) -> dict[str, float]:
 
             started = time.monotonic()
             bg.init(v2.read_text(), str(v2))
-            wait(lambda: bg.state("orders")["green_lag"] <= 1000)
+            wait(lambda: bg.state("orders")["green_behind_s"] == 0)
             reader = threading.Thread(target=read)
             reader.start()
             time.sleep(2)
             switch_at = time.monotonic()
-            bg.promote("orders")
+            bg.promote("orders", wait_s=60)
             promoted = time.monotonic() - started
             switch_s = time.monotonic() - switch_at
             time.sleep(2)

@@ -14,6 +14,7 @@ clock, and every check of event time against log time is a check against that cl
 from __future__ import annotations
 
 import contextlib
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -38,6 +39,7 @@ class CommandLog:
         self.topic = topic
         self._timeout_ms = int(timeout_s * 1000)
         self._consumer: KafkaConsumer | None = None
+        self._reader: KafkaConsumer | None = None
 
     def __enter__(self) -> CommandLog:
         return self
@@ -46,9 +48,10 @@ class CommandLog:
         self.close()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        for client in (self._consumer, self._reader):
+            if client is not None:
+                client.close()
+        self._consumer = self._reader = None
 
     def ensure(self, partitions: int = 6, configs: dict[str, str] | None = None) -> int:
         """Create the topic if it is missing; return its partition count either way."""
@@ -157,6 +160,59 @@ class CommandLog:
             tp.partition: (hit.offset if hit is not None else ends[tp.partition])
             for tp, hit in found.items()
         }
+
+    def behind(self, offsets: dict[int, int], timeout_s: float = 5.0) -> dict[int, float | None]:
+        """Per partition, the seconds from the log time of the first committed record at or
+        after the offset until now: for a reader at those offsets, how long the oldest record
+        it has not applied has been on the log. 0 where nothing is left to read (only the end,
+        transaction markers or aborted records); None where the partition did not answer
+        within `timeout_s` (unknown, which a gate must not take for caught up). With
+        LogAppendTime the log time is the broker's clock."""
+        deadline = time.monotonic() + timeout_s
+        now_ms = time.time() * 1000
+        out: dict[int, float | None] = {}
+        for partition, offset in offsets.items():
+            found = self._first_time(TopicPartition(self.topic, partition), offset, deadline)
+            out[partition] = found if found is None else max(0.0, (now_ms - found) / 1000)
+        return out
+
+    def _first_time(self, tp: TopicPartition, offset: int, deadline: float) -> float | None:
+        """The log time of the first committed record at or after `offset`; infinitely late
+        (0 behind) when there is none, None when the broker did not answer by `deadline`. One
+        partition at a time: a broker sends a record batch larger than the fetch limit only
+        for the first partition of a fetch, so a fetch of several would starve the others."""
+        reader = self._times_reader()
+        reader.assign([tp])
+        try:
+            reader.seek(tp, offset)
+            # the last stable offset: records of open transactions are not there to read yet
+            end = reader.end_offsets([tp])[tp]
+            while time.monotonic() < deadline:
+                records = reader.poll(timeout_ms=100, max_records=1).get(tp)
+                if records:
+                    return float(records[0].timestamp)
+                if reader.position(tp) >= end:
+                    return float("inf")
+            return None
+        finally:
+            reader.assign([])
+
+    def _times_reader(self) -> KafkaConsumer:
+        if self._reader is None:
+            try:
+                self._reader = KafkaConsumer(
+                    bootstrap_servers=self.brokers,
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",
+                    bootstrap_timeout_ms=self._timeout_ms,
+                    # one record is wanted: a fetch brings back the first batch whatever its size
+                    max_partition_fetch_bytes=64 * 1024,
+                    fetch_max_bytes=64 * 1024,
+                    fetch_max_wait_ms=100,
+                )
+            except KafkaError as exc:
+                raise CommandLogError(f"cannot reach the broker at {self.brokers}: {exc}") from exc
+        return self._reader
 
 
 def part_key(partition: int) -> str:

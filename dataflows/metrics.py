@@ -116,6 +116,13 @@ class Metrics:
     def for_deployment(self, pipeline: str, version: int, deployment: str) -> DeploymentMetrics:
         return DeploymentMetrics(self, (pipeline, str(version), deployment))
 
+    def forget(self, deployment: str) -> None:
+        """Drop every series of a deployment that is gone: a runtime that lives through many
+        deploys would otherwise keep (and export) the series of each one."""
+        for family in vars(self).values():
+            if isinstance(family, Counter | Gauge | Histogram):
+                family.remove_by_labels({"deployment": deployment})
+
 
 class DeploymentMetrics:
     """One deployment's view of the families: the callbacks the source, steps and sinks call."""

@@ -6,7 +6,8 @@
               the pipeline switches at once); projections only green has get their views;
               blue keeps running, draining, for a rollback window
     rollback  the pointer moves back to blue while it still runs
-    abort     green is stopped and its database dropped; blue is untouched
+    abort     green is stopped and its database dropped; blue is untouched (the same version
+              may be deployed again later, from scratch)
     cleanup   after the window: blue is stopped, its branch leaves the views (and views of
               projections green no longer has are dropped), its database is dropped
 
@@ -18,6 +19,7 @@ Only one new deployment may be in flight per pipeline.
 from __future__ import annotations
 
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 from commands.errors import ConfigError
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from deploy.runtime import Runtime
 
 LIVE = ("active", "green", "draining")
+#: promote's gate, in seconds: how long the oldest command green has not applied may have been
+#: on the log. A green that keeps up is behind by its sinks' flush delay (an epoch at most).
+MAX_BEHIND_S = 5.0
 
 
 class BlueGreen:
@@ -52,7 +57,7 @@ class BlueGreen:
         with rt._lock:
             mine = self._records(pipeline.name)
             existing = mine.get(name)
-            if existing is not None:
+            if existing is not None and existing.stage != "aborted":  # an aborted try goes again
                 if existing.stage in ("green", "active"):
                     if self._spec(existing).spec != pipeline.spec:
                         raise ConfigError(
@@ -104,36 +109,66 @@ class BlueGreen:
         return self.state(pipeline.name)
 
     def promote(
-        self, pipeline_name: str, force: bool = False, max_lag: int = 1000
+        self,
+        pipeline_name: str,
+        force: bool = False,
+        max_behind_s: float = MAX_BEHIND_S,
+        wait_s: float = 0.0,
+    ) -> dict[str, Any]:
+        """Switch to green once the oldest command it has not applied has been on the log at
+        most `max_behind_s`, waiting up to `wait_s` for that; a green still further behind is
+        refused (unless forced). The gate is time, not a count of commands: under a steady
+        producer a green that keeps up is always some commands behind, but only its flush
+        delay in time. The runtime's lock is not held while the broker is asked."""
+        rt = self._runtime
+        deadline = time.monotonic() + wait_s
+        late, lag = float("inf"), 0
+        while True:
+            with rt._lock:
+                mine = self._records(pipeline_name)
+                green = next((r for r in mine.values() if r.stage == "green"), None)
+                pointer = self.layer.active(pipeline_name)
+                if green is None:
+                    active = self._active(mine)
+                    if active is not None and pointer == active.name:
+                        self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
+                        return self.state(pipeline_name)
+                    raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
+                if force:
+                    return self._switch(pipeline_name, mine, green, "forced")
+                if pointer == green.name:  # a re-run after a crash: the switch was made
+                    return self._switch(pipeline_name, mine, green, "finishing a promote")
+                if late <= max_behind_s:
+                    gate = f"{late:.1f}s behind the head of the log ({lag:,} commands)"
+                    return self._switch(pipeline_name, mine, green, gate)
+            late, lag = self._behind(green.name)
+            if late <= max_behind_s:
+                continue  # switch under the lock, if green is still the one in flight
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait_s:.0f}s" if wait_s else ""
+                how_far = "an unknown time" if late == float("inf") else f"{late:.1f}s"
+                raise ConfigError(
+                    f"{green.name} is {how_far} behind the head of the log{waited} (the gate "
+                    f"is {max_behind_s:g}s); it keeps running: wait (`cqrs deploy await "
+                    f"{pipeline_name}`), promote with --force, or `cqrs deploy abort "
+                    f"{pipeline_name}`"
+                )
+            time.sleep(0.25)
+
+    def _switch(
+        self, pipeline_name: str, mine: dict[str, Record], green: Record, gate: str
     ) -> dict[str, Any]:
         rt = self._runtime
-        with rt._lock:
-            mine = self._records(pipeline_name)
-            green = next((r for r in mine.values() if r.stage == "green"), None)
-            pointer = self.layer.active(pipeline_name)
-            if green is None:
-                active = self._active(mine)
-                if active is not None and pointer == active.name:
-                    self._rebuild(pipeline_name)  # a re-run after a crash: finish the views
-                    return self.state(pipeline_name)
-                raise ConfigError(f"{pipeline_name} has no deployment in flight to promote")
-            if pointer != green.name and not force:
-                status = rt.status(green.name)[0]
-                lag = sum(status["lag"].values())
-                if lag > max_lag:
-                    raise ConfigError(
-                        f"{green.name} is {lag:,} commands behind the log (more than {max_lag:,});"
-                        f" wait (`cqrs deploy await {pipeline_name}`) or promote with --force"
-                    )
-            blue = self._active(mine)
-            self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
-            green.stage = "active"
-            rt.records.save(green)
-            if blue is not None and blue.name != green.name:
-                blue.stage = "draining"
-                rt.records.save(blue)
-            rt.records.note(green, "promoted", f"replacing {blue.name}" if blue else "")
-            self._rebuild(pipeline_name)
+        blue = self._active(mine)
+        self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
+        green.stage = "active"
+        rt.records.save(green)
+        if blue is not None and blue.name != green.name:
+            blue.stage = "draining"
+            rt.records.save(blue)
+        replacing = f"replacing {blue.name}; " if blue else ""
+        rt.records.note(green, "promoted", f"{replacing}{gate}")
+        self._rebuild(pipeline_name)
         return self.state(pipeline_name)
 
     def rollback(self, pipeline_name: str) -> dict[str, Any]:
@@ -169,8 +204,10 @@ class BlueGreen:
                 raise ConfigError(f"{pipeline_name} has no deployment in flight to abort")
             if self.layer.active(pipeline_name) == green.name:
                 raise ConfigError(f"{green.name} is active; roll back before aborting it")
-            self._retire(green, "aborted")
-            self._rebuild(pipeline_name)
+            # views of projections only green had go with it, whether or not it was promoted
+            # and rolled back before
+            served = {p.name for p in self._spec(green).projections}
+            self._retire(green, "aborted", rebuild_first=served)
         return self.state(pipeline_name)
 
     def cleanup(self, pipeline_name: str) -> dict[str, Any]:
@@ -201,6 +238,8 @@ class BlueGreen:
             status = self._runtime.status(green)[0]
             out["green_status"] = status
             out["green_lag"] = sum(status["lag"].values())
+            out["green_behind_s"] = status["behind_s"]
+            out["green_failed"] = self._runtime.failure(green)
         return out
 
     def history(self, pipeline_name: str) -> dict[str, Any]:
@@ -225,6 +264,15 @@ class BlueGreen:
         return {"pipeline": pipeline_name, "versions": versions, "events": events}
 
     # -- inside --------------------------------------------------------------------------------
+
+    def _behind(self, name: str) -> tuple[float, int]:
+        """(seconds of log time behind the head of the log, commands behind its end)."""
+        failure = self._runtime.failure(name)
+        if failure is not None:
+            raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
+        status = self._runtime.status(name)[0]
+        late = status["behind_s"]  # None: the broker did not say, which is not caught up
+        return float("inf") if late is None else float(late), sum(status["lag"].values())
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
         return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}
@@ -255,7 +303,9 @@ class BlueGreen:
         rt.records.save(record)
         # the views lose the branch before the tables it reads are dropped
         self._rebuild(record.pipeline, retired=rebuild_first or set())
-        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)}")
+        # SYNC: an Atomic database keeps a dropped table (and what the engine holds for it)
+        # for eight minutes otherwise
+        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)} SYNC")
         shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
-        rt.deployments.pop(record.name, None)
+        rt.forget(record.name)
         rt.records.note(record, stage, "database dropped")

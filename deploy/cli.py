@@ -30,6 +30,7 @@ from commands.log import ENFORCED, CommandLog
 from commands.producer import CommandProducer
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
+from deploy.bluegreen import MAX_BEHIND_S
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.client import RuntimeClient, connect
 from deploy.deployment import Deployment
@@ -39,7 +40,7 @@ from deploy.registry import Registry
 from deploy.runtime import Runtime, root_cause
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
-from deploy.status import describe
+from deploy.status import describe, listed
 from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq
 from sinks.store import open_client
@@ -376,12 +377,13 @@ def _follow_progress(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "everything", is_flag=True, help="also retired and aborted deployments")
 @click.pass_obj
-def status(settings: Settings, as_json: bool) -> None:
+def status(settings: Settings, as_json: bool, everything: bool) -> None:
     """Every deployment: state, progress and lag per partition, rows per projection."""
     runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
     if runtime_info is not None:
-        statuses = connect(settings, runtime_info.url).deployments()
+        statuses = connect(settings, runtime_info.url).deployments(everything)
     else:
         client = open_client(settings.clickhouse_dsn)
         registry = Registry(client, settings.control_database)
@@ -389,16 +391,26 @@ def status(settings: Settings, as_json: bool) -> None:
         brokers = resolve_brokers(settings)
         logs: dict[str, CommandLog] = {}
 
-        def ends(topic: str) -> dict[int, int]:
-            logs.setdefault(topic, CommandLog(brokers, topic))
-            return logs[topic].end_offsets()
+        def log_of(topic: str) -> CommandLog:
+            return logs.setdefault(topic, CommandLog(brokers, topic))
 
         allowed = allow_list(settings.allow_modules)
-        statuses = [describe(client, r, ends, allowed) for r in registry.all()]
+        statuses = [
+            describe(
+                client,
+                r,
+                lambda t: log_of(t).end_offsets(),
+                allowed,
+                lambda t, o: log_of(t).behind(o),
+            )
+            for r in listed(registry.all(), everything)
+        ]
+        for command_log in logs.values():
+            command_log.close()
     if as_json:
         click.echo(json.dumps(statuses))
         return
-    table = RichTable("deployment", "state", "lag", "progress", "rows", "in / accepted")
+    table = RichTable("deployment", "state", "lag", "behind", "progress", "rows", "in / accepted")
     for s in statuses:
         lag = sum(int(v) for v in s["lag"].values())
         progress = f"{s['done']:,}/{s['total']:,}" if not s["follow"] else "live"
@@ -407,7 +419,8 @@ def status(settings: Settings, as_json: bool) -> None:
             f"{s.get('consumed', 0):,.0f} / {s.get('accepted', 0):,.0f}" if "consumed" in s else ""
         )
         state = s["state"] if s["desired"] == "running" else f"{s['state']} (held)"
-        table.add_row(s["name"], state, f"{lag:,}", progress, rows, flow)
+        behind = f"{s['behind_s']:.1f}s" if s["behind_s"] is not None else "?"
+        table.add_row(s["name"], state, f"{lag:,}", behind, progress, rows, flow)
     out.print(table)
 
 
@@ -506,9 +519,21 @@ def _show(state: dict[str, Any]) -> None:
     )
 
 
+_MAX_BEHIND = click.option(
+    "--max-behind",
+    default=MAX_BEHIND_S,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds the oldest command green has not applied may have been on the log",
+)
+#: after `await` saw the gate pass, how long promote itself may wait for it again (a sample
+#: just over the gate under a burst must not undo a catch-up of minutes)
+PROMOTE_GRACE_S = 30.0
+
+
 @deploy.command("all")
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("--max-lag", default=1000, show_default=True, help="commands green may be behind")
+@_MAX_BEHIND
 @click.option("--timeout", default=1800.0, show_default=True, help="seconds to wait for catch-up")
 @click.option(
     "--rollback-window",
@@ -517,25 +542,69 @@ def _show(state: dict[str, Any]) -> None:
     help="seconds blue keeps running after promote before cleanup",
 )
 @click.option("--keep-blue", is_flag=True, help="stop after promote; clean up by hand")
+@click.option("--keep-green", is_flag=True, help="if await or promote fails, leave green in flight")
 @click.pass_obj
 def deploy_all(
-    settings: Settings, spec: Path, max_lag: int, timeout: float, rollback_window: float,
-    keep_blue: bool,
+    settings: Settings, spec: Path, max_behind: float, timeout: float, rollback_window: float,
+    keep_blue: bool, keep_green: bool,
 ) -> None:  # fmt: skip
-    """The whole lifecycle for SPEC."""
+    """The whole lifecycle for SPEC. A failed await or promote aborts green again (blue never
+    stopped serving), so the pipeline is left as it was and the next deploy is not refused;
+    `--keep-green` leaves green in flight instead."""
     client = _steps(settings)
     state = client.deploy_init(spec.read_text(), str(spec))
-    pipeline = state["pipeline"]
+    pipeline, green, blue = state["pipeline"], state["green"], state["active"]
     _show(state)
-    if state["green"] is not None:
-        _await(client, pipeline, max_lag, timeout)
-        _show(client.deploy_step(pipeline, "promote", max_lag=max_lag))
+    if green is not None:
+        try:
+            _await(client, pipeline, max_behind, timeout)
+            _show(client.deploy_step(pipeline, "promote", max_behind=max_behind,
+                                     wait=PROMOTE_GRACE_S))  # fmt: skip
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted: {green} keeps catching up beside {blue}, which still serves; go "
+                f"on with `cqrs deploy promote {pipeline}`, or undo with `cqrs deploy abort "
+                f"{pipeline}`"
+            )
+            raise
+        except CqrsError as exc:
+            if keep_green:
+                raise CqrsError(
+                    f"{exc}\n{green} is left in flight (--keep-green) and {blue} still serves: "
+                    f"`cqrs deploy promote {pipeline}` when it has caught up, or `cqrs deploy "
+                    f"abort {pipeline}`; another version cannot be deployed until then"
+                ) from None
+            _undo(client, pipeline, green, blue, exc)
     if keep_blue:
         return
-    if rollback_window > 0:
-        console.print(f"blue keeps running for {rollback_window:.0f}s (rollback window)…")
-        time.sleep(rollback_window)
-    _show(client.deploy_step(pipeline, "cleanup"))
+    try:
+        if rollback_window > 0:
+            console.print(f"blue keeps running for {rollback_window:.0f}s (rollback window)…")
+            time.sleep(rollback_window)
+        _show(client.deploy_step(pipeline, "cleanup"))
+    except (CqrsError, KeyboardInterrupt) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        raise CqrsError(
+            f"{why}\n{green or state['active']} serves; {blue} is still draining: `cqrs deploy "
+            f"cleanup {pipeline}` to retire it (or `cqrs deploy rollback {pipeline}`); the next "
+            f"deploy is refused until then"
+        ) from None
+
+
+def _undo(client: RuntimeClient, pipeline: str, green: str, blue: str, cause: CqrsError) -> None:
+    """Take green out again after a failed await or promote, and say what is left."""
+    try:
+        client.deploy_step(pipeline, "abort")
+    except CqrsError as exc:
+        raise CqrsError(
+            f"{cause}\naborting {green} failed too ({exc}): run `cqrs deploy abort {pipeline}` "
+            f"before the next deploy"
+        ) from None
+    raise CqrsError(
+        f"{cause}\nrolled back: {green} aborted (its database dropped); {blue} still serves, "
+        f"untouched. Deploy again when the cause is fixed (a longer --timeout, a higher "
+        f"--max-behind, or --keep-green to leave it running)"
+    ) from None
 
 
 @deploy.command("init")
@@ -546,21 +615,32 @@ def deploy_init(settings: Settings, spec: Path) -> None:
     _show(_steps(settings).deploy_init(spec.read_text(), str(spec)))
 
 
+class NotCaughtUp(CqrsError):
+    """Green is still further behind than the gate when the wait is over."""
+
+
 @deploy.command("await")
 @click.argument("pipeline")
-@click.option("--max-lag", default=1000, show_default=True)
+@_MAX_BEHIND
 @click.option("--timeout", default=1800.0, show_default=True)
 @click.pass_obj
-def deploy_await(settings: Settings, pipeline: str, max_lag: int, timeout: float) -> None:
-    """Wait until green has caught up with the log (within --max-lag)."""
-    _await(_steps(settings), pipeline, max_lag, timeout)
+def deploy_await(settings: Settings, pipeline: str, max_behind: float, timeout: float) -> None:
+    """Wait until green has caught up with the log (within --max-behind seconds)."""
+    try:
+        _await(_steps(settings), pipeline, max_behind, timeout)
+    except NotCaughtUp as exc:
+        raise CqrsError(
+            f"{exc}; it keeps running: await again, or `cqrs deploy abort {pipeline}`"
+        ) from None
 
 
-def _await(client: RuntimeClient, pipeline: str, max_lag: int, timeout: float) -> None:
+def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: float) -> None:
+    """Until the oldest command green has not applied has been on the log at most
+    `max_behind` seconds, with a progress bar of the offsets it has done and that time."""
     deadline = time.monotonic() + timeout
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("lag {task.fields[lag]}"), TimeRemainingColumn(),
+        TextColumn("behind {task.fields[behind]}"), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns, console=console) as bar:
         task = None
@@ -568,32 +648,47 @@ def _await(client: RuntimeClient, pipeline: str, max_lag: int, timeout: float) -
             state = client.deploy_state(pipeline)
             if state["green"] is None:
                 raise CqrsError(f"{pipeline} has no deployment in flight")
-            status, lag = state["green_status"], state["green_lag"]
+            status, late = state["green_status"], state["green_behind_s"]
             if task is None:
-                task = bar.add_task(f"{state['green']} catching up", total=1, lag="")
+                task = bar.add_task(f"{state['green']} catching up", total=1, behind="")
+            said = "?" if late is None else f"{late:,.1f}s"  # None: the broker did not say
             bar.update(task, completed=status["done"], total=max(1, status["total"]),
-                       lag=f"{lag:,}")  # fmt: skip
-            if status["state"] == "failed":
-                raise CqrsError(f"{state['green']} failed: {status['error']}")
-            if lag <= max_lag:
+                       behind=said)  # fmt: skip
+            if state["green_failed"] is not None:
+                raise CqrsError(f"{state['green']} failed: {state['green_failed']}")
+            if late is not None and late <= max_behind:
                 break
             if time.monotonic() > deadline:
-                raise CqrsError(
-                    f"{state['green']} is still {lag:,} behind after {timeout:.0f}s; it keeps "
-                    f"running: await again, or `cqrs deploy abort {pipeline}`"
+                raise NotCaughtUp(
+                    f"{state['green']} is still {said} behind the head of the log after "
+                    f"{timeout:.0f}s (the gate is {max_behind:g}s)"
                 )
             time.sleep(1.0)
-    console.print(f"{state['green']} caught up (lag {lag:,})")
+    console.print(f"{state['green']} caught up ({late:.1f}s behind the head of the log)")
 
 
 @deploy.command("promote")
 @click.argument("pipeline")
 @click.option("--force", is_flag=True, help="promote even if green has not caught up")
-@click.option("--max-lag", default=1000, show_default=True)
+@_MAX_BEHIND
+@click.option("--timeout", default=1800.0, show_default=True, help="seconds to wait for the gate")
 @click.pass_obj
-def deploy_promote(settings: Settings, pipeline: str, force: bool, max_lag: int) -> None:
-    """Switch every stable view of the pipeline to green, at once."""
-    _show(_steps(settings).deploy_step(pipeline, "promote", force=force, max_lag=max_lag))
+def deploy_promote(
+    settings: Settings, pipeline: str, force: bool, max_behind: float, timeout: float
+) -> None:
+    """Switch every stable view of the pipeline to green, at once, when it has caught up
+    (waiting for that, up to --timeout)."""
+    client = _steps(settings)
+    if not force and client.deploy_state(pipeline)["green"] is not None:
+        try:
+            _await(client, pipeline, max_behind, timeout)
+        except NotCaughtUp as exc:
+            raise CqrsError(
+                f"{exc}; not promoted: it keeps running (promote again, or `cqrs deploy abort "
+                f"{pipeline}`)"
+            ) from None
+    _show(client.deploy_step(pipeline, "promote", force=force, max_behind=max_behind,
+                             wait=0.0 if force else PROMOTE_GRACE_S))  # fmt: skip
 
 
 @deploy.command("rollback")

@@ -33,8 +33,8 @@ class RuntimeClient:
     def query(self, sql: str) -> QueryResult:
         return QueryResult.from_json(self._call("POST", "/query", {"sql": sql}))
 
-    def deployments(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/deployments")
+    def deployments(self, everything: bool = False) -> list[dict[str, Any]]:
+        return self._call("GET", "/deployments?all=true" if everything else "/deployments")
 
     def deployment(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/deployments/{name}")
@@ -57,7 +57,10 @@ class RuntimeClient:
         return self._call("POST", "/deploy/init", {"spec": spec, "source": source})
 
     def deploy_step(self, pipeline: str, step: str, **options: Any) -> dict[str, Any]:
-        return self._call("POST", f"/deploy/{pipeline}/{step}", options)
+        """One blue/green step; a promote that may `wait` for its gate gets that much longer
+        to answer."""
+        patience = self.timeout_s + float(options.get("wait", 0))
+        return self._call("POST", f"/deploy/{pipeline}/{step}", options, patience)
 
     def deploy_state(self, pipeline: str) -> dict[str, Any]:
         return self._call("GET", f"/deploy/{pipeline}")
@@ -68,14 +71,21 @@ class RuntimeClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def _call(self, method: str, path: str, body: Any = None, attempts: int = 5) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float | None = None,
+        attempts: int = 5,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -85,7 +95,7 @@ class RuntimeClient:
             if exc.code == 503 and attempts > 1:  # busy: it says when to come back
                 retry = exc.headers.get("Retry-After", "1")
                 time.sleep(min(5.0, float(retry)) if retry.isascii() and retry.isdigit() else 1)
-                return self._call(method, path, body, attempts - 1)
+                return self._call(method, path, body, timeout_s, attempts - 1)
             if exc.code in (400, 404):
                 raise RequestRefused(message) from None
             if exc.code == 401:

@@ -34,6 +34,20 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+def release_memory() -> bool:
+    """After a deployment is gone: collect the cycles it left (the collector runs rarely, see
+    above) and hand the heap's free pages back to the system (glibc keeps them otherwise, and
+    a runtime's RSS would stay at the peak of its biggest catch-up). True if glibc did."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def tune_collector() -> None:
     """Collect what garbage there is, freeze the survivors, and collect less often; only the
     first call does anything, so objects a later call would freeze can still be collected."""

@@ -14,6 +14,11 @@ after it reads that stretch one record per batch, and the next failure names the
 Partitions added to a command log are taken in by restarting each tailing deployment of that
 log from its snapshot (the new partitions from their beginning): Bytewax fixes a run's
 partitions when it starts.
+
+A runtime lives through many deploys, so what it holds per deployment is bounded by the
+deployments that are live: a deployment's own clients close when it stops, the offsets of
+every deployment go through one admin client, and a deployment that is gone leaves no metric
+series and no consumer group behind.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import time
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -49,12 +55,13 @@ from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig, State
+from deploy.memory import release_memory
 from deploy.panels import BUSINESS
 from deploy.query import QueryResult, Reader
 from deploy.registry import Record, Registry, pipeline_of
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
-from deploy.status import describe, written
+from deploy.status import describe, listed, written
 from operators.code import allow_list
 from sinks import ddl
 from sinks.store import open_client
@@ -107,7 +114,8 @@ class Runtime:
         self._supervisor: threading.Thread | None = None
         self._logs: dict[str, CommandLog] = {}
         self._logs_lock = threading.Lock()  # a KafkaConsumer is not for several threads
-        self._committers: dict[str, KafkaConsumer] = {}
+        self._admin: KafkaAdminClient | None = None  # commits every deployment's offsets
+        self._admin_lock = threading.Lock()
 
     def __enter__(self) -> Runtime:
         self.open()
@@ -186,8 +194,9 @@ class Runtime:
                 deployment.stop()
             for deployment in self.deployments.values():
                 self._record_end(deployment)
-        for consumer in self._committers.values():
-            consumer.close()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         for command_log in self._logs.values():
             command_log.close()
         if self._api is not None:
@@ -299,11 +308,15 @@ class Runtime:
             self.records.note(record, "stopped")
         return record
 
-    def status(self, name: str | None = None) -> list[dict[str, Any]]:
-        records = [self._record(name)] if name else self.records.all()
+    def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]:
+        """One deployment's status, or every deployment's (retired and aborted ones only with
+        `everything`), by pipeline and version."""
+        records = [self._record(name)] if name else listed(self.records.all(), everything)
         out = []
         for record in records:
-            status = describe(self.client, record, self._end_offsets, self.allowed)
+            status = describe(
+                self.client, record, self._end_offsets, self.allowed, self._behind
+            )
             live = self.deployments.get(record.name)
             if live is not None:
                 status["state"] = live.state.value
@@ -311,6 +324,22 @@ class Runtime:
                 status["accepted"] = self._sample("cqrs_commands_accepted_total", record)
             out.append(status)
         return out
+
+    def forget(self, name: str) -> None:
+        """A deployment is gone (retired or aborted, its database dropped): drop what the
+        runtime kept for it, its metric series and its monitoring consumer group."""
+        with self._lock:
+            deployment = self.deployments.pop(name, None)
+            self._restarts.pop(name, None)
+        if deployment is not None and deployment.join(0) is False:
+            deployment.stop()
+        self.metrics.forget(name)
+        try:
+            self._admin_client().delete_groups([name])
+        except KafkaError as exc:  # monitoring only: the broker forgets an empty group anyway
+            log.warning("cannot delete the consumer group of %s: %s", name, exc)
+        del deployment  # the last reference: what it held goes before the heap is trimmed
+        release_memory()
 
     def settled(self, name: str) -> Deployment | None:
         """The deployment if it has ended for good (completed, stopped, or failed in a way a
@@ -323,6 +352,13 @@ class Runtime:
             cause = root_cause(deployment.error) if deployment.error else None
             return deployment if isinstance(cause, _REFUSALS) else None
         return deployment
+
+    def failure(self, name: str) -> str | None:
+        """Why a deployment failed for good (a refusal no restart cures); None otherwise."""
+        ended = self.settled(name)
+        if ended is None or ended.error is None:
+            return None
+        return str(root_cause(ended.error))
 
     def query(self, sql: str) -> QueryResult:
         if self._reader is None:
@@ -528,18 +564,24 @@ class Runtime:
             offsets = written(self.client, deployment.database, tables)
             if not offsets:
                 continue
-            consumer = self._committers.get(deployment.name)
-            if consumer is None:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self.brokers,
-                    group_id=deployment.name,
-                    enable_auto_commit=False,
-                )
-                self._committers[deployment.name] = consumer
             topic = deployment.config.topic
-            consumer.commit(
-                {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()}
-            )
+            try:
+                results = self._admin_client().alter_group_offsets(
+                    deployment.name,
+                    {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()},
+                )
+            except KafkaError as exc:  # the broker may be starting: the next pass commits
+                log.warning("committing the offsets of %s failed: %r", deployment.name, exc)
+                continue
+            failed = {tp.partition: e.__name__ for tp, e in results.items() if e.errno != 0}
+            if failed:
+                log.warning("committing the offsets of %s failed: %s", deployment.name, failed)
+
+    def _admin_client(self) -> KafkaAdminClient:
+        with self._admin_lock:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.brokers)
+            return self._admin
 
     def _update_gauges(self) -> None:
         """Deployment state and progress, for Prometheus."""
@@ -562,6 +604,10 @@ class Runtime:
     def _end_offsets(self, topic: str) -> dict[int, int]:
         with self._logs_lock:
             return self._log(topic).end_offsets()
+
+    def _behind(self, topic: str, offsets: dict[int, int]) -> dict[int, float | None]:
+        with self._logs_lock:
+            return self._log(topic).behind(offsets)
 
     def _record(self, name: str) -> Record:
         record = self.records.get(name)

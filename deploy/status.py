@@ -1,5 +1,6 @@
 """What `cqrs status` shows for each deployment: its state, how far it has written in each
-log partition, the lag behind the log's end, and the rows of its projections.
+log partition, the lag behind the log's end (in commands, and in time: how long the oldest
+command it has not applied has been on the log), and the rows of its projections.
 
 Progress rows hold, per partition, the offset before the source's position (see
 `sinks.progress`): the position passes transaction markers and aborted records, so a
@@ -23,6 +24,34 @@ from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
 EndOffsets = Callable[[str], dict[int, int]]  # topic -> end offsets
+#: (topic, next offsets) -> seconds since the log time of the record at each offset (None:
+#: the broker did not say)
+Behind = Callable[[str, dict[int, int]], dict[int, float | None]]
+#: deployments that are gone (their database dropped): listed only when asked for
+GONE = ("retired", "aborted")
+
+
+def listed(records: list[Record], everything: bool = False) -> list[Record]:
+    """In the order people read them, by pipeline and then version as a number (orders_v2
+    before orders_v10); retired and aborted deployments only with `everything`."""
+    shown = [r for r in records if everything or r.stage not in GONE]
+    return sorted(shown, key=lambda r: (r.pipeline, r.version, r.name))
+
+
+def behind(
+    topic: str, nexts: dict[int, int], ends: dict[int, int], measure: Behind
+) -> dict[int, float | None]:
+    """Per partition, how long the first record not applied yet has been on the log (its log
+    time to now); 0 where every record is applied. Unlike a count of records, this does not
+    grow with the producers' rate: a deployment that keeps up stays within its flush delay of
+    0, and one that has not applied a backlog loaded in a second is still as old as the
+    backlog. None where the broker did not answer in time."""
+    pending = {p: nexts.get(p, 0) for p, end in ends.items() if nexts.get(p, 0) < end}
+    seconds = measure(topic, pending) if pending else {}
+    return {
+        p: None if p in seconds and seconds[p] is None else round(seconds.get(p) or 0.0, 3)
+        for p in ends
+    }
 
 
 def written(client: Client, database: str, projections: list[str]) -> dict[int, int]:
@@ -37,8 +66,15 @@ def written(client: Client, database: str, projections: list[str]) -> dict[int, 
 
 
 def describe(
-    client: Client, record: Record, end_offsets: EndOffsets, allowed: AllowList
+    client: Client,
+    record: Record,
+    end_offsets: EndOffsets,
+    allowed: AllowList,
+    measure: Behind | None = None,
 ) -> dict[str, Any]:
+    """The status of one deployment; with `measure`, also how far behind the head of the log
+    it is in time (`behind`, per partition, and `behind_s`, the most; None when a partition
+    did not answer), else those are None."""
     pipeline = pipeline_of(record, allowed)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
@@ -47,6 +83,7 @@ def describe(
     nexts = {p: max(done_to.get(p, 0), record.start.get(p, 0)) for p in partitions}
     target = record.stop if record.stop is not None else ends
     lag = {p: max(0, ends.get(p, 0) - nexts.get(p, 0)) for p in ends}
+    late = behind(record.topic, nexts, ends, measure) if measure is not None else None
     total = sum(max(0, target.get(p, 0) - record.start.get(p, 0)) for p in target)
     done = sum(
         max(0, min(nexts.get(p, 0), target.get(p, 0)) - record.start.get(p, 0)) for p in target
@@ -69,10 +106,18 @@ def describe(
         "next": nexts,
         "end": ends,
         "lag": lag,
+        "behind": late,
+        "behind_s": _most(late),
         "done": done,
         "total": total,
         "rows": rows,
     }
+
+
+def _most(late: dict[int, float | None] | None) -> float | None:
+    if late is None or None in late.values():
+        return None
+    return max((v for v in late.values() if v is not None), default=0.0)
 
 
 def _has_table(client: Client, database: str, table: str) -> bool:

@@ -4,14 +4,27 @@
 and one directory per process. So opening it takes an exclusive lock file beside the directory
 that names the holder: a second process gets a clear error pointing at the process that holds
 the store (and at its query endpoint), never a half-initialised engine or a second copy.
+
+The embedded engine starts with the first connection of the process, with `ENGINE_SETTINGS`.
+chDB's defaults are a server's, sized for a host it owns: the global thread pool keeps up to a
+thousand idle threads (each holding three `/proc` files open for its metrics), and one DROP of
+a table with a few hundred parts starts 128 threads to delete them, which then stay; the mark
+caches may grow to 5 GiB. A runtime shares its host and lives through many deploys, so the
+project bounds them. chDB 4.4 sizes its pools from a configuration file it finds in the working
+directory when the engine starts, and ignores pool sizes given on the connection (they show in
+`system.server_settings` and change nothing): so the first connection starts the engine from a
+directory holding that file. README ("The engine's pools") has the figures of
+`python -m bench.engine_pools`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,8 +34,23 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
 
+#: server settings of the embedded engine (a ClickHouse server keeps its own configuration)
+ENGINE_SETTINGS: dict[str, str] = {
+    # idle threads the global pool keeps for later queries, beyond its busy ones: 1,000
+    "max_thread_pool_free_size": "16",
+    # threads that delete the parts of a dropped table: 128
+    "max_parts_cleaning_thread_pool_size": "8",
+    # marks of the parts read lately: 5 GiB; the projections' marks take kilobytes
+    "mark_cache_size": str(64 * 1024 * 1024),
+    # which marks a WHERE condition filtered out, per part: 100 MiB
+    "query_condition_cache_size": str(16 * 1024 * 1024),
+    # code compiled for expressions evaluated often: 128 MiB
+    "compiled_expression_cache_size": str(32 * 1024 * 1024),
+}
+
 _lock = threading.Lock()
 _embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
+_started = False  # whether this process started the engine with ENGINE_SETTINGS
 
 
 class StoreBusy(StoreError):
@@ -39,7 +67,10 @@ def open_client(dsn: str, wait_s: float = 0.0, settings: dict[str, Any] | None =
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                _hold_embedded(path)
+                with _lock:
+                    _hold_embedded(path)
+                    if not _started:
+                        return _start_engine(path)
                 break
             except StoreBusy:
                 if time.monotonic() >= deadline:
@@ -72,36 +103,56 @@ def _connect(dsn: str, **options: object) -> Client:
         raise StoreError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
 
 
+def _start_engine(path: Path) -> Client:
+    """The first connection, made from a directory holding the engine's configuration file:
+    chDB reads it (and sizes its pools) only when the engine starts. The directory is changed
+    back at once; nothing else of this process runs yet when it opens its store."""
+    global _started
+    root = ET.Element("clickhouse")
+    for name, value in ENGINE_SETTINGS.items():
+        ET.SubElement(root, name).text = value
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="cqrs-engine-") as config_dir:
+        (Path(config_dir) / "config.xml").write_text(ET.tostring(root, encoding="unicode"))
+        os.chdir(config_dir)
+        try:
+            client = _connect(f"chdb://{path}")
+        finally:
+            os.chdir(previous)
+    _started = True
+    return client
+
+
 def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
 def _hold_embedded(path: Path) -> None:
+    """Take the store's lock file (the caller holds `_lock`)."""
     global _embedded
-    with _lock:
-        if _embedded is not None:
-            held, _ = _embedded
-            if held != path:
-                raise StoreError(
-                    f"this process already has the embedded store {held} open; chDB allows one "
-                    f"directory per process, so {path} needs a process of its own"
-                )
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = _lock_path(path).open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StoreBusy(
-                f"the embedded ClickHouse store {path} is open in process {holder}; chDB allows "
-                f"one process per directory. Query it through that process (`cqrs query` does "
-                f"so when it is the runtime), or stop it first"
-            ) from None
+    if _embedded is not None:
+        held, _ = _embedded
+        if held != path:
+            raise StoreError(
+                f"this process already has the embedded store {held} open; chDB allows one "
+                f"directory per process, so {path} needs a process of its own"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _lock_path(path).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        _embedded = (path, handle)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreBusy(
+            f"the embedded ClickHouse store {path} is open in process {holder}; chDB allows "
+            f"one process per directory. Query it through that process (`cqrs query` does "
+            f"so when it is the runtime), or stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _embedded = (path, handle)

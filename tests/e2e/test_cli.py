@@ -10,23 +10,38 @@ import time
 from pathlib import Path
 
 from commands.generator import OrderGenerator
+from deploy.runtime_file import SERVING, read_runtime
 from tests.conftest import REPO
 from tests.oracles import expected_orders
 
 CQRS = str(Path(sys.executable).with_name("cqrs"))
 
 
-def cqrs(env, *args, check=True):
+def cqrs(env, *args, check=True, timeout=120):
     done = subprocess.run(
         [CQRS, "--log-level", "WARNING", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"cqrs {args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def serve(env):
+    """`cqrs serve` in a process of its own, once it serves (its runtime file says so)."""
+    process = subprocess.Popen(
+        [CQRS, "--log-level", "WARNING", "serve"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (info := read_runtime(Path(env["CQRS_DATA_DIR"]))) is None or info.state != SERVING:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the runtime did not come up"
+        time.sleep(0.2)
+    return process
 
 
 def count(env, sql="SELECT count() FROM query.orders"):
@@ -46,21 +61,17 @@ def test_produce_run_query_stop(env):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        seen = None
-        while time.monotonic() < deadline:
-            done = cqrs(
-                env, "query", "SELECT count() FROM query.orders", "--format", "json", check=False
-            )
-            if done.returncode == 0:
-                seen = json.loads(done.stdout)["rows"][0][0]
-                if seen and seen > 1000:
-                    previous = seen
-                    time.sleep(1.5)
-                    if count(env) == previous:
-                        break
+        # caught up: every produced command is applied (not "the count stood still a while")
+        deadline = time.monotonic() + 120
+        while True:
+            done = cqrs(env, "status", "--json", check=False)
+            statuses = json.loads(done.stdout) if done.returncode == 0 else []
+            if statuses and statuses[0]["done"] >= 3000 and statuses[0]["behind_s"] == 0:
+                break
+            assert time.monotonic() < deadline, "the pipeline did not catch up"
             time.sleep(0.5)
-        assert seen and seen > 1000, "the pipeline did not fill the projection"
+        seen = count(env)
+        assert seen > 1000, "the pipeline did not fill the projection"
 
         refused = cqrs(env, "query", "DROP DATABASE orders_v1", check=False)
         assert refused.returncode == 2
@@ -169,14 +180,8 @@ def test_dlq_tail_and_replay_after_a_fix(env, brokers):
 
 def test_serve_replay_status_stop_start(env):
     cqrs(env, "produce", "--count", "20000", "--seed", "9")
-    serve = subprocess.Popen(
-        [CQRS, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    runtime = serve(env)
     try:
-        deadline = time.monotonic() + 60
-        while cqrs(env, "status", "--json", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the runtime did not come up"
-            time.sleep(0.5)
         spec = str(REPO / "dataflows" / "orders_v2.yaml")
         done = cqrs(env, "replay", spec, "--from", "earliest", "--into", "rebuilt")
         assert "rebuilt: completed, 20,000 of 20,000 offsets" in " ".join(done.stderr.split())
@@ -194,6 +199,6 @@ def test_serve_replay_status_stop_start(env):
         assert "stopped" in cqrs(env, "stop", "live").stderr
         assert "running" in cqrs(env, "start", "live").stderr
     finally:
-        serve.send_signal(signal.SIGTERM)
-        _, err = serve.communicate(timeout=60)
-    assert serve.returncode == 0, err
+        runtime.send_signal(signal.SIGTERM)
+        _, err = runtime.communicate(timeout=60)
+    assert runtime.returncode == 0, err

@@ -8,7 +8,6 @@ import itertools
 import json
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,23 +18,11 @@ from deploy.client import connect
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from tests.conftest import REPO
-from tests.e2e.test_cli import CQRS, cqrs
+from tests.e2e.test_cli import cqrs, serve
 
 V1 = str(REPO / "dataflows" / "orders.yaml")
 V2 = str(REPO / "dataflows" / "orders_v2.yaml")
 VIEWS = ("orders", "revenue_per_minute")
-
-
-def serve(env):
-    process = subprocess.Popen(
-        [CQRS, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while cqrs(env, "status", "--json", check=False).returncode != 0:
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, "the runtime did not come up"
-        time.sleep(0.5)
-    return process
 
 
 def client(env):
@@ -98,7 +85,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         for t in threads:
             t.start()
         try:
-            done = cqrs(env, "deploy", V2, "--rollback-window", "2")
+            done = cqrs(env, "deploy", V2, "--rollback-window", "2", timeout=600)
         finally:
             stop.set()
             for t in threads:
@@ -128,8 +115,8 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
             runtime.wait(60)
     runtime = serve(env)
     try:
-        cqrs(env, "deploy", "await", "orders", "--timeout", "300")
-        promoted = cqrs(env, "deploy", "promote", "orders")
+        cqrs(env, "deploy", "await", "orders", "--timeout", "300", timeout=400)
+        promoted = cqrs(env, "deploy", "promote", "orders", timeout=400)
         assert "active orders_v3, green -, draining orders_v2" in " ".join(promoted.stderr.split())
         api = client(env)
         # rollback within the window: v2 serves again, v3 waits as green; then promote again
@@ -169,6 +156,19 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         ]:
             refused = cqrs(env, "deploy", step, "orders", check=False)
             assert refused.returncode == 2 and message in " ".join(refused.stderr.split())
+
+        # a deploy that cannot catch up in time rolls itself back: nothing is left in flight,
+        # and the same version can be deployed again
+        failed = cqrs(env, "deploy", str(v4), "--timeout", "0", check=False)
+        said = " ".join(failed.stderr.split())
+        assert failed.returncode == 2 and "rolled back: orders_v4 aborted" in said, said
+        state = api.deploy_state("orders")
+        assert (state["active"], state["green"], state["draining"]) == ("orders_v3", None, None)
+        again = cqrs(env, "deploy", str(v4), timeout=600)
+        assert "active orders_v4, green -, draining -" in " ".join(again.stderr.split())
+        assert [s["name"] for s in json.loads(cqrs(env, "status", "--json").stdout)] == [
+            "orders_v4"
+        ]
     finally:
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(60)

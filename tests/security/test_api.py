@@ -211,8 +211,10 @@ def test_every_route(stack):
     status, _, state = stack.call("POST", "/deploy/init", {"spec": V2, "source": "v2.yaml"})
     assert status == 200 and state["green"] == "orders_v2", state
     assert stack.call("GET", "/deploy/orders")[2]["green"] == "orders_v2"
-    status, _, doc = stack.call("POST", "/deploy/orders/promote", {"max_lag": -1})
-    assert status == 400 and "max_lag" in doc["error"]
+    status, _, doc = stack.call("POST", "/deploy/orders/promote", {"max_behind": -1})
+    assert status == 400 and "max_behind" in doc["error"]
+    status, _, doc = stack.call("POST", "/deploy/orders/promote", {"wait": 301})
+    assert status == 400 and "wait" in doc["error"]
     status, _, state = stack.call("POST", "/deploy/orders/promote", {"force": True})
     assert status == 200 and state["active"] == "orders_v2" and state["draining"] == "orders_v1"
     status, _, state = stack.call("POST", "/deploy/orders/rollback", {})

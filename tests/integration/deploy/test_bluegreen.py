@@ -13,6 +13,7 @@ from commands.errors import ConfigError
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
 from dataflows.spec import parse_pipeline
+from deploy.bluegreen import MAX_BEHIND_S
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from deploy.stable import StableLayer
@@ -78,6 +79,11 @@ class Readers:
         for t in self._threads:
             t.join(30)
 
+    def wait_for_reads(self, deployment, reads=5):
+        """Until the readers have read `deployment` a few more times (not a fixed sleep)."""
+        before = self.seen[deployment]
+        wait_for(lambda: self.seen[deployment] >= before + reads or self.failures, timeout_s=60)
+
     def _loop(self):
         while not self._stop.is_set():
             try:
@@ -122,16 +128,16 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
             assert (state["active"], state["green"]) == (f"{P}_v1", f"{P}_v2")
             with pytest.raises(ConfigError, match=f"{P}_v2 is already in flight"):
                 bg.init(named(V2, P).replace("version: 2", "version: 3"), "v3.yaml")
-            with pytest.raises(ConfigError, match="commands behind the log"):
-                bg.promote(P, max_lag=0)  # green has a backlog of 30,000 to go
-            wait_for(lambda: bg.state(P)["green_lag"] <= 1000, timeout_s=120)
-            bg.promote(P)
+            with pytest.raises(ConfigError, match="behind the head of the log"):
+                bg.promote(P, max_behind_s=0)  # green has a backlog of 30,000 to go
+            # the feeder never stops: promote waits for the time gate instead of one sample
+            bg.promote(P, wait_s=300)
             assert bg.promote(P)["active"] == f"{P}_v2"  # a re-run changes nothing
-            time.sleep(1.0)
+            readers.wait_for_reads(f"{P}_v2")
             bg.rollback(P)
-            time.sleep(1.0)
-            bg.promote(P)
-            time.sleep(1.0)
+            readers.wait_for_reads(f"{P}_v1")
+            bg.promote(P, wait_s=300)
+            readers.wait_for_reads(f"{P}_v2")
         assert readers.failures == []
         assert readers.empty == 0
         assert readers.mixed == 0
@@ -205,9 +211,8 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
         runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
         bg = runtime.bluegreen
         bg.init(named(V2, P), "v2.yaml")
-        wait_for(lambda: bg.state(P)["green_lag"] == 0, timeout_s=120)
-        # the crash: the pointer moved, nothing else
-        StableLayer(store, settings.control_database, q).switch(P, f"{P}_v2")
+        wait_for(lambda: bg.state(P)["green_behind_s"] == 0, timeout_s=120)
+        bg.layer.switch(P, f"{P}_v2")  # the crash: the pointer moved, nothing else
     with Runtime(settings, brokers) as runtime:  # a new runtime, the step run again
         bg = runtime.bluegreen
         state = bg.promote(P)
@@ -226,3 +231,63 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
         assert active == [f"{P}_v2"]
         with pytest.raises(ConfigError, match="no deployment in flight to abort"):
             bg.abort(P)
+
+
+def test_an_abort_after_a_rollback_takes_the_views_only_green_had(settings, brokers, P):
+    """v2 adds top_skus_5m: promoted, rolled back, then aborted, its view must go with its
+    database rather than point at a database that is dropped."""
+    q = settings.query_database
+    produce(brokers, settings.topic, OrderGenerator(seed=103).take(500))
+    with Runtime(settings, brokers) as runtime:
+        runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
+        bg = runtime.bluegreen
+        bg.init(named(V2, P), "v2.yaml")
+        bg.promote(P, force=True)
+        bg.rollback(P)
+        state = bg.abort(P)
+        assert (state["active"], state["green"], state["draining"]) == (f"{P}_v1", None, None)
+        views = sorted(r[0] for r in runtime.query(f"SHOW TABLES FROM {q}").rows)
+        assert views == ["orders", "revenue_per_minute"]
+        for view in views:
+            assert runtime.query(f"SELECT DISTINCT _deployment FROM {q}.{view}").rows in (
+                [[f"{P}_v1"]],
+                [],
+            )
+
+
+def test_promote_gates_on_time_where_a_count_refused(settings, brokers, P):
+    """Under a steady producer a green that keeps up is always some commands behind: here more
+    than the 1,000 the old count gate allowed (its sinks flush every 2 s), while the oldest
+    command it has not applied stays within the time gate. Promote goes through."""
+    green = named(V1, P).replace("version: 1", "version: 2")
+    green = green.replace("    steps:", "    sink: {max_delay_ms: 2000}\n    steps:")
+    generator = OrderGenerator(seed=103, step_ms=20)
+    produce(brokers, settings.topic, generator.take(2000))
+    stop = threading.Event()
+
+    def feed():  # about 1,500 commands/s
+        with CommandProducer(brokers, settings.topic) as producer:
+            while not stop.is_set():
+                for command in generator.take(150):
+                    producer.send(command)
+                producer.flush()
+                time.sleep(0.1)
+
+    feeder = threading.Thread(target=feed)
+    with Runtime(settings, brokers) as runtime, _stops(stop, feeder):
+        runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
+        feeder.start()
+        bg = runtime.bluegreen
+        bg.init(green, "v2.yaml")
+
+        def counted_out_but_in_time():
+            state = bg.state(P)
+            late = state["green_behind_s"]
+            return state["green_lag"] > 1000 and late is not None and late <= MAX_BEHIND_S
+
+        wait_for(counted_out_but_in_time, timeout_s=120)
+        state = bg.promote(P, wait_s=120)
+        assert (state["active"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
+        events = bg.history(P)["events"]
+        (promoted,) = [e for e in events if (e["name"], e["event"]) == (f"{P}_v2", "promoted")]
+        assert "behind the head of the log" in promoted["detail"], promoted
