@@ -17,7 +17,8 @@ Routes (JSON in and out):
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
-  "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`, `…/abort`, `…/cleanup`
+  "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`,
+  `…/abort`, `…/cleanup`
 
 A spec that arrives here may name modules only from the runtime's allow-list: the runtime is
 told it came over the API (`origin="api"`).

@@ -314,9 +314,7 @@ class Runtime:
         records = [self._record(name)] if name else listed(self.records.all(), everything)
         out = []
         for record in records:
-            status = describe(
-                self.client, record, self._end_offsets, self.allowed, self._behind
-            )
+            status = describe(self.client, record, self._end_offsets, self.allowed, self._behind)
             live = self.deployments.get(record.name)
             if live is not None:
                 status["state"] = live.state.value

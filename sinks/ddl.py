@@ -101,12 +101,13 @@ def create_view_if_missing(database: str, view: str, select: str) -> str:
     return f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS {select}"
 
 
-#: what a reader may read of the `system` database: names, shapes and sizes, never the text of
-#: other queries, users, grants, logs, server settings or named collections (the query path's
-#: guard allows the same: deploy.sql_guard)
+#: what a reader may read of the `system` database: names, shapes and sizes, and the engine's
+#: gauges (`metrics`: counts of threads and bytes of caches, which an operator watches), never
+#: the text of other queries, users, grants, logs, server settings or named collections (the
+#: query path's guard allows the same: deploy.sql_guard)
 READER_SYSTEM_TABLES = (
     "one", "numbers", "numbers_mt", "zeros", "zeros_mt", "databases", "tables", "columns",
-    "parts", "functions", "table_functions", "data_type_families", "time_zones",
+    "parts", "functions", "table_functions", "data_type_families", "time_zones", "metrics",
 )  # fmt: skip
 
 

@@ -17,4 +17,5 @@ GRANT SELECT ON system.`functions` TO `cqrs_reader`;
 GRANT SELECT ON system.`table_functions` TO `cqrs_reader`;
 GRANT SELECT ON system.`data_type_families` TO `cqrs_reader`;
 GRANT SELECT ON system.`time_zones` TO `cqrs_reader`;
+GRANT SELECT ON system.`metrics` TO `cqrs_reader`;
 GRANT CREATE TEMPORARY TABLE ON *.* TO `cqrs_reader`;

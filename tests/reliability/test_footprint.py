@@ -30,8 +30,9 @@ import pytest
 
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
-from deploy.client import RuntimeClient
+from deploy.client import connect
 from deploy.runtime_file import find_runtime
+from deploy.settings import Settings
 from sinks.store import ENGINE_SETTINGS
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs, serve
@@ -44,6 +45,12 @@ BACKLOG = 100_000
 #: pool threads are bounded by its setting instead: busy ones plus at most that many idle.
 THREADS_SLACK, FDS_SLACK, SOCKETS_SLACK, RSS_MARGIN = 2, 8, 2, 0.15
 IDLE_POOL = int(ENGINE_SETTINGS["max_thread_pool_free_size"])
+
+
+def runtime_api(env):
+    """A client of the data dir's runtime, with its token, as the CLI gets one."""
+    settings = Settings.from_env(env)
+    return connect(settings, find_runtime(settings.data_dir).url)
 
 
 def footprint(pid: int) -> dict[str, int]:
@@ -148,7 +155,7 @@ def deploy_cycles(
     last = FIRST_VERSION + cycles
     try:
         # the pipeline's maximum rate, in this runtime: the first deployment catches up
-        api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+        api = runtime_api(env)
         first_spec = spec(tmp_path, FIRST_VERSION)
         api.deploy_init(Path(first_spec).read_text(), first_spec)
         name = f"orders_v{FIRST_VERSION}"
@@ -206,7 +213,7 @@ def deploy_cycles(
             runtime.send_signal(signal.SIGTERM)
             runtime.wait(60)
             runtime = serve(env)
-            api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+            api = runtime_api(env)
             deadline = time.monotonic() + 300
             while api.deployment(f"orders_v{last}")["behind_s"] != 0:
                 assert time.monotonic() < deadline, "the restarted runtime did not catch up"

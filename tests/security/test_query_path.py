@@ -124,9 +124,12 @@ def corpus(stack):
 
 def files(stack):
     """Every file of the data dir outside the store (the store's parts move with merges: the
-    snapshot queries cover it), with its size; and anything named evil anywhere."""
+    snapshot queries cover it), with its size (None for recovery files, which a tailing
+    deployment's snapshots keep writing); and anything named evil anywhere."""
     found = {
-        str(p.relative_to(stack.data_dir)): p.stat().st_size
+        str(p.relative_to(stack.data_dir)): None
+        if p.relative_to(stack.data_dir).parts[0] == "recovery"
+        else p.stat().st_size
         for p in stack.data_dir.rglob("*")
         if p.is_file() and "clickhouse" not in p.relative_to(stack.data_dir).parts[:1]
     }
