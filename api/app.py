@@ -39,7 +39,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from commands.errors import CqrsError, NotFound
@@ -135,7 +135,7 @@ def create_app(service: Service, max_threads: int) -> Litestar:
 
     @get("/deployments", sync_to_thread=True)
     def deployments(
-        everything: Annotated[bool, Parameter(query="all")] = False,
+        everything: Annotated[bool, QueryParameter(name="all")] = False,
     ) -> list[dict[str, Any]]:
         return service.status(everything=everything)
 

@@ -36,7 +36,10 @@ class FaultPlan:
         delay_s: float = 0.0,
         refuse: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
-        self.fail_until = time.monotonic() + fail_for_s
+        self.fail_for_s = fail_for_s
+        # the outage starts at the first insert: a busy machine may take seconds to get a
+        # deployment there
+        self.fail_until: float | None = None
         self.delay_s = delay_s
         self.refuse = refuse
         self.attempts: list[tuple[str, int, str]] = []  # (table, rows, token)
@@ -51,6 +54,9 @@ class FaultPlan:
             self.attempts.append((table, len(rows), settings.get("insert_deduplication_token", "")))
         if self.delay_s:
             time.sleep(self.delay_s)
+        with self._lock:
+            if self.fail_until is None:
+                self.fail_until = time.monotonic() + self.fail_for_s
         if time.monotonic() < self.fail_until:
             with self._lock:
                 self.failures += 1

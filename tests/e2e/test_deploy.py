@@ -42,8 +42,9 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         first = cqrs(env, "deploy", V1)
         assert "active orders_v1" in first.stderr
         api = client(env)
-        deadline = time.monotonic() + 60
-        while api.query("SELECT count() FROM query.orders").rows[0][0] == 0:
+        deadline = time.monotonic() + 120
+        # every view the readers count has rows (a window's rows come after the orders')
+        while any(api.query(f"SELECT count() FROM query.{view}").rows[0][0] == 0 for view in VIEWS):
             assert time.monotonic() < deadline
             time.sleep(0.5)
 

@@ -223,6 +223,9 @@ def test_every_route(stack):
     assert status == 200 and state["green"] is None and state["active"] == "orders_v1"
     status, _, state = stack.call("POST", "/deploy/orders/cleanup", {})
     assert status == 200 and state["active"] == "orders_v1"
+    live = {d["name"] for d in stack.call("GET", "/deployments")[2]}
+    status, _, every = stack.call("GET", "/deployments?all=true")
+    assert status == 200 and "orders_v2" in {d["name"] for d in every} - live
     status, _, history = stack.call("GET", "/deploy/orders/history")
     assert status == 200 and {"orders_v1", "orders_v2"} <= {v["name"] for v in history["versions"]}
     assert stack.query("SELECT count() FROM query.orders")[0] == 200
