@@ -17,7 +17,8 @@ Routes (JSON in and out):
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
-  "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`, `…/abort`, `…/cleanup`
+  "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`,
+  `…/abort`, `…/cleanup`
 
 A spec that arrives here may name modules only from the runtime's allow-list: the runtime is
 told it came over the API (`origin="api"`).
@@ -41,7 +42,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import FromPath, JSONBody, Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from commands.errors import CqrsError, NotFound
+from core.errors import CqrsError, NotFound
 from deploy.bluegreen import MAX_BEHIND_S
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 import operators.builtin  # noqa: F401 - the spec names built-in filters
 from commands import orders
-from commands.envelope import Envelope, LogRecord, MalformedCommand, decode_command
+from core.envelope import Envelope, LogRecord, MalformedCommand, decode_command
 from dataflows.spec import load_pipeline
 from operators.order_state import OrderState, apply
 from sinks.clickhouse import create_projection_table

@@ -22,12 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.schema import Table
 from dataflows.spec import load_pipeline
 from deploy.query import Reader
 from deploy.stable import StableLayer
 from operators.order_state import TABLE_COLUMNS
 from sinks.clickhouse import create_projection_table
-from sinks.ddl import Table, create_database
+from sinks.ddl import create_database
 from sinks.store import open_client
 
 ARGMAX = (

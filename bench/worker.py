@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
 from bench.bare_loop import bare_loop, consumer_from_start
-from commands.envelope import LogRecord, Polled
 from commands.log import CommandLog, part_key
+from core.envelope import LogRecord, Polled
 from dataflows.metrics import DeploymentMetrics, Metrics
 from dataflows.spec import Pipeline, load_pipeline
 from deploy.deployment import Deployment, DeploymentConfig

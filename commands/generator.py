@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from commands import orders
-from commands.envelope import Command
+from core.envelope import Command
 
 _CURRENCY_RATE = {"EUR": 1.0, "USD": 1.1, "GBP": 0.85, "JPY": 160.0}
 _SKUS = tuple(f"sku-{n:03d}" for n in range(1, 201))

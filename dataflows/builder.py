@@ -21,8 +21,8 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from commands.envelope import Polled, Rejected
-from commands.errors import FailedAt
+from core.envelope import Polled, Rejected
+from core.errors import FailedAt
 from dataflows.executor import NO_OBSERVERS, BatchOutput, Observers, PartitionPipeline
 from dataflows.spec import Pipeline, Projection
 

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands.envelope import Envelope, Polled, Rejected
+from core.envelope import Envelope, Polled, Rejected
+from core.outputs import Forwarded, Output, Projected, Skipped
 from dataflows.spec import Pipeline
-from operators.base import Filter, Forwarded, Output, PartitionLocal, Projected, Skipped, Stateless
+from operators.base import Filter, PartitionLocal, Stateless
 from operators.decode import STEP_ID as DECODE_STEP
 from operators.decode import Decoder
 from operators.route import ROUTE_ATTR, RouteFilter

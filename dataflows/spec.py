@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 import operators.builtin  # noqa: F401 - the built-in filters must be registered
-from commands.errors import SpecError
+from core.errors import SpecError
+from core.schema import Table
 from operators.base import Filter
 from operators.code import AllowList, import_module, only
 from operators.decode import MAX_RECORD_BYTES
 from operators.registry import FILTERS, Registry
-from sinks.ddl import Table
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,62}\Z")]
 #: a Kafka topic name (empty: the runtime's CQRS_TOPIC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dataflows
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.settings import Settings
 

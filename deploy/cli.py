@@ -23,11 +23,11 @@ from rich.table import Table as RichTable
 import operators.builtin  # noqa: F401 - registers the built-in filters
 from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
 from commands.dead_letters import replay as replay_letters
-from commands.errors import CqrsError
 from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
 from commands.log import ENFORCED, CommandLog
 from commands.producer import CommandProducer
+from core.errors import CqrsError
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bluegreen import MAX_BEHIND_S

@@ -20,8 +20,8 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from commands.errors import ConfigError, RecoveryError
 from commands.log import CommandLog
+from core.errors import ConfigError, RecoveryError
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
 from dataflows.metrics import DeploymentMetrics

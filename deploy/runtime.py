@@ -38,7 +38,8 @@ from prometheus_client import CollectorRegistry
 from api.security import Limits
 from api.server import ApiServer
 from api.token import ensure_token
-from commands.errors import (
+from commands.log import CommandLog
+from core.errors import (
     CommandLogError,
     ConfigError,
     CqrsError,
@@ -48,7 +49,6 @@ from commands.errors import (
     SpecError,
     StuckAt,
 )
-from commands.log import CommandLog
 from dataflows.metrics import Metrics
 from dataflows.source import BATCH_SIZE, StartAt
 from dataflows.spec import Pipeline, parse_pipeline
@@ -314,9 +314,7 @@ class Runtime:
         records = [self._record(name)] if name else listed(self.records.all(), everything)
         out = []
         for record in records:
-            status = describe(
-                self.client, record, self._end_offsets, self.allowed, self._behind
-            )
+            status = describe(self.client, record, self._end_offsets, self.allowed, self._behind)
             live = self.deployments.get(record.name)
             if live is not None:
                 status["state"] = live.state.value

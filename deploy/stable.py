@@ -16,8 +16,9 @@ import time
 
 from clickhouse_connect.driver.client import Client
 
+from core.schema import Table
 from dataflows.spec import Pipeline
-from sinks.ddl import Table, create_database, create_table, ident, literal, qualified
+from sinks.ddl import create_database, create_table, ident, literal, qualified
 
 POINTER = Table(
     name="active",

@@ -23,39 +23,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-import msgspec
-
-from commands.envelope import Envelope, Rejected, failure
-from sinks.ddl import Table
+from core.envelope import Envelope, Rejected, failure
+from core.outputs import Output
+from core.schema import Table
 
 S = TypeVar("S")
-
-
-class Projected(msgspec.Struct, frozen=True, gc=False):
-    """A row for a projection table, with the log position it derives from."""
-
-    partition: int
-    offset: int
-    row: tuple[Any, ...]
-
-
-class Forwarded(msgspec.Struct, frozen=True, gc=False):
-    """A record for a downstream topic, with the log position it derives from."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-class Skipped(msgspec.Struct, frozen=True, gc=False):
-    """Left out on purpose: `why` is "filtered" or "deduplicated"."""
-
-    step: str
-    why: str
-
-
-Output = Envelope | Rejected | Skipped | Projected | Forwarded
 
 
 class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abstract methods

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-PROJECT_PACKAGES = ("commands", "dataflows", "operators", "sinks", "deploy")
+PROJECT_PACKAGES = ("core", "commands", "dataflows", "operators", "sinks", "deploy")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

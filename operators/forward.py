@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import msgspec
 
-from commands.envelope import Envelope
-from operators.base import Forwarded, Output, Stateless
+from core.envelope import Envelope
+from core.outputs import Forwarded, Output
+from operators.base import Stateless
 from operators.registry import register_filter
 
 _encoder = msgspec.json.Encoder()

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import msgspec
 
 from commands import orders
-from commands.envelope import Envelope, Reason
-from operators.base import Keyed, Output, Projected, Stateless
+from core.envelope import Envelope, Reason
+from core.outputs import Output, Projected
+from core.schema import Table
+from operators.base import Keyed, Stateless
 from operators.registry import NoParams, register_filter
-from sinks.ddl import Table
 
 TABLE_COLUMNS = (
     ("order_id", "String"),

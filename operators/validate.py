@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from commands.envelope import Envelope, Reason, Rejected
 from commands.schemas import SchemaRegistry
+from core.envelope import Envelope, Reason, Rejected
 from operators.base import Stateless
 from operators.code import load
 from operators.durations import millis

@@ -27,11 +27,12 @@ import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
-from commands.envelope import LogRecord, Reason, Rejected
-from commands.errors import StoreError
 from commands.log import part_key
+from core.envelope import LogRecord, Reason, Rejected
+from core.errors import StoreError
+from core.schema import Table
 from sinks import ddl
-from sinks.ddl import Table, qualified
+from sinks.ddl import qualified
 from sinks.dlq import DlqWriter
 from sinks.progress import record_progress
 from sinks.retry import Backoff, is_content_error, is_fatal_error

@@ -21,9 +21,9 @@ import threading
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
 
-from commands.envelope import Rejected
-from commands.errors import FailedAt
 from commands.log import MAX_RECORD_BYTES, CommandLog
+from core.envelope import Rejected
+from core.errors import FailedAt
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from commands.errors import StoreError
+from core.errors import StoreError
 
 #: server settings of the embedded engine (a ClickHouse server keeps its own configuration)
 ENGINE_SETTINGS: dict[str, str] = {

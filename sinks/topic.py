@@ -9,8 +9,8 @@ from __future__ import annotations
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaProducer
 
-from commands.errors import FailedAt
-from operators.base import Forwarded
+from core.errors import FailedAt
+from core.outputs import Forwarded
 
 
 class TopicSink(DynamicSink[Forwarded]):

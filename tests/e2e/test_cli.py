@@ -134,8 +134,8 @@ def test_no_broker_is_a_clear_error(env):
 
 
 def test_dlq_tail_and_replay_after_a_fix(env, brokers):
-    from commands.envelope import Command
     from commands.producer import CommandProducer
+    from core.envelope import Command
 
     spec = str(REPO / "dataflows" / "orders.yaml")
     cqrs(env, "produce", "--count", "200", "--seed", "8")

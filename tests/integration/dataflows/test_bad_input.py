@@ -7,9 +7,9 @@ import msgspec
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from commands.envelope import encode_command
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.envelope import encode_command
 from deploy.deployment import State
 from sinks.ddl import qualified
 from sinks.dlq import dlq_topic

@@ -15,9 +15,9 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from commands.dead_letters import REPLAYED_HEADER
-from commands.envelope import encode_command
 from commands.generator import OrderGenerator
 from commands.log import MAX_RECORD_BYTES, CommandLog
+from core.envelope import encode_command
 from dataflows.spec import load_pipeline
 from deploy.deployment import State
 from sinks.ddl import qualified

@@ -85,7 +85,7 @@ def test_a_deployment_process_can_own_a_share_of_the_partitions(
     """How a deployment scales out over processes: each takes some partitions."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from commands.envelope import decode_command
+    from core.envelope import decode_command
 
     topic = make_topic(partitions=3)
     commands = OrderGenerator(seed=13).take(3000)

@@ -10,9 +10,9 @@ import uuid
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from commands.envelope import encode_command
 from commands.generator import OrderGenerator
 from commands.log import CommandLog
+from core.envelope import encode_command
 from dataflows.spec import load_pipeline
 from deploy.deployment import State
 from sinks.ddl import qualified

@@ -9,14 +9,13 @@ from collections import Counter
 
 import pytest
 
-from commands.errors import ConfigError
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.errors import ConfigError
 from dataflows.spec import parse_pipeline
 from deploy.bluegreen import MAX_BEHIND_S
 from deploy.runtime import Runtime
 from deploy.settings import Settings
-from deploy.stable import StableLayer
 from tests.conftest import REPO, produce
 from tests.integration.deploy.test_replay import commands_in, end_offsets
 from tests.integration.deploy.test_runtime import wait_for

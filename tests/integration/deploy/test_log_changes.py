@@ -5,8 +5,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewPartitions
 
-from commands.envelope import encode_command
 from commands.generator import OrderGenerator
+from core.envelope import encode_command
 from dataflows.spec import parse_pipeline
 from deploy import runtime as runtime_module
 from deploy.deployment import State

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from commands.envelope import encode_command
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.envelope import encode_command
 from deploy import panels
 from deploy.runtime import Runtime
 from deploy.settings import Settings

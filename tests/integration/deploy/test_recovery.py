@@ -6,9 +6,9 @@ import shutil
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
-from commands.errors import CommandLogError, RecoveryError
 from commands.generator import OrderGenerator
 from commands.log import CommandLog
+from core.errors import CommandLogError, RecoveryError
 from deploy.deployment import State
 from tests.conftest import produce
 

@@ -6,11 +6,11 @@ import time
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from commands.envelope import decode_command
-from commands.errors import ConfigError
 from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from core.envelope import decode_command
+from core.errors import ConfigError
 from dataflows.spec import load_pipeline
 from deploy.runtime import Runtime
 from deploy.settings import Settings

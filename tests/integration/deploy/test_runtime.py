@@ -8,8 +8,8 @@ import urllib.request
 import msgspec
 import pytest
 
-from commands.errors import ConfigError
 from commands.generator import OrderGenerator
+from core.errors import ConfigError
 from deploy.client import RequestRefused, RuntimeClient
 from deploy.deployment import State
 from deploy.runtime import Runtime

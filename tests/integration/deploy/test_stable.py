@@ -4,7 +4,7 @@ rebuilds that add, keep and drop views."""
 
 import pytest
 
-from commands.envelope import Command, Envelope, LogRecord
+from core.envelope import Command, Envelope, LogRecord
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy.stable import StableLayer
 from sinks.clickhouse import create_projection_table

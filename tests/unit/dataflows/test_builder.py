@@ -4,13 +4,13 @@ from collections import Counter
 
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from commands.envelope import LogRecord, Polled, Reason, encode_command
 from commands.generator import OrderGenerator
 from commands.log import part_key
+from core.envelope import LogRecord, Polled, Reason, encode_command
+from core.outputs import Forwarded
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
 from dataflows.spec import parse_pipeline
-from operators.base import Forwarded
 
 SPEC = """
 name: shop

@@ -4,7 +4,7 @@ had never come."""
 
 import msgspec
 
-from commands.envelope import Command, LogRecord, Polled, Reason, encode_command
+from core.envelope import Command, LogRecord, Polled, Reason, encode_command
 from dataflows.executor import PartitionPipeline
 from dataflows.spec import parse_pipeline
 
@@ -122,6 +122,6 @@ def test_source_rejects_count_and_position_moves_without_records():
 
 
 def _reject():
-    from commands.envelope import Rejected
+    from core.envelope import Rejected
 
     return Rejected(LogRecord(0, 0, 0, None, None), "source", Reason.UNREADABLE, "x")

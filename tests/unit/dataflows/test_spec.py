@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from commands.errors import SpecError
+from core.errors import SpecError
 from dataflows.spec import load_pipeline, parse_pipeline
 from operators.dedupe import Dedupe
 from operators.order_state import OrderRows, OrderStateFilter
@@ -114,7 +114,7 @@ def test_a_spec_can_use_a_filter_from_a_user_module():
 def test_names_are_checked_whole_and_aggregates_when_parsed():
     import pytest
 
-    from commands.errors import SpecError
+    from core.errors import SpecError
     from dataflows.spec import parse_pipeline
 
     spec = """name: {name}

@@ -1,6 +1,6 @@
-from commands.envelope import Envelope, LogRecord, Reason, Rejected
 from commands.generator import OrderGenerator
-from operators.base import Projected
+from core.envelope import Envelope, LogRecord, Reason, Rejected
+from core.outputs import Projected
 from operators.order_state import TABLE_COLUMNS, OrderRows, OrderState, OrderStateFilter
 from operators.registry import NoParams
 

@@ -1,7 +1,7 @@
 import pytest
 
-from commands.envelope import Envelope, LogRecord, Reason, Rejected, decode_command, encode_command
 from commands.generator import OrderGenerator
+from core.envelope import Envelope, LogRecord, Reason, Rejected, decode_command, encode_command
 from operators.registry import FILTERS
 from operators.validate import Validate, ValidateParams
 
