@@ -74,14 +74,13 @@ def bare_loop(
     client = open_client(dsn)
     client.command(create_database(database))
     tables = {}
-    for projection in load_pipeline(ORDERS_SPEC).projections:
-        assert projection.table is not None
-        create_projection_table(client, database, projection.table)
-        tables[projection.name] = _Table(
+    for table in load_pipeline(ORDERS_SPEC).tables:
+        create_projection_table(client, database, table)
+        tables[table.name] = _Table(
             client,
-            qualified(database, projection.table.name),
-            projection.table.column_names,
-            (batch_rows or {}).get(projection.name, BATCH_ROWS),
+            qualified(database, table.name),
+            table.column_names,
+            (batch_rows or {}).get(table.name, BATCH_ROWS),
         )
     order_rows, revenue_rows = tables["orders"], tables["revenue_per_minute"]
     consumer = consumer_from_start(brokers, topic, list(ends))

@@ -225,16 +225,21 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
         "pipeline", batches, lambda resume: _Logic(PartitionPipeline(pipeline, resume))
     )
     for projection in pipeline.projections:
-        create_projection_table(client, "bwk", projection.table)
+        create_projection_table(client, "bwk", projection.output.table)
         name = projection.name
         items = op.map_value(
             f"{name}_rows",
             results,
-            lambda out, n=name: (out.first_offset, out.last_offset, out.last_log_time, out.rows[n]),
+            lambda out, n=name: (
+                out.first_offset,
+                out.last_offset,
+                out.last_log_time,
+                out.items[n],
+            ),
         )
         sink = ProjectionSink(
             "bwk",
-            projection.table,
+            projection.output.table,
             dsn,
             list(ends),
             dlq=lambda: DlqWriter(brokers, topic, "bwk"),

@@ -7,6 +7,7 @@ types live here, below both the filters that make them and the sinks that write 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -39,3 +40,19 @@ class Skipped(msgspec.Struct, frozen=True, gc=False):
 
 
 Output = Envelope | Rejected | Skipped | Projected | Forwarded
+
+
+@dataclass
+class BatchOutput:
+    """What one batch of one partition produced, for the sinks: per projection, the items its
+    output picked (rows for a table, records for a topic), and every reject."""
+
+    partition: int
+    first_offset: int
+    #: the offset before the source's position: every offset up to it is done, including the
+    #: transaction markers and aborted records the source passed without returning them
+    last_offset: int
+    #: log time of the batch's newest record (0: none): the sinks measure latency from it
+    last_log_time: int
+    items: dict[str, list[Any]] = field(default_factory=dict)
+    rejects: list[Rejected] = field(default_factory=list)

@@ -187,9 +187,9 @@ def validate(spec: Path) -> None:
     """Check a pipeline spec without starting anything."""
     pipeline = load_pipeline(spec)
     console.print(f"{spec}: ok — {pipeline.deployment}")
-    for projection in pipeline.projections:
-        cols = ", ".join(f"{n} {t}" for n, t in projection.table.columns)
-        console.print(f"  projection {projection.name}: {cols}", highlight=False)
+    for table in pipeline.tables:
+        cols = ", ".join(f"{n} {t}" for n, t in table.columns)
+        console.print(f"  projection {table.name}: {cols}", highlight=False)
 
 
 @cli.command()

@@ -558,7 +558,7 @@ class Runtime:
         with self._lock:
             running = [d for d in self.deployments.values() if d.state is State.RUNNING]
         for deployment in running:
-            tables = [p.name for p in deployment.config.pipeline.projections if p.table is not None]
+            tables = [t.name for t in deployment.config.pipeline.tables]
             offsets = written(self.client, deployment.database, tables)
             if not offsets:
                 continue

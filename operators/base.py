@@ -13,8 +13,9 @@ partition-local step folds a batch into state it changes in place, so it guards 
 its own loop, working out everything that can raise before it changes anything
 (`guards_records`); for any other, the executor keeps a snapshot to fall back on.
 
-A projector is the last step of a projection: it turns envelopes into `Projected` rows for the
-`Table` it declares, or into `Forwarded` records for a topic.
+A projector is the last step of a projection: it says which kind of sink it `writes`, and turns
+envelopes into `Projected` rows for the `Table` it declares, or into `Forwarded` records for a
+topic.
 """
 
 from __future__ import annotations
@@ -34,14 +35,11 @@ class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abs
     """Any step; `step_id` is stable and explicit, since Bytewax keys recovery state by it."""
 
     step_id: str = ""
-    #: the table a projector fills (the builder names it after the projection)
+    #: the kind of sink a projector writes (a name registered in `sinks.output.SINKS`:
+    #: "table", "topic"); None for any other step
+    writes: str | None = None
+    #: the table a projector of kind "table" fills (the spec names it after the projection)
     table: Table | None = None
-    #: True for a projector that writes to a topic instead of a table
-    forwards: bool = False
-
-    @property
-    def is_projector(self) -> bool:
-        return self.table is not None or self.forwards
 
     def view(self, source: str) -> str:
         """The stable view's query over this projector's table (`source` is its quoted name)."""

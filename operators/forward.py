@@ -22,7 +22,7 @@ class ForwardParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Forward(Stateless):
     """Writes each command to the projection's topic as JSON."""
 
-    forwards = True
+    writes = "topic"
 
     def __init__(self, step_id: str, params: ForwardParams) -> None:
         self.step_id = step_id

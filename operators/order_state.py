@@ -164,6 +164,7 @@ class OrderRows(Stateless):
 
     def __init__(self, step_id: str, params: NoParams) -> None:
         self.step_id = step_id
+        self.writes = "table"
         self.table = Table(
             name=step_id, columns=TABLE_COLUMNS, order_by=("order_id",), version="version"
         )

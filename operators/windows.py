@@ -111,6 +111,7 @@ class Windowed(PartitionLocal[WindowState]):
                 raise ValueError(f"column {column!r} is used twice (or is a reserved name)")
             taken.add(column)
         key = ("window_start", *self.group_columns, "partition", "pane")
+        self.writes = "table"
         self.table = Table(
             name=step_id,
             columns=(

@@ -88,7 +88,7 @@ def test_a_batch_written_twice_fails_the_ledger_unless_its_token_drops_it(
     db = orders_pipeline.deployment
     # merges would fold a key's versions together before the ledger reads them: stop them
     store.command(create_database(db))
-    create_projection_table(store, db, orders_pipeline.projections[0].table)
+    create_projection_table(store, db, orders_pipeline.projections[0].output.table)
     store.command(f"SYSTEM STOP MERGES `{db}`.orders")
     try:
         run_bounded(orders_pipeline, topic)

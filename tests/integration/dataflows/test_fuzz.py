@@ -205,7 +205,9 @@ def test_fuzzed_records_between_good_commands(bad, brokers, run_bounded, store):
     assert diff_orders(expected_orders(GOOD), rows) == []
     revenue = pipeline.projections[1]
     windows = list(
-        store.query(revenue.projector.view(qualified(db, revenue.table.name))).named_results()
+        store.query(
+            revenue.projector.view(qualified(db, revenue.output.table.name))
+        ).named_results()
     )
     want = expected_revenue_per_minute(GOOD)
     assert diff_windows(want, windows, ("window_start", "region", "currency")) == []

@@ -34,7 +34,7 @@ def projections(store, pipeline):
     db = pipeline.deployment
     orders = store.query(f"SELECT {ORDER_COLUMNS} FROM `{db}`.orders FINAL").named_results()
     revenue = pipeline.projections[1]
-    view = revenue.projector.view(qualified(db, revenue.table.name))
+    view = revenue.projector.view(qualified(db, revenue.output.table.name))
     return list(orders), list(store.query(view).named_results())
 
 

@@ -65,18 +65,15 @@ def deploy(store, name: str, pipeline: Pipeline, orders: list[str]) -> None:
     """A deployment's database as its sinks would leave it: projection tables with rows."""
     store.command(create_database(name))
     for projection in pipeline.projections:
-        if projection.table is None:
-            continue
-        create_projection_table(store, name, projection.table)
-        if projection.name == "orders":
-            values = ", ".join(f"('{o}', {i})" for i, o in enumerate(orders))
-            store.command(f"INSERT INTO `{name}`.orders (order_id, version) VALUES {values}")
-            continue
-        window = projection.projector
-        rows = [r.row for r in window.process(window.restore(None), EVENTS)]
-        store.insert(
-            qualified(name, projection.name), rows, column_names=projection.table.column_names
-        )
+        for table in projection.output.tables:
+            create_projection_table(store, name, table)
+            if projection.name == "orders":
+                values = ", ".join(f"('{o}', {i})" for i, o in enumerate(orders))
+                store.command(f"INSERT INTO `{name}`.orders (order_id, version) VALUES {values}")
+                continue
+            window = projection.projector
+            rows = [r.row for r in window.process(window.restore(None), EVENTS)]
+            store.insert(qualified(name, projection.name), rows, column_names=table.column_names)
 
 
 @pytest.fixture

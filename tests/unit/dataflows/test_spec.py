@@ -28,12 +28,12 @@ def test_the_shipped_orders_specs_resolve():
     orders, revenue = v1.projections
     assert orders.name == "orders"
     assert isinstance(orders.projector, OrderRows)
-    assert orders.table.name == "orders"
-    assert orders.table.version == "version"
-    assert orders.table.order_by == ("order_id",)
+    assert orders.output.table.name == "orders"
+    assert orders.output.table.version == "version"
+    assert orders.output.table.order_by == ("order_id",)
     assert isinstance(revenue.projector, Tumbling)
     assert revenue.projector.step_id == "revenue_per_minute/tumbling"
-    assert "paid_orders" in revenue.table.column_names
+    assert "paid_orders" in revenue.output.table.column_names
 
     v2 = load_pipeline(REPO / "dataflows" / "orders_v2.yaml")
     assert v2.deployment == "orders_v2"
@@ -45,7 +45,7 @@ def test_the_shipped_orders_specs_resolve():
         "fx",
     ]
     assert [p.name for p in v2.projections] == ["orders", "revenue_per_minute", "top_skus_5m"]
-    assert "revenue_usd" in v2.projections[1].table.column_names
+    assert "revenue_usd" in v2.projections[1].output.table.column_names
     assert isinstance(v2.projections[2].projector, Sliding)
 
 
@@ -53,7 +53,7 @@ def test_minimal_spec_takes_defaults():
     pipeline = parse_pipeline(MINIMAL, "shop.yaml")
     assert pipeline.deployment == "shop_v2"
     assert pipeline.spec.source.start == "earliest"
-    assert pipeline.projections[0].sink.max_rows == 50_000
+    assert pipeline.projections[0].output.settings.max_rows == 50_000
 
 
 def test_step_ids_default_to_the_filter_name_and_can_be_given():
