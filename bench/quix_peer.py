@@ -21,7 +21,7 @@ from quixstreams import Application, State
 from quixstreams.sinks import BatchingSink, SinkBatch
 
 from core.envelope import Envelope, LogRecord, MalformedCommand, decode_command
-from operators.order_state import TABLE_COLUMNS, OrderState, apply
+from examples.orders.order_state import TABLE_COLUMNS, OrderState, apply
 
 NAMES = [name for name, _ in TABLE_COLUMNS]
 

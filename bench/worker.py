@@ -264,9 +264,9 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
 def latency(args: dict[str, Any]) -> dict[str, Any]:
     """Produce at a fixed rate into a live deployment; the time from each batch's newest log
     time to its rows being written (visible in the stable view from that moment)."""
-    from commands.generator import OrderGenerator
     from commands.load import produce_load
     from commands.producer import CommandProducer
+    from examples.orders.generator import OrderGenerator
 
     brokers, topic, work = args["brokers"], args["topic"], Path(args["work"])
     with CommandLog(brokers, topic) as log:

@@ -17,6 +17,7 @@ import msgspec
 import operators.builtin  # noqa: F401 - the built-in filters must be registered
 import sinks.builtin  # noqa: F401 - the built-in sink kinds must be registered
 from core.errors import SpecError
+from core.params import describe_params
 from core.schema import Table
 from operators.base import Filter
 from operators.code import AllowList, import_module, only
@@ -247,11 +248,25 @@ def _build_step(
     try:
         typed = msgspec.convert(params, registration.params)
     except msgspec.ValidationError as exc:
-        raise SpecError(f"{source}: {where}.{name}: {_pathify(str(exc))}") from None
+        message = f"{source}: {where}.{name}: {_pathify(str(exc))}"
+        raise SpecError(message + _what_to_give(str(exc), registration.params)) from None
     try:
         return registration.factory(step_id, typed)
     except (ValueError, TypeError) as exc:
         raise SpecError(f"{source}: {where}.{name}: {exc}") from None
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _what_to_give(message: str, params: type[msgspec.Struct]) -> str:
+    """For a missing parameter: what to give, from the parameter's own doc."""
+    found = _MISSING.search(message)
+    if not found:
+        return ""
+    docs = {p.name: p.doc for p in describe_params(params)}
+    doc = docs.get(found.group(1))
+    return f"; give `{found.group(1)}: …`, {doc}" if doc else ""
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")

@@ -23,7 +23,6 @@ from rich.table import Table as RichTable
 import operators.builtin  # noqa: F401 - registers the built-in filters
 from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
 from commands.dead_letters import replay as replay_letters
-from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
 from commands.log import ENFORCED, CommandLog
 from commands.producer import CommandProducer
@@ -41,6 +40,7 @@ from deploy.runtime import Runtime, root_cause
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.status import describe, listed
+from examples.orders.generator import OrderGenerator
 from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq
 from sinks.store import open_client

@@ -5,7 +5,6 @@ from operators import (  # noqa: F401 - imported for their registrations
     derive,
     forward,
     fx,
-    order_state,
     redact,
     route,
     select,

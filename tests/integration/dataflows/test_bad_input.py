@@ -7,10 +7,10 @@ import msgspec
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
 from core.envelope import encode_command
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from sinks.dlq import dlq_topic
 from tests.oracles import (

@@ -5,9 +5,9 @@ check, while the same batch sent again with its token is dropped by ClickHouse."
 import msgspec
 from kafka import KafkaConsumer, TopicPartition
 
-from commands.generator import OrderGenerator
 from core.envelope import decode_command
 from dataflows.spec import parse_pipeline
+from examples.orders.generator import OrderGenerator
 from sinks.clickhouse import create_projection_table
 from sinks.ddl import create_database
 from tests.conftest import produce, renamed

@@ -10,11 +10,11 @@ import uuid
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from core.envelope import encode_command
 from dataflows.spec import load_pipeline
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from tests.conftest import REPO, produce, renamed
 from tests.integration.dataflows.test_bad_input import read_dlq
@@ -39,7 +39,7 @@ def projections(store, pipeline):
 
 
 def orders_pipeline(name):
-    return renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), name)
+    return renamed(load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml"), name)
 
 
 def test_kcat_with_every_codec_and_headers_projects_like_our_producer(brokers, run_bounded, store):

@@ -13,6 +13,7 @@ from sinks.ddl import create_database, qualified
 V1 = """\
 name: {name}
 version: 1
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders
@@ -27,6 +28,7 @@ projections:
 V2 = """\
 name: {name}
 version: 2
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders

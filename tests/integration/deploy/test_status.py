@@ -15,6 +15,7 @@ from sinks.progress import create_progress_table, record_progress
 SPEC = """\
 name: shop
 version: 1
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders
