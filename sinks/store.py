@@ -70,7 +70,7 @@ def open_client(dsn: str, wait_s: float = 0.0, settings: dict[str, Any] | None =
                 with _lock:
                     _hold_embedded(path)
                     if not _started:
-                        return _start_engine(path)
+                        return _start_engine(path, settings)
                 break
             except StoreBusy:
                 if time.monotonic() >= deadline:
@@ -103,10 +103,11 @@ def _connect(dsn: str, **options: object) -> Client:
         raise StoreError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
 
 
-def _start_engine(path: Path) -> Client:
+def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
     """The first connection, made from a directory holding the engine's configuration file:
     chDB reads it (and sizes its pools) only when the engine starts. The directory is changed
-    back at once; nothing else of this process runs yet when it opens its store."""
+    back at once; nothing else of this process runs yet when it opens its store. The session
+    settings are the caller's, as for any later connection (a reader's `readonly`)."""
     global _started
     root = ET.Element("clickhouse")
     for name, value in ENGINE_SETTINGS.items():
@@ -116,7 +117,7 @@ def _start_engine(path: Path) -> Client:
         (Path(config_dir) / "config.xml").write_text(ET.tostring(root, encoding="unicode"))
         os.chdir(config_dir)
         try:
-            client = _connect(f"chdb://{path}")
+            client = _connect(f"chdb://{path}", settings=settings)
         finally:
             os.chdir(previous)
     _started = True
