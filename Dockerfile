@@ -3,11 +3,13 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api ./api
+COPY core ./core
 COPY commands ./commands
 COPY dataflows ./dataflows
 COPY operators ./operators
 COPY sinks ./sinks
 COPY deploy ./deploy
+COPY examples ./examples
 RUN pip install --no-cache-dir .
 ENV CQRS_DATA_DIR=/data
 VOLUME /data

@@ -42,7 +42,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import FromPath, JSONBody, QueryParameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from commands.errors import CqrsError, NotFound
+from core.errors import CqrsError, NotFound
 from deploy.bluegreen import MAX_BEHIND_S
 
 log = logging.getLogger(__name__)

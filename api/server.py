@@ -24,7 +24,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import Service, create_app
 from api.security import Guard, Limits, allowed_hosts
-from commands.errors import CqrsError
+from core.errors import CqrsError
 
 MAX_CONNECTIONS = 256
 

@@ -25,6 +25,8 @@ from deploy.broker import KafkaDistribution, LocalBroker
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".cache" / "bench-work"
 QUIX_PYTHON = REPO / ".cache" / "bench-quix" / "bin" / "python"
+#: the orders example's v1 spec, relative to the repository (the workers run from there)
+ORDERS_SPEC = "examples/orders/specs/orders.yaml"
 
 
 def log(message: str) -> None:
@@ -118,7 +120,11 @@ def main(commands: int, memory_commands: int) -> None:
                 "bare", f"s1-bare-{topic}", topic=topic, decode_only=True, **common
             )
             s[f"s2_ours_{topic}"] = job(
-                "ours", f"s2-ours-{topic}", topic=topic, spec="dataflows/orders.yaml", **common
+                "ours",
+                f"s2-ours-{topic}",
+                topic=topic,
+                spec=ORDERS_SPEC,
+                **common,
             )
             s[f"s2_bare_{topic}"] = job(
                 "bare",
@@ -131,7 +137,7 @@ def main(commands: int, memory_commands: int) -> None:
             "bytewax_kafka",
             "s2-bytewax-kafka",
             topic="orders6",
-            spec="dataflows/orders.yaml",
+            spec=ORDERS_SPEC,
             **common,
         )
         s["s2_clickhouse_parses"] = job(
@@ -144,15 +150,13 @@ def main(commands: int, memory_commands: int) -> None:
             "latency",
             "s3-latency",
             topic="latency6",
-            spec="dataflows/orders.yaml",
+            spec=ORDERS_SPEC,
             rate=rate,
             seconds=60,
             **common,
         )
         s["s4_replay"] = replay(brokers)
-        s["s5_memory"] = job(
-            "ours", "s5-memory", topic="memory6", spec="dataflows/orders.yaml", **common
-        )
+        s["s5_memory"] = job("ours", "s5-memory", topic="memory6", spec=ORDERS_SPEC, **common)
         s["s6_two_processes"] = two_processes(brokers)
         results["scenarios"] = s
     finally:
@@ -188,7 +192,7 @@ def replay(brokers: str) -> dict[str, Any]:
             "--log-level",
             "WARNING",
             "replay",
-            "dataflows/orders.yaml",
+            ORDERS_SPEC,
             "--from",
             "earliest",
             "--into",
@@ -228,7 +232,7 @@ def two_processes(brokers: str) -> dict[str, Any]:
         args = {
             "brokers": brokers,
             "topic": "orders6",
-            "spec": "dataflows/orders.yaml",
+            "spec": ORDERS_SPEC,
             "partitions": half,
             "work": str(w),
         }

@@ -15,15 +15,15 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 import operators.builtin  # noqa: F401 - the spec names built-in filters
-from commands import orders
-from commands.envelope import Envelope, LogRecord, MalformedCommand, decode_command
+from core.envelope import Envelope, LogRecord, MalformedCommand, decode_command
 from dataflows.spec import load_pipeline
-from operators.order_state import OrderState, apply
+from examples.orders import schemas as orders
+from examples.orders.order_state import OrderState, apply
 from sinks.clickhouse import create_projection_table
 from sinks.ddl import create_database, qualified
 from sinks.store import open_client
 
-ORDERS_SPEC = Path(__file__).resolve().parents[1] / "dataflows" / "orders.yaml"
+ORDERS_SPEC = Path(__file__).resolve().parents[1] / "examples" / "orders" / "specs" / "orders.yaml"
 MINUTE_MS = 60_000
 LATENESS_MS = 30_000
 #: inserts of this many rows when the harness gives no sizes (`python -m bench.worker bare`)
@@ -74,14 +74,13 @@ def bare_loop(
     client = open_client(dsn)
     client.command(create_database(database))
     tables = {}
-    for projection in load_pipeline(ORDERS_SPEC).projections:
-        assert projection.table is not None
-        create_projection_table(client, database, projection.table)
-        tables[projection.name] = _Table(
+    for table in load_pipeline(ORDERS_SPEC).tables:
+        create_projection_table(client, database, table)
+        tables[table.name] = _Table(
             client,
-            qualified(database, projection.table.name),
-            projection.table.column_names,
-            (batch_rows or {}).get(projection.name, BATCH_ROWS),
+            qualified(database, table.name),
+            table.column_names,
+            (batch_rows or {}).get(table.name, BATCH_ROWS),
         )
     order_rows, revenue_rows = tables["orders"], tables["revenue_per_minute"]
     consumer = consumer_from_start(brokers, topic, list(ends))

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import operators.builtin  # noqa: F401
-from commands.generator import OrderGenerator
 from commands.load import produce_load
 from commands.log import CommandLog
 from commands.producer import CommandProducer
@@ -23,6 +22,7 @@ from dataflows.spec import load_pipeline
 from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 
 REPO = Path(__file__).resolve().parents[1]
 JOIN = (
@@ -46,7 +46,10 @@ def main(count: int) -> dict[str, float]:
         with CommandProducer(brokers, "commands") as producer:
             produce_load(producer, OrderGenerator(seed=1, step_ms=5), count=count)
         settings = Settings(data_dir=work / "data", brokers=brokers, http_port=0)
-        v1, v2 = REPO / "dataflows" / "orders.yaml", REPO / "dataflows" / "orders_v2.yaml"
+        v1, v2 = (
+            REPO / "examples" / "orders" / "specs" / "orders.yaml",
+            REPO / "examples" / "orders" / "specs" / "orders_v2.yaml",
+        )
         with Runtime(settings, brokers) as runtime:
             runtime.ensure(load_pipeline(v1), v1.read_text())
             wait(lambda: runtime.status("orders_v1")[0]["done"] >= count)

@@ -1,8 +1,9 @@
 """A projector that keeps nothing: the null sink of the decode-only scenario, registered the way
 any user's filter is (the spec names this module under `modules:`)."""
 
-from commands.envelope import Envelope
-from operators.base import Output, Skipped, Stateless
+from core.envelope import Envelope
+from core.outputs import Output, Skipped
+from operators.base import Stateless
 from operators.registry import NoParams, register_filter
 
 

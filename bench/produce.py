@@ -16,9 +16,9 @@ import sys
 
 from kafka.partitioner.default import murmur2
 
-from commands.generator import OrderGenerator
 from commands.load import produce_load
 from commands.producer import CommandProducer
+from examples.orders.generator import OrderGenerator
 
 
 def partition_of(key: bytes, partitions: int) -> int:

@@ -20,8 +20,8 @@ import msgspec
 from quixstreams import Application, State
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from commands.envelope import Envelope, LogRecord, MalformedCommand, decode_command
-from operators.order_state import TABLE_COLUMNS, OrderState, apply
+from core.envelope import Envelope, LogRecord, MalformedCommand, decode_command
+from examples.orders.order_state import TABLE_COLUMNS, OrderState, apply
 
 NAMES = [name for name, _ in TABLE_COLUMNS]
 

@@ -22,12 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.schema import Table
 from dataflows.spec import load_pipeline
 from deploy.query import Reader
 from deploy.stable import StableLayer
-from operators.order_state import TABLE_COLUMNS
+from examples.orders.order_state import TABLE_COLUMNS
 from sinks.clickhouse import create_projection_table
-from sinks.ddl import Table, create_database
+from sinks.ddl import create_database
 from sinks.store import open_client
 
 ARGMAX = (
@@ -93,7 +94,9 @@ def main(n: int) -> None:
     layer.create_tables()
     client.command(create_database("bench_green"))
     create_projection_table(client, "bench_green", table)
-    spec = load_pipeline(Path(__file__).resolve().parents[1] / "dataflows" / "orders.yaml")
+    spec = load_pipeline(
+        Path(__file__).resolve().parents[1] / "examples" / "orders" / "specs" / "orders.yaml"
+    )
     orders_only = dataclasses.replace(spec, projections=spec.projections[:1])
     layer.switch("orders", "bench")
     layer.rebuild("orders", [("bench", orders_only), ("bench_green", orders_only)])

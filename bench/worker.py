@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
 from bench.bare_loop import bare_loop, consumer_from_start
-from commands.envelope import LogRecord, Polled
 from commands.log import CommandLog, part_key
+from core.envelope import LogRecord, Polled
 from dataflows.metrics import DeploymentMetrics, Metrics
 from dataflows.spec import Pipeline, load_pipeline
 from deploy.deployment import Deployment, DeploymentConfig
@@ -225,16 +225,21 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
         "pipeline", batches, lambda resume: _Logic(PartitionPipeline(pipeline, resume))
     )
     for projection in pipeline.projections:
-        create_projection_table(client, "bwk", projection.table)
+        create_projection_table(client, "bwk", projection.output.table)
         name = projection.name
         items = op.map_value(
             f"{name}_rows",
             results,
-            lambda out, n=name: (out.first_offset, out.last_offset, out.last_log_time, out.rows[n]),
+            lambda out, n=name: (
+                out.first_offset,
+                out.last_offset,
+                out.last_log_time,
+                out.items[n],
+            ),
         )
         sink = ProjectionSink(
             "bwk",
-            projection.table,
+            projection.output.table,
             dsn,
             list(ends),
             dlq=lambda: DlqWriter(brokers, topic, "bwk"),
@@ -259,9 +264,9 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
 def latency(args: dict[str, Any]) -> dict[str, Any]:
     """Produce at a fixed rate into a live deployment; the time from each batch's newest log
     time to its rows being written (visible in the stable view from that moment)."""
-    from commands.generator import OrderGenerator
     from commands.load import produce_load
     from commands.producer import CommandProducer
+    from examples.orders.generator import OrderGenerator
 
     brokers, topic, work = args["brokers"], args["topic"], Path(args["work"])
     with CommandLog(brokers, topic) as log:

@@ -1,1 +1,1 @@
-"""The write side: the command envelope, the command log, producers and the demo load generator."""
+"""The write side: the command log, producers, schemas and the demo load generator."""

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import msgspec
 from kafka import KafkaConsumer, TopicPartition
 
-from commands.envelope import LogRecord
 from commands.log import MAX_RECORD_BYTES
 from commands.producer import CommandProducer
+from core.envelope import LogRecord
 
 REPLAYED_HEADER = "replayed-from-dlq"
 

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from commands.envelope import Command
 from commands.producer import CommandProducer
+from core.envelope import Command
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from commands.envelope import Command, encode_command
-from commands.errors import CommandLogError
 from commands.log import MAX_RECORD_BYTES
+from core.envelope import Command, encode_command
+from core.errors import CommandLogError
 
 
 class CommandProducer:

@@ -5,9 +5,10 @@
 
 The source emits one item per poll of a partition (its records and position), already keyed by
 partition. One `stateful_batch` step runs `PartitionPipeline` for each partition and keeps its
-state in Bytewax recovery under the step id `pipeline`. Each projection's sink receives, per
-batch, `(partition, (first offset, last offset, newest log time, rows))`, also when the batch
-gave no rows, so a sink always knows how far its partition has been processed.
+state in Bytewax recovery under the step id `pipeline`. Each projection's output (and the DLQ's)
+picks its sink's items from every batch's results: a table's sink receives, per batch,
+`(partition, (first offset, last offset, newest log time, rows))`, also when the batch gave no
+rows, so it always knows how far its partition has been processed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from commands.envelope import Polled, Rejected
-from commands.errors import FailedAt
-from dataflows.executor import NO_OBSERVERS, BatchOutput, Observers, PartitionPipeline
+from core.envelope import Polled, Rejected
+from core.errors import FailedAt
+from core.outputs import BatchOutput
+from dataflows.executor import NO_OBSERVERS, Observers, PartitionPipeline
 from dataflows.spec import Pipeline, Projection
+from sinks.dlq import DLQ
 
 SinkFactory = Callable[[Projection], Sink[Any]]
 PIPELINE_STEP = "pipeline"
@@ -46,33 +49,10 @@ def build_dataflow(
 
     results = op.stateful_batch(PIPELINE_STEP, batches, build)  # type: ignore[arg-type]
     for projection in pipeline.projections:
-        name = projection.name
-        if projection.table is not None:
-            items = op.map_value(f"{name}__rows", results, _rows_of(name))
-        else:
-            items = op.flat_map(f"{name}__records", results, _forwards_of(name))
-        op.output(f"{name}__sink", items, projection_sink(projection))
-    rejects = op.flat_map("rejects", results, _rejects)
-    op.output("dlq", rejects, dlq_sink)
+        items = projection.output.stream(results)
+        op.output(f"{projection.name}__sink", items, projection_sink(projection))
+    op.output("dlq", DLQ.stream(results), dlq_sink)
     return flow
-
-
-def _rows_of(name: str) -> Callable[[BatchOutput], tuple[int, int, int, list[tuple[Any, ...]]]]:
-    def rows(out: BatchOutput) -> tuple[int, int, int, list[tuple[Any, ...]]]:
-        return out.first_offset, out.last_offset, out.last_log_time, out.rows[name]
-
-    return rows
-
-
-def _forwards_of(name: str) -> Callable[[tuple[str, BatchOutput]], list[Any]]:
-    def forwards(item: tuple[str, BatchOutput]) -> list[Any]:
-        return item[1].forwards[name]
-
-    return forwards
-
-
-def _rejects(item: tuple[str, BatchOutput]) -> list[Rejected]:
-    return item[1].rejects
 
 
 class _Logic(StatefulBatchLogic[Polled, BatchOutput, dict[str, Any]]):

@@ -18,15 +18,17 @@ it into a dataflow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from commands.envelope import Envelope, Polled, Rejected
+from core.envelope import Envelope, Polled, Rejected
+from core.outputs import BatchOutput, Output, Skipped
 from dataflows.spec import Pipeline
-from operators.base import Filter, Forwarded, Output, PartitionLocal, Projected, Skipped, Stateless
+from operators.base import Filter, PartitionLocal, Stateless
 from operators.decode import STEP_ID as DECODE_STEP
 from operators.decode import Decoder
 from operators.route import ROUTE_ATTR, RouteFilter
+from sinks.output import SinkOutput
 
 #: outputs that leave the chain at the step that made them
 _ASIDE = (Rejected, Skipped)
@@ -53,22 +55,6 @@ class Observers:
 
 
 NO_OBSERVERS = Observers()
-
-
-@dataclass
-class BatchOutput:
-    """What one batch of one partition produced, for the sinks."""
-
-    partition: int
-    first_offset: int
-    #: the offset before the source's position: every offset up to it is done, including the
-    #: transaction markers and aborted records the source passed without returning them
-    last_offset: int
-    #: log time of the batch's newest record (0: none): the sinks measure latency from it
-    last_log_time: int
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-    forwards: dict[str, list[Forwarded]] = field(default_factory=dict)
-    rejects: list[Rejected] = field(default_factory=list)
 
 
 def _apply(f: Stateless, items: list[Envelope]) -> list[Output]:
@@ -111,10 +97,10 @@ class PartitionPipeline:
         self._observers = observers
         self._shared: Sequence[Filter] = pipeline.filters
         routed = any(isinstance(f, RouteFilter) for f in pipeline.filters)
-        self._projections: list[tuple[str, bool, Sequence[Filter]]] = [
+        self._projections: list[tuple[str, SinkOutput, Sequence[Filter]]] = [
             (
                 p.name,
-                p.table is not None,
+                p.output,
                 [_RouteGate(p.name), *p.steps] if routed else list(p.steps),
             )
             for p in pipeline.projections
@@ -145,12 +131,8 @@ class PartitionPipeline:
             self._observers.on_rejected(r.step, r.reason.value, 1)
         accepted = self._steps(self._shared, envelopes, rejects)
         self._observers.on_accepted(len(accepted))
-        for name, is_table, steps in self._projections:
-            produced = self._steps(steps, accepted, rejects)
-            if is_table:
-                out.rows[name] = [p.row for p in produced if isinstance(p, Projected)]
-            else:
-                out.forwards[name] = [p for p in produced if isinstance(p, Forwarded)]
+        for name, output, steps in self._projections:
+            out.items[name] = output.pick(self._steps(steps, accepted, rejects))
         for step_id, state in self._states.items():
             watermark = getattr(state, "watermark", None)
             if isinstance(watermark, int):

@@ -37,11 +37,7 @@ def mermaid(pipeline: Pipeline, topic: str) -> str:
             last = node
             stepped.append(node)
         sink = _node(f"sink_{projection.name}")
-        target = (
-            f"{pipeline.deployment}.{projection.name}"
-            if projection.table is not None
-            else f"topic {projection.topic}"
-        )
+        target = projection.output.label(pipeline.deployment)
         lines.append(f'  {last} --> {sink}[("{target}")]')
     lines.append(f'  dlq[("{topic}.dlq")]')
     for node in stepped:
@@ -56,11 +52,7 @@ def text(pipeline: Pipeline, topic: str) -> str:
     shared = " → ".join(["decode", *(step(f) for f in pipeline.filters)])
     lines = [f"{pipeline.deployment}: {topic} → {shared}"]
     for projection in pipeline.projections:
-        target = (
-            f"table {pipeline.deployment}.{projection.name}"
-            if projection.table is not None
-            else f"topic {projection.topic}"
-        )
+        target = projection.output.describe(pipeline.deployment)
         chain = " → ".join(step(f) for f in projection.steps)
         lines.append(f"  ├─ {projection.name}: {chain} → {target}")
     lines.append(f"  └─ every reject → {topic}.dlq")

@@ -38,9 +38,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
 from commands.dead_letters import ReplayCheck
-from commands.envelope import LogRecord, Polled, Reason, Rejected
-from commands.errors import CommandLogError
 from commands.log import CommandLog, part_key
+from core.envelope import LogRecord, Polled, Reason, Rejected
+from core.errors import CommandLogError
 
 STEP_ID = "source"
 #: records per poll of a partition, at most

@@ -8,19 +8,23 @@ what was expected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 import operators.builtin  # noqa: F401 - the built-in filters must be registered
-from commands.errors import SpecError
+import sinks.builtin  # noqa: F401 - the built-in sink kinds must be registered
+from core.errors import SpecError
+from core.params import describe_params
+from core.schema import Table
 from operators.base import Filter
 from operators.code import AllowList, import_module, only
 from operators.decode import MAX_RECORD_BYTES
 from operators.registry import FILTERS, Registry
-from sinks.ddl import Table
+from sinks.clickhouse import SinkSpec
+from sinks.output import SINKS, Declared, OutputRefused, SinkOutput
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,62}\Z")]
 #: a Kafka topic name (empty: the runtime's CQRS_TOPIC)
@@ -33,13 +37,6 @@ class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     start: Literal["earliest", "latest"] = "earliest"
     #: larger records are rejected (reason too_large) before decoding
     max_record_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MAX_RECORD_BYTES
-
-
-class SinkSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    #: rows buffered before an insert; an insert also happens at every epoch's snapshot
-    max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50_000
-    #: the longest a row waits in the buffer (what bounds the latency to the query side)
-    max_delay_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
 
 
 class ProjectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -68,13 +65,11 @@ class PipelineSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 @dataclass(frozen=True)
 class Projection:
-    """A table projection (`table` set) or a topic projection (`topic` set)."""
+    """A projection: its steps, and where its results go (`output`: a table, a topic, …)."""
 
     name: str
     steps: tuple[Filter, ...]
-    table: Table | None
-    topic: str | None
-    sink: SinkSpec
+    output: SinkOutput
 
     @property
     def projector(self) -> Filter:
@@ -101,6 +96,11 @@ class Pipeline:
     @property
     def deployment(self) -> str:
         return self.spec.deployment
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Every ClickHouse table its projections write (each keyed by its projection's name)."""
+        return tuple(t for p in self.projections for t in p.output.tables)
 
 
 def load_pipeline(path: Path | str, registry: Registry = FILTERS) -> Pipeline:
@@ -142,7 +142,7 @@ def _parse(text: bytes | str, source: str, registry: Registry) -> Pipeline:
         for i, entry in enumerate(spec.filters)
     )
     for i, f in enumerate(filters):
-        if f.is_projector:
+        if f.writes is not None:
             raise SpecError(
                 f"{source}: filters[{i}]: {f.step_id!r} is a projector (it writes a table or a "
                 f"topic), so it belongs at the end of a projection's steps"
@@ -159,30 +159,20 @@ def _parse(text: bytes | str, source: str, registry: Registry) -> Pipeline:
             for i, entry in enumerate(proj.steps)
         )
         last = steps[-1]
-        if not last.is_projector:
+        if last.writes is None:
             raise SpecError(
                 f"{source}: {where}.steps[{len(steps) - 1}]: the last step of a projection must "
                 f"write a table or a topic (a projector such as order_rows, tumbling or "
                 f"forward), and {last.step_id!r} does not"
             )
         for i, step in enumerate(steps[:-1]):
-            if step.is_projector:
+            if step.writes is not None:
                 raise SpecError(
                     f"{source}: {where}.steps[{i}]: {step.step_id!r} is a projector, so it can "
                     f"only be the last step"
                 )
-        if last.forwards and not proj.topic:
-            raise SpecError(
-                f"{source}: {where}.topic: {last.step_id!r} writes to a topic; name it with "
-                f"`topic: <name>`"
-            )
-        if not last.forwards and proj.topic:
-            raise SpecError(
-                f"{source}: {where}.topic: {last.step_id!r} writes a table, not a topic; "
-                f"drop `topic`"
-            )
-        table = replace(last.table, name=proj.name) if last.table is not None else None
-        projections.append(Projection(proj.name, steps, table, proj.topic or None, proj.sink))
+        output = _output(last, proj, f"{source}: {where}")
+        projections.append(Projection(proj.name, steps, output))
     for i, f in enumerate(filters):
         unknown = sorted(getattr(f, "targets", frozenset()) - names)
         if unknown:
@@ -191,6 +181,22 @@ def _parse(text: bytes | str, source: str, registry: Registry) -> Pipeline:
                 f"does not have (it has {sorted(names)})"
             )
     return Pipeline(spec=spec, source=source, filters=filters, projections=tuple(projections))
+
+
+def _output(projector: Filter, proj: ProjectionSpec, where: str) -> SinkOutput:
+    """The projection's output, of the kind its projector writes."""
+    kind = SINKS.get(projector.writes or "")
+    if kind is None:
+        raise SpecError(
+            f"{where}.steps[{len(proj.steps) - 1}]: {projector.step_id!r} writes a sink of kind "
+            f"{projector.writes!r}, which is not registered (registered: "
+            f"{', '.join(SINKS.names())})"
+        )
+    declared = Declared(proj.name, projector.step_id, projector.table, proj.topic, proj.sink)
+    try:
+        return kind.build(declared)
+    except OutputRefused as exc:
+        raise SpecError(f"{where}.{exc.field}: {exc}") from None
 
 
 _STEP_ID = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -242,11 +248,25 @@ def _build_step(
     try:
         typed = msgspec.convert(params, registration.params)
     except msgspec.ValidationError as exc:
-        raise SpecError(f"{source}: {where}.{name}: {_pathify(str(exc))}") from None
+        message = f"{source}: {where}.{name}: {_pathify(str(exc))}"
+        raise SpecError(message + _what_to_give(str(exc), registration.params)) from None
     try:
         return registration.factory(step_id, typed)
     except (ValueError, TypeError) as exc:
         raise SpecError(f"{source}: {where}.{name}: {exc}") from None
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _what_to_give(message: str, params: type[msgspec.Struct]) -> str:
+    """For a missing parameter: what to give, from the parameter's own doc."""
+    found = _MISSING.search(message)
+    if not found:
+        return ""
+    docs = {p.name: p.doc for p in describe_params(params)}
+    doc = docs.get(found.group(1))
+    return f"; give `{found.group(1)}: …`, {doc}" if doc else ""
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")

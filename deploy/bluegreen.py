@@ -22,7 +22,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.registry import Record, pipeline_of

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import dataflows
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.settings import Settings
+from examples.orders import SPECS
 
-#: the demo pipeline shipped with the package
-DEMO_SPEC = Path(dataflows.__file__).parent / "orders.yaml"
+#: the demo pipeline shipped with the package (the orders example)
+DEMO_SPEC = SPECS / "orders.yaml"
 
 
 def local_broker(settings: Settings, port: int | None = None) -> LocalBroker:

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from commands.errors import BrokerError
+from core.errors import BrokerError
 
 KAFKA_VERSION = "4.4.0"
 _SCALA = "2.13"

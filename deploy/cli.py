@@ -23,11 +23,10 @@ from rich.table import Table as RichTable
 import operators.builtin  # noqa: F401 - registers the built-in filters
 from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
 from commands.dead_letters import replay as replay_letters
-from commands.errors import CqrsError
-from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
 from commands.log import ENFORCED, CommandLog
 from commands.producer import CommandProducer
+from core.errors import CqrsError
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bluegreen import MAX_BEHIND_S
@@ -41,6 +40,7 @@ from deploy.runtime import Runtime, root_cause
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.status import describe, listed
+from examples.orders.generator import OrderGenerator
 from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq
 from sinks.store import open_client
@@ -187,9 +187,9 @@ def validate(spec: Path) -> None:
     """Check a pipeline spec without starting anything."""
     pipeline = load_pipeline(spec)
     console.print(f"{spec}: ok — {pipeline.deployment}")
-    for projection in pipeline.projections:
-        cols = ", ".join(f"{n} {t}" for n, t in projection.table.columns)
-        console.print(f"  projection {projection.name}: {cols}", highlight=False)
+    for table in pipeline.tables:
+        cols = ", ".join(f"{n} {t}" for n, t in table.columns)
+        console.print(f"  projection {table.name}: {cols}", highlight=False)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 from api.token import read_token
-from commands.errors import CqrsError
+from core.errors import CqrsError
 from deploy.query import QueryResult
 from deploy.settings import Settings
 

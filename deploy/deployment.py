@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from bytewax.outputs import Sink
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from commands.errors import ConfigError, RecoveryError
 from commands.log import CommandLog
+from core.errors import ConfigError, RecoveryError
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
 from dataflows.metrics import DeploymentMetrics
@@ -29,16 +31,10 @@ from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
 from deploy.memory import tune_collector
 from sinks import ddl
-from sinks.clickhouse import (
-    ClientFactory,
-    ProjectionSink,
-    check_dedup_window,
-    create_projection_table,
-)
-from sinks.dlq import DlqSink, DlqWriter, dlq_topic, ensure_dlq
+from sinks.dlq import DLQ, dlq_topic
+from sinks.output import ClientFactory, SinkContext
 from sinks.progress import PROGRESS, create_progress_table, read_progress
 from sinks.store import open_client
-from sinks.topic import TopicSink
 
 log = logging.getLogger(__name__)
 
@@ -113,27 +109,37 @@ class Deployment:
                 raise ConfigError(f"{self.name}: partitions {unknown} are not in {cfg.topic}")
             partitions = sorted(cfg.partitions)
         self._check_recovery(client)
-        ensure_dlq(cfg.brokers, cfg.topic)
+        sinks = self._sinks(partitions)
+        DLQ.prepare(client, sinks)
         client.command(ddl.create_database(self.database))
         create_progress_table(client, self.database)
         for projection in cfg.pipeline.projections:
-            if projection.table is not None:
-                create_projection_table(client, self.database, projection.table)
-                check_dedup_window(
-                    client, self.database, projection.table, self._dedup_needed(partitions)
-                )
-            else:
-                with CommandLog(cfg.brokers, projection.topic) as downstream:
-                    downstream.ensure(partitions=len(partitions))
+            projection.output.prepare(client, sinks)
         if not self.recovery_dir.exists():
             self.recovery_dir.mkdir(parents=True)
             init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
         return partitions
 
+    def _sinks(self, partitions: list[int]) -> SinkContext:
+        """What this deployment's outputs need to prepare their targets and build sinks."""
+        cfg, m = self.config, self.metrics
+        return SinkContext(
+            deployment=self.name,
+            brokers=cfg.brokers,
+            log_topic=cfg.topic,
+            clickhouse_dsn=cfg.clickhouse_dsn,
+            partitions=partitions,
+            client_factory=cfg.client_factory,
+            dedup_inserts=self._dedup_needed(partitions),
+            on_flush=m.on_flush,
+            on_retry=m.on_retry,
+            on_written=m.on_written,
+        )
+
     def _dedup_needed(self, partitions: list[int]) -> int:
         """Inserts per table a crash can repeat: every partition's flushes in one epoch (on
         max_delay) plus the snapshot's own, with a margin of two."""
-        delays = [p.sink.max_delay_ms for p in self.config.pipeline.projections]
+        delays = [p.sink.max_delay_ms for p in self.config.pipeline.spec.projections]
         per_epoch = self.config.epoch.total_seconds() * 1000 / min(delays) + 1
         return int(2 * len(partitions) * per_epoch)
 
@@ -176,32 +182,16 @@ class Deployment:
             careful=cfg.careful,
         )
 
-        opened: list[CommandLogSource | ProjectionSink | TopicSink | DlqSink] = [source]
+        sinks = self._sinks(partitions)
+        opened: list[CommandLogSource | Sink[Any]] = [source]
 
-        def projection_sink(projection: Projection) -> ProjectionSink | TopicSink:
-            sink: ProjectionSink | TopicSink
-            if projection.table is None:
-                sink = TopicSink(cfg.brokers, projection.topic or "")
-                opened.append(sink)
-                return sink
-            sink = ProjectionSink(
-                self.database,
-                projection.table,
-                cfg.clickhouse_dsn,
-                partitions,
-                dlq=lambda: DlqWriter(cfg.brokers, cfg.topic, self.name),
-                max_rows=projection.sink.max_rows,
-                max_delay_s=projection.sink.max_delay_ms / 1000,
-                on_flush=self.metrics.on_flush,
-                on_retry=self.metrics.on_retry,
-                on_written=self.metrics.on_written,
-                client_factory=cfg.client_factory,
-            )
+        def projection_sink(projection: Projection) -> Sink[Any]:
+            sink = projection.output.sink(sinks)
             opened.append(sink)
             return sink
 
         m = self.metrics
-        dlq = DlqSink(cfg.brokers, cfg.topic, self.name)
+        dlq = DLQ.sink(sinks)
         opened.append(dlq)
         flow = build_dataflow(
             self.name,

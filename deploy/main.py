@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from commands.errors import CqrsError
+from core.errors import CqrsError
 from deploy.runtime_file import claim
 from deploy.settings import Settings
 

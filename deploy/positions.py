@@ -12,8 +12,8 @@ import datetime as dt
 import re
 import time
 
-from commands.errors import ConfigError
 from commands.log import CommandLog
+from core.errors import ConfigError
 from dataflows.source import StartAt
 
 _OFFSETS = re.compile(r"[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*")

@@ -20,7 +20,7 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from commands.errors import StoreError
+from core.errors import StoreError
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard

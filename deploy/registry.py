@@ -13,9 +13,10 @@ from typing import Any
 import msgspec
 from clickhouse_connect.driver.client import Client
 
+from core.schema import Table
 from dataflows.spec import Pipeline, parse_pipeline
 from operators.code import AllowList
-from sinks.ddl import Table, create_database, create_table, literal, qualified
+from sinks.ddl import create_database, create_table, literal, qualified
 
 DEPLOYMENTS = Table(
     name="deployments",

@@ -38,7 +38,8 @@ from prometheus_client import CollectorRegistry
 from api.security import Limits
 from api.server import ApiServer
 from api.token import ensure_token
-from commands.errors import (
+from commands.log import CommandLog
+from core.errors import (
     CommandLogError,
     ConfigError,
     CqrsError,
@@ -48,7 +49,6 @@ from commands.errors import (
     SpecError,
     StuckAt,
 )
-from commands.log import CommandLog
 from dataflows.metrics import Metrics
 from dataflows.source import BATCH_SIZE, StartAt
 from dataflows.spec import Pipeline, parse_pipeline
@@ -558,7 +558,7 @@ class Runtime:
         with self._lock:
             running = [d for d in self.deployments.values() if d.state is State.RUNNING]
         for deployment in running:
-            tables = [p.name for p in deployment.config.pipeline.projections if p.table is not None]
+            tables = [t.name for t in deployment.config.pipeline.tables]
             offsets = written(self.client, deployment.database, tables)
             if not offsets:
                 continue

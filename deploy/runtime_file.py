@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

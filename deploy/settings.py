@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 
 ENV_PREFIX = "CQRS_"
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from commands.errors import StoreError
+from core.errors import StoreError
 from sinks.ddl import READER_SYSTEM_TABLES
 
 #: table functions that only make rows from their arguments (lowercase)

@@ -16,8 +16,9 @@ import time
 
 from clickhouse_connect.driver.client import Client
 
+from core.schema import Table
 from dataflows.spec import Pipeline
-from sinks.ddl import Table, create_database, create_table, ident, literal, qualified
+from sinks.ddl import create_database, create_table, ident, literal, qualified
 
 POINTER = Table(
     name="active",
@@ -77,10 +78,11 @@ class StableLayer:
         projections: dict[str, list[tuple[str, str]]] = {}
         for deployment, spec in branches:
             for projection in spec.projections:
-                if projection.table is None or (only is not None and projection.name not in only):
+                if only is not None and projection.name not in only:
                     continue
-                select = projection.projector.view(qualified(deployment, projection.table.name))
-                projections.setdefault(projection.name, []).append((deployment, select))
+                for table in projection.output.tables:
+                    select = projection.projector.view(qualified(deployment, table.name))
+                    projections.setdefault(projection.name, []).append((deployment, select))
         pointer = self.pointer_sql(pipeline)
         for name, selects in projections.items():
             self._client.command(

@@ -76,7 +76,7 @@ def describe(
     it is in time (`behind`, per partition, and `behind_s`, the most; None when a partition
     did not answer), else those are None."""
     pipeline = pipeline_of(record, allowed)
-    tables = [p.name for p in pipeline.projections if p.table is not None]
+    tables = [t.name for t in pipeline.tables]
     done_to = written(client, record.name, tables)
     ends = end_offsets(record.topic)
     partitions = sorted({*record.start, *done_to, *ends})

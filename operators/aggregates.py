@@ -21,9 +21,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from commands.envelope import Envelope
+from core.envelope import Envelope
+from core.schema import is_ident
 from operators.fields import MISSING, getter
-from sinks.ddl import is_ident
 
 KMV_K = 1024
 

@@ -13,8 +13,9 @@ partition-local step folds a batch into state it changes in place, so it guards 
 its own loop, working out everything that can raise before it changes anything
 (`guards_records`); for any other, the executor keeps a snapshot to fall back on.
 
-A projector is the last step of a projection: it turns envelopes into `Projected` rows for the
-`Table` it declares, or into `Forwarded` records for a topic.
+A projector is the last step of a projection: it says which kind of sink it `writes`, and turns
+envelopes into `Projected` rows for the `Table` it declares, or into `Forwarded` records for a
+topic.
 """
 
 from __future__ import annotations
@@ -23,53 +24,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-import msgspec
-
-from commands.envelope import Envelope, Rejected, failure
-from sinks.ddl import Table
+from core.envelope import Envelope, Rejected, failure
+from core.outputs import Output
+from core.schema import Table
 
 S = TypeVar("S")
-
-
-class Projected(msgspec.Struct, frozen=True, gc=False):
-    """A row for a projection table, with the log position it derives from."""
-
-    partition: int
-    offset: int
-    row: tuple[Any, ...]
-
-
-class Forwarded(msgspec.Struct, frozen=True, gc=False):
-    """A record for a downstream topic, with the log position it derives from."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-class Skipped(msgspec.Struct, frozen=True, gc=False):
-    """Left out on purpose: `why` is "filtered" or "deduplicated"."""
-
-    step: str
-    why: str
-
-
-Output = Envelope | Rejected | Skipped | Projected | Forwarded
 
 
 class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abstract methods
     """Any step; `step_id` is stable and explicit, since Bytewax keys recovery state by it."""
 
     step_id: str = ""
-    #: the table a projector fills (the builder names it after the projection)
+    #: the kind of sink a projector writes (a name registered in `sinks.output.SINKS`:
+    #: "table", "topic"); None for any other step
+    writes: str | None = None
+    #: the table a projector of kind "table" fills (the spec names it after the projection)
     table: Table | None = None
-    #: True for a projector that writes to a topic instead of a table
-    forwards: bool = False
-
-    @property
-    def is_projector(self) -> bool:
-        return self.table is not None or self.forwards
 
     def view(self, source: str) -> str:
         """The stable view's query over this projector's table (`source` is its quoted name)."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-PROJECT_PACKAGES = ("commands", "dataflows", "operators", "sinks", "deploy")
+#: the project's own packages, the example domains among them (a spec names `examples.orders`)
+PROJECT_PACKAGES = ("core", "commands", "dataflows", "operators", "sinks", "deploy", "examples")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands.envelope import (
+from core.envelope import (
     Envelope,
     LogRecord,
     MalformedCommand,

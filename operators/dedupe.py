@@ -32,9 +32,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from commands.envelope import Envelope, Reason
+from core.envelope import Envelope, Reason
+from core.outputs import Output, Skipped
 from operators.aggregates import stable_hash
-from operators.base import Output, PartitionLocal, Skipped
+from operators.base import PartitionLocal
 from operators.durations import millis
 from operators.registry import register_filter
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import msgspec
 
-from commands.envelope import Envelope
-from operators.base import Output, Stateless
+from core.envelope import Envelope
+from core.outputs import Output
+from operators.base import Stateless
 from operators.fields import MISSING, attr_name, getter
 from operators.registry import register_filter
 

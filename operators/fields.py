@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from commands.envelope import Envelope
+from core.envelope import Envelope
 
 MISSING: Any = type(
     "Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import msgspec
 
-from commands.envelope import Envelope
-from operators.base import Forwarded, Output, Stateless
+from core.envelope import Envelope
+from core.outputs import Forwarded, Output
+from operators.base import Stateless
 from operators.registry import register_filter
 
 _encoder = msgspec.json.Encoder()
@@ -21,7 +22,7 @@ class ForwardParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Forward(Stateless):
     """Writes each command to the projection's topic as JSON."""
 
-    forwards = True
+    writes = "topic"
 
     def __init__(self, step_id: str, params: ForwardParams) -> None:
         self.step_id = step_id

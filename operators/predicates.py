@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from commands.envelope import Envelope
+from core.envelope import Envelope
 from operators.fields import MISSING, getter
 
 Predicate = Callable[[Envelope], bool]

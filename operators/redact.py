@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from commands.envelope import Envelope
-from operators.base import Output, Stateless
+from core.envelope import Envelope
+from core.outputs import Output
+from operators.base import Stateless
 from operators.fields import check_path
 from operators.registry import register_filter
 

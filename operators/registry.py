@@ -7,12 +7,14 @@ with the same decorator, in a module the spec imports. Registering a name twice 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 
+from core.params import Param, describe_params
 from operators.base import Filter
 
 
@@ -29,6 +31,16 @@ class Registration:
     params: type[msgspec.Struct]
     factory: Callable[[str, Any], Filter]  # (step_id, params) -> filter
     summary: str
+
+
+@dataclass(frozen=True)
+class FilterDoc:
+    """A registered filter, as `cqrs filters` shows it."""
+
+    name: str
+    summary: str
+    doc: str
+    params: list[Param]
 
 
 class Registry:
@@ -52,6 +64,16 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def describe(self) -> list[FilterDoc]:
+        """Every filter with its docstring and its typed parameters, by name."""
+        docs = []
+        for name in self.names():
+            r = self._by_name[name]
+            doc = inspect.cleandoc(r.factory.__doc__ or "")
+            summary = " ".join(doc.split("\n\n")[0].split())
+            docs.append(FilterDoc(name, summary, doc, describe_params(r.params)))
+        return docs
 
 
 FILTERS = Registry()

@@ -10,8 +10,9 @@ from typing import Any
 
 import msgspec
 
-from commands.envelope import Envelope
-from operators.base import Output, Skipped, Stateless
+from core.envelope import Envelope
+from core.outputs import Output, Skipped
+from operators.base import Stateless
 from operators.predicates import compile_condition
 from operators.registry import register_filter
 

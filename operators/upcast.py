@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from commands.envelope import Envelope, Reason
-from operators.base import Output, Stateless
+from core.envelope import Envelope, Reason
+from core.outputs import Output
+from operators.base import Stateless
 from operators.code import CodeRefused, load
 from operators.registry import register_filter
 

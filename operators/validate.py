@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from commands.envelope import Envelope, Reason, Rejected
 from commands.schemas import SchemaRegistry
+from core.envelope import Envelope, Reason, Rejected
 from operators.base import Stateless
 from operators.code import load
 from operators.durations import millis
@@ -13,8 +13,9 @@ from operators.registry import register_filter
 
 
 class ValidateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    #: "module:attribute" of a SchemaRegistry
-    schemas: str = "commands.orders:SCHEMAS"
+    #: "module:attribute" of the SchemaRegistry of your commands (the orders demo's:
+    #: examples.orders.schemas:SCHEMAS)
+    schemas: str
     #: the record's key must be the aggregate id (what keeps an aggregate on one partition)
     require_key: bool = True
     #: how far event time may run ahead of the record's log time

@@ -26,13 +26,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from commands.envelope import Envelope, Reason, Rejected
+from core.envelope import Envelope, Reason, Rejected
+from core.outputs import Output, Projected
+from core.schema import Table, is_ident
 from operators.aggregates import AggSpec, build
-from operators.base import Output, PartitionLocal, Projected
+from operators.base import PartitionLocal
 from operators.durations import millis
 from operators.fields import MISSING, attr_name, getter
 from operators.registry import register_filter
-from sinks.ddl import Table, is_ident
 
 GroupKey = tuple[str, ...]
 WindowKey = tuple[int, GroupKey]  # (window start, group)
@@ -110,6 +111,7 @@ class Windowed(PartitionLocal[WindowState]):
                 raise ValueError(f"column {column!r} is used twice (or is a reserved name)")
             taken.add(column)
         key = ("window_start", *self.group_columns, "partition", "pane")
+        self.writes = "table"
         self.table = Table(
             name=step_id,
             columns=(

@@ -21,18 +21,34 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
+import bytewax.operators as op
 import msgspec
+from bytewax.dataflow import Stream
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
-from commands.envelope import LogRecord, Reason, Rejected
-from commands.errors import StoreError
 from commands.log import part_key
+from core.envelope import LogRecord, Reason, Rejected
+from core.errors import StoreError
+from core.outputs import BatchOutput, Output, Projected
+from core.schema import Table
 from sinks import ddl
-from sinks.ddl import Table, qualified
+from sinks.ddl import qualified
 from sinks.dlq import DlqWriter
+from sinks.output import (
+    ClientFactory,
+    Declared,
+    FlushObserver,
+    OutputRefused,
+    Results,
+    RetryObserver,
+    SinkContext,
+    SinkOutput,
+    WrittenObserver,
+    register_sink,
+)
 from sinks.progress import record_progress
 from sinks.retry import Backoff, is_content_error, is_fatal_error
 from sinks.store import open_client
@@ -47,10 +63,6 @@ Row = tuple[Any, ...]
 # per batch of one partition: (first offset, last offset, newest log time in epoch ms, rows in
 # the table's column order)
 SinkItem = tuple[int, int, int, list[Row]]
-FlushObserver = Callable[[str, int, float], None]  # (table, rows, seconds)
-WrittenObserver = Callable[[list[int]], None]  # log times of the batches just written
-RetryObserver = Callable[[str, BaseException], None]  # (table, error)
-ClientFactory = Callable[[str], Client]
 
 
 def create_projection_table(client: Client, database: str, table: Table) -> None:
@@ -75,6 +87,76 @@ def check_dedup_window(client: Client, database: str, table: Table, needed: int)
             f"{qualified(database, table.name)} MODIFY SETTING "
             f"non_replicated_deduplication_window = {max(needed, DEDUP_WINDOW)}"
         )
+
+
+class SinkSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: rows buffered before an insert; an insert also happens at every epoch's snapshot
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50_000
+    #: the longest a row waits in the buffer (what bounds the latency to the query side)
+    max_delay_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
+
+
+@register_sink
+class TableOutput(SinkOutput):
+    """A ClickHouse table (a ReplacingMergeTree), written in idempotent batches, with the
+    progress of each log partition; read through the stable view. Set under `sink:`."""
+
+    kind = "table"
+    params = SinkSpec
+
+    def __init__(self, table: Table, settings: SinkSpec) -> None:
+        self.table = table
+        self.settings = settings
+
+    @classmethod
+    def build(cls, declared: Declared) -> TableOutput:
+        if declared.topic:
+            raise OutputRefused(
+                "topic", f"{declared.step_id!r} writes a table, not a topic; drop `topic`"
+            )
+        if declared.table is None:
+            raise OutputRefused("steps", f"{declared.step_id!r} declares no table")
+        return cls(replace(declared.table, name=declared.projection), declared.sink)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.table,)
+
+    def prepare(self, client: Client, ctx: SinkContext) -> None:
+        create_projection_table(client, ctx.deployment, self.table)
+        check_dedup_window(client, ctx.deployment, self.table, ctx.dedup_inserts)
+
+    def sink(self, ctx: SinkContext) -> ProjectionSink:
+        return ProjectionSink(
+            ctx.deployment,
+            self.table,
+            ctx.clickhouse_dsn,
+            ctx.partitions,
+            dlq=lambda: DlqWriter(ctx.brokers, ctx.log_topic, ctx.deployment),
+            max_rows=self.settings.max_rows,
+            max_delay_s=self.settings.max_delay_ms / 1000,
+            on_flush=ctx.on_flush,
+            on_retry=ctx.on_retry,
+            on_written=ctx.on_written,
+            client_factory=ctx.client_factory,
+        )
+
+    def pick(self, produced: list[Output]) -> list[Row]:
+        return [p.row for p in produced if isinstance(p, Projected)]
+
+    def stream(self, results: Results) -> Stream[tuple[str, SinkItem]]:
+        name = self.table.name
+
+        def item(out: BatchOutput) -> SinkItem:
+            return out.first_offset, out.last_offset, out.last_log_time, out.items[name]
+
+        return op.map_value(f"{name}__rows", results, item)
+
+    def target(self, deployment: str) -> str:
+        return f"{deployment}.{self.table.name}"
+
+    def label(self, deployment: str) -> str:
+        return self.target(deployment)
 
 
 class ProjectionSink(FixedPartitionedSink[SinkItem, int]):

@@ -1,22 +1,17 @@
 """DDL in one place: identifiers are checked and quoted here, and nothing else builds SQL from
-names. A projection's table is described by `Table`; this module turns it into statements."""
+names. A projection's table is described by `core.schema.Table`; this module turns it into
+statements."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-from commands.errors import StoreError
+from core.errors import StoreError
+from core.schema import Table, is_ident
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # ClickHouse type expressions as projections declare them: names, nesting, numbers, quoted
 # enum labels. Anything else (a `;`, a comment) is refused, so a spec cannot inject SQL.
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\((?:[A-Za-z0-9_ ,'=()-])*\))?")
-
-
-def is_ident(name: str) -> bool:
-    """A plain name: letters, digits and '_', starting with a letter or '_' (the whole of it)."""
-    return isinstance(name, str) and _IDENT.fullmatch(name) is not None
 
 
 def ident(name: str) -> str:
@@ -37,28 +32,6 @@ def check_type(type_: str) -> str:
     if not _TYPE.fullmatch(type_):
         raise StoreError(f"{type_!r} is not a ClickHouse column type this runtime accepts")
     return type_
-
-
-@dataclass(frozen=True)
-class Table:
-    """A projection table: columns in insert order, its sorting key, and the version column that
-    makes it a ReplacingMergeTree (the row with the highest version of a key wins)."""
-
-    name: str
-    columns: tuple[tuple[str, str], ...]
-    order_by: tuple[str, ...]
-    version: str | None = None
-    settings: dict[str, int | str] = field(default_factory=dict)
-
-    @property
-    def column_names(self) -> list[str]:
-        return [name for name, _ in self.columns]
-
-    def __post_init__(self) -> None:
-        names = self.column_names
-        for key in (*self.order_by, *((self.version,) if self.version else ())):
-            if key not in names:
-                raise StoreError(f"table {self.name}: key column {key!r} is not among {names}")
 
 
 def literal(value: str) -> str:

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
+import bytewax.operators as op
+from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
-from commands.envelope import Rejected
-from commands.errors import FailedAt
 from commands.log import MAX_RECORD_BYTES, CommandLog
+from core.envelope import Rejected
+from core.errors import FailedAt
+from core.outputs import Output
+from sinks.output import Declared, OutputRefused, Results, SinkContext, SinkOutput, register_sink
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +194,39 @@ class _DlqPartition(StatelessSinkPartition[Rejected]):
 
     def close(self) -> None:
         self._writer.close()
+
+
+@register_sink
+class DlqOutput(SinkOutput):
+    """The dead-letter topic `<log topic>.dlq`: every reject of every step, raw bytes kept, the
+    reason in headers. Every pipeline has it; no projection names it."""
+
+    kind = "dlq"
+
+    @classmethod
+    def build(cls, declared: Declared) -> DlqOutput:
+        raise OutputRefused(
+            "steps", "the DLQ receives every pipeline's rejects; a projection cannot write it"
+        )
+
+    def prepare(self, client: Client, ctx: SinkContext) -> None:
+        ensure_dlq(ctx.brokers, ctx.log_topic)
+
+    def sink(self, ctx: SinkContext) -> DlqSink:
+        return DlqSink(ctx.brokers, ctx.log_topic, ctx.deployment)
+
+    def pick(self, produced: list[Output]) -> list[Rejected]:
+        return [p for p in produced if isinstance(p, Rejected)]
+
+    def stream(self, results: Results) -> Stream[Rejected]:
+        return op.flat_map("rejects", results, _rejects)
+
+    def target(self, deployment: str) -> str:
+        return "<log topic>" + DLQ_SUFFIX
+
+
+def _rejects(item: tuple[str, Any]) -> list[Rejected]:
+    return item[1].rejects
+
+
+DLQ = DlqOutput()

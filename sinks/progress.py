@@ -11,7 +11,8 @@ import time
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.ddl import Table, create_table, qualified
+from core.schema import Table
+from sinks.ddl import create_table, qualified
 
 PROGRESS = Table(
     name="_progress",

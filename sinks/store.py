@@ -32,7 +32,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from commands.errors import StoreError
+from core.errors import StoreError
 
 #: server settings of the embedded engine (a ClickHouse server keeps its own configuration)
 ENGINE_SETTINGS: dict[str, str] = {
@@ -106,7 +106,8 @@ def _connect(dsn: str, **options: object) -> Client:
 def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
     """The first connection, made from a directory holding the engine's configuration file:
     chDB reads it (and sizes its pools) only when the engine starts. The directory is changed
-    back at once; nothing else of this process runs yet when it opens its store."""
+    back at once; nothing else of this process runs yet when it opens its store. The session
+    settings are the caller's, as for any later connection (a reader's `readonly`)."""
     global _started
     root = ET.Element("clickhouse")
     for name, value in ENGINE_SETTINGS.items():

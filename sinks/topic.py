@@ -1,4 +1,4 @@
-"""The topic sink: a projection that forwards commands to a downstream topic.
+"""The topic sink: a projection that forwards commands to a downstream topic (`forward`).
 
 Like the DLQ sink, a batch is acknowledged by the broker before `write_batch` returns, so a
 Bytewax snapshot never covers a record still in a producer buffer.
@@ -6,11 +6,67 @@ Bytewax snapshot never covers a record still in a producer buffer.
 
 from __future__ import annotations
 
+from typing import Any
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
-from commands.errors import FailedAt
-from operators.base import Forwarded
+from commands.log import CommandLog
+from core.errors import FailedAt
+from core.outputs import Forwarded, Output
+from sinks.output import Declared, OutputRefused, Results, SinkContext, SinkOutput, register_sink
+
+
+class TopicParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: the topic it writes (created with as many partitions as the command log has)
+    topic: str
+
+
+@register_sink
+class TopicOutput(SinkOutput):
+    """A Kafka topic downstream: each record acknowledged by the broker before its batch is
+    done. Named with the projection's `topic:`."""
+
+    kind = "topic"
+    params = TopicParams
+
+    def __init__(self, name: str, topic: str) -> None:
+        self.name = name
+        self.topic = topic
+
+    @classmethod
+    def build(cls, declared: Declared) -> TopicOutput:
+        if not declared.topic:
+            raise OutputRefused(
+                "topic",
+                f"{declared.step_id!r} writes to a topic; name it with `topic: <name>`",
+            )
+        return cls(declared.projection, declared.topic)
+
+    def prepare(self, client: Client, ctx: SinkContext) -> None:
+        with CommandLog(ctx.brokers, self.topic) as downstream:
+            downstream.ensure(partitions=len(ctx.partitions))
+
+    def sink(self, ctx: SinkContext) -> TopicSink:
+        return TopicSink(ctx.brokers, self.topic)
+
+    def pick(self, produced: list[Output]) -> list[Forwarded]:
+        return [p for p in produced if isinstance(p, Forwarded)]
+
+    def stream(self, results: Results) -> Stream[Any]:
+        name = self.name
+
+        def records(item: tuple[str, Any]) -> list[Forwarded]:
+            return item[1].items[name]
+
+        return op.flat_map(f"{name}__records", results, records)
+
+    def target(self, deployment: str) -> str:
+        return self.topic
 
 
 class TopicSink(DynamicSink[Forwarded]):

@@ -90,7 +90,9 @@ def renamed(pipeline: Pipeline, name: str) -> Pipeline:
 
 @pytest.fixture
 def orders_pipeline(unique: str) -> Pipeline:
-    return renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), f"orders_{unique}")
+    return renamed(
+        load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml"), f"orders_{unique}"
+    )
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from commands.envelope import Command
+from core.envelope import Command
 
 
 def expected_orders(commands: Iterable[Command]) -> dict[str, dict[str, object]]:

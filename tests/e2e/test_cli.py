@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from commands.generator import OrderGenerator
 from deploy.runtime_file import SERVING, read_runtime
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
 from tests.oracles import expected_orders
 
@@ -54,7 +54,7 @@ def test_produce_run_query_stop(env):
     assert "sent" in produced.stderr and "errors 0" in produced.stderr
 
     run = subprocess.Popen(
-        [CQRS, "run", str(REPO / "dataflows" / "orders.yaml")],
+        [CQRS, "run", str(REPO / "examples" / "orders" / "specs" / "orders.yaml")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -77,7 +77,9 @@ def test_produce_run_query_stop(env):
         assert refused.returncode == 2
         assert "refused: DROP is not allowed" in " ".join(refused.stderr.split())
 
-        second = cqrs(env, "run", str(REPO / "dataflows" / "orders.yaml"), check=False)
+        second = cqrs(
+            env, "run", str(REPO / "examples" / "orders" / "specs" / "orders.yaml"), check=False
+        )
         assert second.returncode == 2
         assert "a runtime already runs on data dir" in second.stderr
     finally:
@@ -93,7 +95,7 @@ def test_produce_run_query_stop(env):
 def test_run_until_caught_up_then_replay_until_a_time(env):
     """`produce --rate` paces, `run --until-caught-up` exits by itself, and `replay --until`
     (with no runtime running) rebuilds exactly the commands logged before the time."""
-    spec = str(REPO / "dataflows" / "orders.yaml")
+    spec = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
     started = time.monotonic()
     produced = cqrs(env, "produce", "--count", "500", "--rate", "1000", "--seed", "6")
     assert time.monotonic() - started >= 0.5  # 500 commands at 1,000/s: never faster
@@ -117,7 +119,7 @@ def test_run_until_caught_up_then_replay_until_a_time(env):
 
 
 def test_validate_accepts_good_and_refuses_bad_specs(env, tmp_path):
-    ok = cqrs(env, "validate", str(REPO / "dataflows" / "orders.yaml"))
+    ok = cqrs(env, "validate", str(REPO / "examples" / "orders" / "specs" / "orders.yaml"))
     assert "orders_v1" in ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: orders\nversion: 1\nprojections: [{name: o, steps: [nope]}]\n")
@@ -134,10 +136,10 @@ def test_no_broker_is_a_clear_error(env):
 
 
 def test_dlq_tail_and_replay_after_a_fix(env, brokers):
-    from commands.envelope import Command
     from commands.producer import CommandProducer
+    from core.envelope import Command
 
-    spec = str(REPO / "dataflows" / "orders.yaml")
+    spec = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
     cqrs(env, "produce", "--count", "200", "--seed", "8")
     placed = Command(
         id="fix-placed", type="order.placed", aggregate_id="o-fixme", ts=1_767_225_700_000, v=1,
@@ -182,7 +184,7 @@ def test_serve_replay_status_stop_start(env):
     cqrs(env, "produce", "--count", "20000", "--seed", "9")
     runtime = serve(env)
     try:
-        spec = str(REPO / "dataflows" / "orders_v2.yaml")
+        spec = str(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
         done = cqrs(env, "replay", spec, "--from", "earliest", "--into", "rebuilt")
         assert "rebuilt: completed, 20,000 of 20,000 offsets" in " ".join(done.stderr.split())
         (status,) = json.loads(cqrs(env, "status", "--json").stdout)

@@ -12,16 +12,16 @@ import threading
 import time
 from pathlib import Path
 
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
 from deploy.client import connect
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
 from tests.e2e.test_cli import cqrs, serve
 
-V1 = str(REPO / "dataflows" / "orders.yaml")
-V2 = str(REPO / "dataflows" / "orders_v2.yaml")
+V1 = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
+V2 = str(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
 VIEWS = ("orders", "revenue_per_minute")
 
 

@@ -9,12 +9,12 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 
-SPEC = str(REPO / "dataflows" / "orders.yaml")
+SPEC = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
 BAD = 10
 
 

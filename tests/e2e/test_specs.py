@@ -9,8 +9,9 @@ from tests.e2e.test_cli import CQRS
 GOOD = """\
 name: shop
 version: 1
+modules: [examples.orders.order_state]
 filters:
-  - validate
+  - validate: {schemas: examples.orders.schemas:SCHEMAS}
   - order_state
 projections:
   - name: orders
@@ -24,6 +25,15 @@ projections:
 """
 
 BROKEN = [
+    # the orders example's filters plug in through `modules:`, as a user's own would
+    (
+        GOOD.replace("modules: [examples.orders.order_state]\n", ""),
+        "filters[1]: unknown filter 'order_state'; registered filters: ",
+    ),
+    (
+        GOOD.replace("- validate: {schemas: examples.orders.schemas:SCHEMAS}", "- validate"),
+        "filters[0].validate: Object missing required field `schemas`; give `schemas: …`",
+    ),
     (GOOD.replace("- validate", "- validat"), "filters[0]: unknown filter 'validat'"),
     (
         GOOD.replace("size: 1m", "size: 1x"),
@@ -33,7 +43,7 @@ BROKEN = [
     (GOOD.replace("version: 1", "version: 1\ncolor: red"), "unknown field `color`"),
     (GOOD.replace("name: shop", "name: Shop!"), "at name: Expected `str` matching regex"),
     (
-        GOOD.replace("steps: [order_rows]", "steps: [validate]"),
+        GOOD.replace("steps: [order_rows]", "steps: [dedupe]"),
         "projections[0].steps[0]: the last step of a projection must write a table",
     ),
     (
@@ -86,7 +96,9 @@ def test_ten_and_more_broken_specs_give_distinct_precise_messages(tmp_path):
     assert len(set(messages)) == len(BROKEN) >= 10
 
 
-@pytest.mark.parametrize("spec", ["dataflows/orders.yaml", "dataflows/orders_v2.yaml"])
+@pytest.mark.parametrize(
+    "spec", ["examples/orders/specs/orders.yaml", "examples/orders/specs/orders_v2.yaml"]
+)
 def test_the_shipped_specs_validate(spec):
     from tests.conftest import REPO
 

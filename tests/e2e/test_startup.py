@@ -9,7 +9,7 @@ import subprocess
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 
-V1 = str(REPO / "dataflows" / "orders.yaml")
+V1 = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
 
 
 def start(env, *args):

@@ -9,9 +9,9 @@ import re
 
 from kafka import KafkaConsumer, TopicPartition
 
-from commands.envelope import Command, decode_command
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from core.envelope import Command, decode_command
 from tests.e2e.test_cli import cqrs
 
 SPEC = """\

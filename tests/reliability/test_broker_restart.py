@@ -7,12 +7,12 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from commands.producer import CommandProducer
 from dataflows.metrics import Metrics
 from deploy.broker import LocalBroker
 from deploy.deployment import Deployment, DeploymentConfig, State
+from examples.orders.generator import OrderGenerator
 from tests.conftest import distribution
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
 

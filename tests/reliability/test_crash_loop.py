@@ -10,11 +10,11 @@ import subprocess
 import threading
 import time
 
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from commands.producer import CommandProducer
 from dataflows.spec import load_pipeline
 from deploy.runtime_file import find_runtime
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 from tests.oracles import (
@@ -25,7 +25,7 @@ from tests.oracles import (
     expected_revenue_per_minute,
 )
 
-SPEC = str(REPO / "dataflows" / "orders.yaml")
+SPEC = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
 
 
 def query_rows(env, sql):

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
 from deploy.client import connect
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from sinks.store import ENGINE_SETTINGS
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs, serve
@@ -113,7 +113,7 @@ SOAK_SPEC = """
 name: orders
 version: {version}
 filters:
-  - validate: {{schemas: commands.orders:SCHEMAS, max_future: 1h}}
+  - validate: {{schemas: examples.orders.schemas:SCHEMAS, max_future: 1h}}
   - dedupe: {{ttl: 10m, max_keys: 20000}}
 projections:
   - name: paid_per_minute

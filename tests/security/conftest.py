@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from commands.generator import OrderGenerator
 from deploy.runtime_file import find_runtime
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.e2e.test_cli import CQRS, cqrs
 
@@ -125,7 +125,9 @@ def stack(brokers, tmp_path_factory):
     env.pop("CQRS_TOKEN", None)
     cqrs(env, "topic", "create", "--partitions", "2")
     produce(brokers, env["CQRS_TOPIC"], OrderGenerator(seed=1201, step_ms=200).take(1500))
-    cqrs(env, "run", str(REPO / "dataflows" / "orders.yaml"), "--until-caught-up")
+    cqrs(
+        env, "run", str(REPO / "examples" / "orders" / "specs" / "orders.yaml"), "--until-caught-up"
+    )
     stack = Stack(env, data_dir, canary)
     stack.start()
     yield stack

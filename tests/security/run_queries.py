@@ -6,7 +6,7 @@ for the whole corpus: reads a JSON list of statements on stdin, writes a JSON li
 import json
 import sys
 
-from commands.errors import CqrsError
+from core.errors import CqrsError
 from deploy.query import Reader
 from deploy.settings import Settings
 

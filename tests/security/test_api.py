@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.conftest import REPO
 from tests.security.conftest import READ_TIMEOUT_S
 
-ORDERS = (REPO / "dataflows" / "orders.yaml").read_text()
-V2 = (REPO / "dataflows" / "orders_v2.yaml").read_text()
+ORDERS = (REPO / "examples" / "orders" / "specs" / "orders.yaml").read_text()
+V2 = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
 
 
 def raw(stack, data: bytes, wait_s: float = 15.0):
@@ -237,9 +237,9 @@ def test_specs_from_the_api_name_only_allowed_modules(stack):
     refused = [
         (ORDERS.replace("filters:", "modules: [tests.fixtures.import_marker]\nfilters:", 1),
          "'tests.fixtures.import_marker'"),
-        (ORDERS.replace("commands.orders:SCHEMAS", "tests.fixtures.import_marker:SCHEMAS"),
+        (ORDERS.replace("examples.orders.schemas:SCHEMAS", "tests.fixtures.import_marker:SCHEMAS"),
          "'tests.fixtures.import_marker'"),
-        (ORDERS.replace("commands.orders:SCHEMAS", "os:environ"), "'os'"),
+        (ORDERS.replace("examples.orders.schemas:SCHEMAS", "os:environ"), "'os'"),
         (ORDERS.replace("filters:\n", "filters:\n  - upcast: {rules: [{type: order.placed, "
                         "from: 1, to: 2, function: 'subprocess:run'}]}\n", 1), "'subprocess'"),
     ]  # fmt: skip

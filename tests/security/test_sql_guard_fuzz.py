@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.errors import CqrsError
+from core.errors import CqrsError
 from deploy.query import Reader
 from deploy.sql_guard import QueryRefused
 

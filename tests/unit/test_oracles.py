@@ -3,7 +3,7 @@ means nothing: each planted fault here is reported, and the right rows pass."""
 
 import datetime as dt
 
-from commands.generator import OrderGenerator
+from examples.orders.generator import OrderGenerator
 from tests.oracles import USD_RATES, diff_windows, expected_revenue_per_minute
 
 KEYS = ("window_start", "region", "currency")

@@ -7,10 +7,10 @@ import msgspec
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from commands.envelope import encode_command
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.envelope import encode_command
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from sinks.dlq import dlq_topic
 from tests.oracles import (
@@ -114,7 +114,7 @@ def test_bad_input_catalog(brokers, make_topic, orders_pipeline, run_bounded, st
     assert diff_orders(expected_orders(accepted), rows) == []
 
     revenue = orders_pipeline.projections[1]
-    view = revenue.projector.view(qualified(db, revenue.table.name))
+    view = revenue.projector.view(qualified(db, revenue.output.table.name))
     windows = list(store.query(view).named_results())
     expected = expected_revenue_per_minute(good)  # the late payment is not in any window
     assert diff_windows(expected, windows, ("window_start", "region", "currency")) == []

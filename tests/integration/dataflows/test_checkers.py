@@ -5,9 +5,9 @@ check, while the same batch sent again with its token is dropped by ClickHouse."
 import msgspec
 from kafka import KafkaConsumer, TopicPartition
 
-from commands.envelope import decode_command
-from commands.generator import OrderGenerator
+from core.envelope import decode_command
 from dataflows.spec import parse_pipeline
+from examples.orders.generator import OrderGenerator
 from sinks.clickhouse import create_projection_table
 from sinks.ddl import create_database
 from tests.conftest import produce, renamed
@@ -88,7 +88,7 @@ def test_a_batch_written_twice_fails_the_ledger_unless_its_token_drops_it(
     db = orders_pipeline.deployment
     # merges would fold a key's versions together before the ledger reads them: stop them
     store.command(create_database(db))
-    create_projection_table(store, db, orders_pipeline.projections[0].table)
+    create_projection_table(store, db, orders_pipeline.projections[0].output.table)
     store.command(f"SYSTEM STOP MERGES `{db}`.orders")
     try:
         run_bounded(orders_pipeline, topic)

@@ -15,11 +15,11 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from commands.dead_letters import REPLAYED_HEADER
-from commands.envelope import encode_command
-from commands.generator import OrderGenerator
 from commands.log import MAX_RECORD_BYTES, CommandLog
+from core.envelope import encode_command
 from dataflows.spec import load_pipeline
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from tests.conftest import REPO, renamed
 from tests.integration.dataflows.test_bad_input import read_dlq
@@ -195,7 +195,9 @@ def test_fuzzed_records_between_good_commands(bad, brokers, run_bounded, store):
     producer.flush()
     producer.close()
 
-    pipeline = renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), f"fz_{tag}")
+    pipeline = renamed(
+        load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml"), f"fz_{tag}"
+    )
     registry = CollectorRegistry()
     deployment = run_bounded(pipeline, topic, registry=registry)
     assert deployment.state is State.COMPLETED
@@ -205,7 +207,9 @@ def test_fuzzed_records_between_good_commands(bad, brokers, run_bounded, store):
     assert diff_orders(expected_orders(GOOD), rows) == []
     revenue = pipeline.projections[1]
     windows = list(
-        store.query(revenue.projector.view(qualified(db, revenue.table.name))).named_results()
+        store.query(
+            revenue.projector.view(qualified(db, revenue.output.table.name))
+        ).named_results()
     )
     want = expected_revenue_per_minute(GOOD)
     assert diff_windows(want, windows, ("window_start", "region", "currency")) == []

@@ -1,8 +1,8 @@
 """The walking skeleton on real components: generated commands through the real broker, the
 orders pipeline in Bytewax, and the `orders` projection in the embedded ClickHouse engine."""
 
-from commands.generator import OrderGenerator
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.progress import read_progress
 from tests.conftest import produce
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
@@ -52,7 +52,9 @@ def test_orders_v2_drops_test_customers_converts_to_usd_and_ranks_skus(
         without_test_customers,
     )
 
-    pipeline = renamed(load_pipeline(REPO / "dataflows" / "orders_v2.yaml"), f"orders_{unique}")
+    pipeline = renamed(
+        load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml"), f"orders_{unique}"
+    )
     topic = make_topic(partitions=4)
     commands = OrderGenerator(seed=12, step_ms=200).take(6000)  # about 20 minutes
     produce(brokers, topic, commands)
@@ -85,7 +87,7 @@ def test_a_deployment_process_can_own_a_share_of_the_partitions(
     """How a deployment scales out over processes: each takes some partitions."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from commands.envelope import decode_command
+    from core.envelope import decode_command
 
     topic = make_topic(partitions=3)
     commands = OrderGenerator(seed=13).take(3000)

@@ -10,11 +10,11 @@ import uuid
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from commands.envelope import encode_command
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
+from core.envelope import encode_command
 from dataflows.spec import load_pipeline
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from tests.conftest import REPO, produce, renamed
 from tests.integration.dataflows.test_bad_input import read_dlq
@@ -34,12 +34,12 @@ def projections(store, pipeline):
     db = pipeline.deployment
     orders = store.query(f"SELECT {ORDER_COLUMNS} FROM `{db}`.orders FINAL").named_results()
     revenue = pipeline.projections[1]
-    view = revenue.projector.view(qualified(db, revenue.table.name))
+    view = revenue.projector.view(qualified(db, revenue.output.table.name))
     return list(orders), list(store.query(view).named_results())
 
 
 def orders_pipeline(name):
-    return renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), name)
+    return renamed(load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml"), name)
 
 
 def test_kcat_with_every_codec_and_headers_projects_like_our_producer(brokers, run_bounded, store):

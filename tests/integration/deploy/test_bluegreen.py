@@ -9,13 +9,13 @@ from collections import Counter
 
 import pytest
 
-from commands.errors import ConfigError
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.errors import ConfigError
 from dataflows.spec import parse_pipeline
 from deploy.bluegreen import MAX_BEHIND_S
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.integration.deploy.test_replay import commands_in, end_offsets
 from tests.integration.deploy.test_runtime import wait_for
@@ -29,8 +29,8 @@ from tests.oracles import (
     without_test_customers,
 )
 
-V1 = REPO / "dataflows" / "orders.yaml"
-V2 = REPO / "dataflows" / "orders_v2.yaml"
+V1 = REPO / "examples" / "orders" / "specs" / "orders.yaml"
+V2 = REPO / "examples" / "orders" / "specs" / "orders_v2.yaml"
 VIEWS = ("orders", "revenue_per_minute")
 MIXED = (
     "SELECT (SELECT any(_deployment) FROM {q}.orders) AS a, "

@@ -4,7 +4,7 @@ the CLI.)"""
 
 import pytest
 
-from commands.errors import BrokerError
+from core.errors import BrokerError
 from deploy.broker import LocalBroker
 from tests.conftest import distribution
 

@@ -5,13 +5,13 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewPartitions
 
-from commands.envelope import encode_command
-from commands.generator import OrderGenerator
+from core.envelope import encode_command
 from dataflows.spec import parse_pipeline
 from deploy import runtime as runtime_module
 from deploy.deployment import State
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.integration.dataflows.test_bad_input import read_dlq
 from tests.integration.deploy.test_runtime import wait_for
@@ -30,11 +30,13 @@ def settings(tmp_path, brokers, store_dsn, unique):
     )
 
 
-def orders_spec(name, filters="[validate, dedupe, order_state]"):
+def orders_spec(
+    name, filters="[{validate: {schemas: examples.orders.schemas:SCHEMAS}}, dedupe, order_state]"
+):
     return f"""
 name: {name}
 version: 1
-modules: [tests.fixtures.user_filters]
+modules: [tests.fixtures.user_filters, examples.orders.order_state]
 filters: {filters}
 projections:
   - name: orders
@@ -126,7 +128,10 @@ def test_a_record_no_restart_gets_past_stops_the_deployment_until_skipped(
     produce(brokers, topic, commands)
     at = len(commands) - 1  # the last command: skipping it breaks no later one
     crash = f"crash_at: {{partition: 0, offset: {at}}}"
-    spec = orders_spec(f"stuck{unique}", f"[{crash}, validate, dedupe, order_state]")
+    spec = orders_spec(
+        f"stuck{unique}",
+        f"[{crash}, {{validate: {{schemas: examples.orders.schemas:SCHEMAS}}}}, dedupe, order_state]",
+    )
     with Runtime(settings.with_(topic=topic), brokers) as runtime:
         name = runtime.ensure(parse_pipeline(spec, "stuck.yaml"), spec).name
         ended = wait_for(lambda: runtime.settled(name), timeout_s=120)

@@ -13,17 +13,17 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from commands.envelope import encode_command
-from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
+from core.envelope import encode_command
 from deploy import panels
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.integration.deploy.test_runtime import wait_for
 
-V1 = REPO / "dataflows" / "orders.yaml"
-V2 = REPO / "dataflows" / "orders_v2.yaml"
+V1 = REPO / "examples" / "orders" / "specs" / "orders.yaml"
+V2 = REPO / "examples" / "orders" / "specs" / "orders_v2.yaml"
 ARTIFACTS = REPO / "test-artifacts"
 SHARED = ("decode", "validate", "dedupe", "order_state")
 

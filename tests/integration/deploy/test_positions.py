@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from commands.errors import ConfigError
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
+from core.errors import ConfigError
 from deploy.positions import parse_from, parse_until, resolve
+from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.integration.deploy.test_runtime import wait_for
 

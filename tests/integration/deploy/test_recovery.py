@@ -6,10 +6,10 @@ import shutil
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
-from commands.errors import CommandLogError, RecoveryError
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
+from core.errors import CommandLogError, RecoveryError
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 
 

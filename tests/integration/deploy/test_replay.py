@@ -6,14 +6,14 @@ import time
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from commands.envelope import decode_command
-from commands.errors import ConfigError
-from commands.generator import OrderGenerator
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from core.envelope import decode_command
+from core.errors import ConfigError
 from dataflows.spec import load_pipeline
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from tests.conftest import REPO, produce, renamed
 from tests.integration.deploy.test_runtime import spec_text, wait_for
@@ -94,13 +94,17 @@ def test_replay_v2_from_earliest_beside_live_v1(settings, brokers, make_topic, s
     generator = OrderGenerator(seed=91, step_ms=5)
     produce(brokers, topic, generator.take(REPLAYED))
     settings = settings.with_(topic=topic)
-    v1 = renamed(load_pipeline(REPO / "dataflows" / "orders.yaml"), f"o{unique}")
+    v1 = renamed(
+        load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml"), f"o{unique}"
+    )
     v2_spec = (
-        (REPO / "dataflows" / "orders_v2.yaml")
+        (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
         .read_text()
         .replace("name: orders", f"name: o{unique}", 1)
     )
-    v2 = renamed(load_pipeline(REPO / "dataflows" / "orders_v2.yaml"), f"o{unique}")
+    v2 = renamed(
+        load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml"), f"o{unique}"
+    )
 
     later = generator.take(20_000)
     stop_feeding = threading.Event()
@@ -164,8 +168,8 @@ def test_replay_until_a_time_rebuilds_the_past(settings, brokers, make_topic, st
     time.sleep(1.5)
     produce(brokers, topic, after)
     settings = settings.with_(topic=topic)
-    v2_spec = (REPO / "dataflows" / "orders_v2.yaml").read_text()
-    v2 = load_pipeline(REPO / "dataflows" / "orders_v2.yaml")
+    v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
+    v2 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
     with Runtime(settings, brokers) as runtime:
         record = runtime.create(v2_spec, "orders_v2.yaml", until=str(bound), into=f"t{unique}")
         wait_for(lambda: runtime.status(record.name)[0]["state"] == "completed", timeout_s=120)
@@ -177,8 +181,8 @@ def test_a_replay_resumes_after_the_runtime_restarts(settings, brokers, make_top
     commands = OrderGenerator(seed=93, step_ms=20).take(150_000)
     produce(brokers, topic, commands)
     settings = settings.with_(topic=topic)
-    v2_spec = (REPO / "dataflows" / "orders_v2.yaml").read_text()
-    v2 = load_pipeline(REPO / "dataflows" / "orders_v2.yaml")
+    v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
+    v2 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
     with Runtime(settings, brokers) as runtime:
         record = runtime.create(v2_spec, "orders_v2.yaml", into=f"s{unique}")
         wait_for(lambda: runtime.status(record.name)[0]["done"] > 20_000, timeout_s=120)
@@ -195,7 +199,7 @@ def test_bad_replays_are_refused_and_change_nothing(settings, brokers, make_topi
     topic = make_topic(partitions=2)
     produce(brokers, topic, OrderGenerator(seed=94).take(100))
     settings = settings.with_(topic=topic)
-    v2_spec = (REPO / "dataflows" / "orders_v2.yaml").read_text()
+    v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
     with Runtime(settings, brokers) as runtime:
         existing = runtime.create(v2_spec, "orders_v2.yaml", into=f"e{unique}")
         wait_for(lambda: runtime.status(existing.name)[0]["state"] == "completed")

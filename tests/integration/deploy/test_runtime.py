@@ -8,13 +8,13 @@ import urllib.request
 import msgspec
 import pytest
 
-from commands.errors import ConfigError
-from commands.generator import OrderGenerator
+from core.errors import ConfigError
 from deploy.client import RequestRefused, RuntimeClient
 from deploy.deployment import State
 from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.oracles import expected_orders
 
@@ -156,10 +156,10 @@ def test_a_crashed_deployment_is_restarted(settings, brokers, make_topic, tmp_pa
     spec = f"""
 name: crashy{unique}
 version: 1
-modules: [tests.fixtures.user_filters]
+modules: [tests.fixtures.user_filters, examples.orders.order_state]
 filters:
   - crash_once: {{marker: "{tmp_path / "crashed"}"}}
-  - validate
+  - validate: {{schemas: examples.orders.schemas:SCHEMAS}}
   - order_state
 projections:
   - name: orders

@@ -4,7 +4,7 @@ rebuilds that add, keep and drop views."""
 
 import pytest
 
-from commands.envelope import Command, Envelope, LogRecord
+from core.envelope import Command, Envelope, LogRecord
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy.stable import StableLayer
 from sinks.clickhouse import create_projection_table
@@ -13,6 +13,7 @@ from sinks.ddl import create_database, qualified
 V1 = """\
 name: {name}
 version: 1
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders
@@ -27,6 +28,7 @@ projections:
 V2 = """\
 name: {name}
 version: 2
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders
@@ -65,18 +67,15 @@ def deploy(store, name: str, pipeline: Pipeline, orders: list[str]) -> None:
     """A deployment's database as its sinks would leave it: projection tables with rows."""
     store.command(create_database(name))
     for projection in pipeline.projections:
-        if projection.table is None:
-            continue
-        create_projection_table(store, name, projection.table)
-        if projection.name == "orders":
-            values = ", ".join(f"('{o}', {i})" for i, o in enumerate(orders))
-            store.command(f"INSERT INTO `{name}`.orders (order_id, version) VALUES {values}")
-            continue
-        window = projection.projector
-        rows = [r.row for r in window.process(window.restore(None), EVENTS)]
-        store.insert(
-            qualified(name, projection.name), rows, column_names=projection.table.column_names
-        )
+        for table in projection.output.tables:
+            create_projection_table(store, name, table)
+            if projection.name == "orders":
+                values = ", ".join(f"('{o}', {i})" for i, o in enumerate(orders))
+                store.command(f"INSERT INTO `{name}`.orders (order_id, version) VALUES {values}")
+                continue
+            window = projection.projector
+            rows = [r.row for r in window.process(window.restore(None), EVENTS)]
+            store.insert(qualified(name, projection.name), rows, column_names=table.column_names)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from sinks.progress import create_progress_table, record_progress
 SPEC = """\
 name: shop
 version: 1
+modules: [examples.orders.order_state]
 filters: [order_state]
 projections:
   - name: orders
@@ -56,9 +57,8 @@ def ends(offsets):
 def create(store, db):
     store.command(create_database(db))
     create_progress_table(store, db)
-    for projection in parse_pipeline(SPEC, "shop.yaml").projections:
-        if projection.table is not None:
-            create_projection_table(store, db, projection.table)
+    for table in parse_pipeline(SPEC, "shop.yaml").tables:
+        create_projection_table(store, db, table)
 
 
 def test_a_deployment_that_wrote_nothing_yet(store, db):

@@ -4,8 +4,8 @@ and a row ClickHouse refuses for its content is isolated and sent to the DLQ."""
 
 import time
 
-from commands.generator import OrderGenerator
 from deploy.deployment import State
+from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.faults import FaultPlan
 from tests.integration.dataflows.test_bad_input import read_dlq

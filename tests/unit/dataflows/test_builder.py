@@ -4,18 +4,19 @@ from collections import Counter
 
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from commands.envelope import LogRecord, Polled, Reason, encode_command
-from commands.generator import OrderGenerator
 from commands.log import part_key
+from core.envelope import LogRecord, Polled, Reason, encode_command
+from core.outputs import Forwarded
 from dataflows.builder import build_dataflow
 from dataflows.executor import Observers
 from dataflows.spec import parse_pipeline
-from operators.base import Forwarded
+from examples.orders.generator import OrderGenerator
 
 SPEC = """
 name: shop
 version: 1
-filters: [validate, dedupe, order_state]
+modules: [examples.orders.order_state]
+filters: [{validate: {schemas: examples.orders.schemas:SCHEMAS}}, dedupe, order_state]
 projections:
   - name: orders
     steps: [order_rows]
@@ -150,8 +151,9 @@ def test_bad_records_duplicates_and_orphans_are_accounted_for():
 ROUTED = """
 name: shop
 version: 1
+modules: [examples.orders.order_state]
 filters:
-  - validate
+  - validate: {schemas: examples.orders.schemas:SCHEMAS}
   - order_state
   - route:
       routes:

@@ -4,7 +4,7 @@ had never come."""
 
 import msgspec
 
-from commands.envelope import Command, LogRecord, Polled, Reason, encode_command
+from core.envelope import Command, LogRecord, Polled, Reason, encode_command
 from dataflows.executor import PartitionPipeline
 from dataflows.spec import parse_pipeline
 
@@ -54,7 +54,7 @@ def test_a_raising_step_sends_one_command_to_the_dlq_and_the_batch_goes_on():
         11: (Reason.FILTER_ERROR, "per_minute/tumbling"),
     }
     assert "OverflowError" in next(r.detail for r in out.rejects if r.record.offset == 11)
-    (row,) = out.rows["per_minute"]
+    (row,) = out.items["per_minute"]
     # n, total (sum), skus (count_distinct): 11 commands, the overflowing one left out
     assert row[5:8] == (11, 16.0, ["s0", "s1", "s2", "{'a': 1}"])
 
@@ -68,7 +68,7 @@ def test_a_raising_partition_local_step_leaves_its_state_as_before():
     assert [(r.record.offset, r.reason) for r in out.rejects] == [(3, Reason.FILTER_ERROR)]
     assert pipeline.snapshot()["boom_count"] == {"t": 6}
     # dedupe after it saw the six others once, and the window counted them once
-    assert out.rows["per_minute"][0][5] == 6
+    assert out.items["per_minute"][0][5] == 6
 
 
 def test_decoding_a_nesting_too_deep_is_a_filter_error():
@@ -79,7 +79,7 @@ def test_decoding_a_nesting_too_deep_is_a_filter_error():
     (reject,) = out.rejects
     assert (reject.reason, reject.step) == (Reason.FILTER_ERROR, "decode")
     assert "RecursionError" in reject.detail
-    assert out.rows["per_minute"][0][5] == 4
+    assert out.items["per_minute"][0][5] == 4
 
 
 def test_a_command_dated_ahead_of_the_log_cannot_make_later_ones_late():
@@ -102,8 +102,8 @@ projections:
     ]
     pipeline, out = run([ahead, *later], spec)
     assert out.rejects == []
-    windows = sorted(row[0] for row in out.rows["per_minute"])
-    assert sum(row[4] for row in out.rows["per_minute"]) == 6
+    windows = sorted(row[0] for row in out.items["per_minute"])
+    assert sum(row[4] for row in out.items["per_minute"]) == 6
     assert windows == [now, now + 3_600_000]  # the forged one still has its own window
     state = pipeline.snapshot()["per_minute/tumbling"]
     assert state[0] == now + 5_000  # the newest event time, up to log time + max_future
@@ -112,7 +112,7 @@ projections:
 def test_source_rejects_count_and_position_moves_without_records():
     pipeline = PartitionPipeline(parse_pipeline(SPEC, "guard.yaml"))
     out = pipeline.run(Polled(0, [], 42))
-    assert (out.first_offset, out.last_offset, out.rows["per_minute"]) == (41, 41, [])
+    assert (out.first_offset, out.last_offset, out.items["per_minute"]) == (41, 41, [])
     unreadable = msgspec.structs.replace(
         _reject(), record=LogRecord(0, 42, -1, None, None), reason=Reason.UNREADABLE
     )
@@ -122,6 +122,6 @@ def test_source_rejects_count_and_position_moves_without_records():
 
 
 def _reject():
-    from commands.envelope import Rejected
+    from core.envelope import Rejected
 
     return Rejected(LogRecord(0, 0, 0, None, None), "source", Reason.UNREADABLE, "x")

@@ -2,19 +2,22 @@ from pathlib import Path
 
 import pytest
 
-from commands.errors import SpecError
+from core.errors import SpecError
 from dataflows.spec import load_pipeline, parse_pipeline
+from examples.orders.order_state import OrderRows, OrderStateFilter
 from operators.dedupe import Dedupe
-from operators.order_state import OrderRows, OrderStateFilter
 from operators.validate import Validate
 from operators.windows import Sliding, Tumbling
 
 REPO = Path(__file__).resolve().parents[3]
 
-MINIMAL = """
+#: the orders example's schemas, which `validate` needs named
+V = "{validate: {schemas: examples.orders.schemas:SCHEMAS}}"
+MINIMAL = f"""
 name: shop
 version: 2
-filters: [validate, order_state]
+modules: [examples.orders.order_state]
+filters: [{V}, order_state]
 projections:
   - name: orders
     steps: [order_rows]
@@ -22,20 +25,20 @@ projections:
 
 
 def test_the_shipped_orders_specs_resolve():
-    v1 = load_pipeline(REPO / "dataflows" / "orders.yaml")
+    v1 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml")
     assert v1.deployment == "orders_v1"
     assert [type(f) for f in v1.filters] == [Validate, Dedupe, OrderStateFilter]
     orders, revenue = v1.projections
     assert orders.name == "orders"
     assert isinstance(orders.projector, OrderRows)
-    assert orders.table.name == "orders"
-    assert orders.table.version == "version"
-    assert orders.table.order_by == ("order_id",)
+    assert orders.output.table.name == "orders"
+    assert orders.output.table.version == "version"
+    assert orders.output.table.order_by == ("order_id",)
     assert isinstance(revenue.projector, Tumbling)
     assert revenue.projector.step_id == "revenue_per_minute/tumbling"
-    assert "paid_orders" in revenue.table.column_names
+    assert "paid_orders" in revenue.output.table.column_names
 
-    v2 = load_pipeline(REPO / "dataflows" / "orders_v2.yaml")
+    v2 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
     assert v2.deployment == "orders_v2"
     assert [f.step_id for f in v2.filters] == [
         "validate",
@@ -45,7 +48,7 @@ def test_the_shipped_orders_specs_resolve():
         "fx",
     ]
     assert [p.name for p in v2.projections] == ["orders", "revenue_per_minute", "top_skus_5m"]
-    assert "revenue_usd" in v2.projections[1].table.column_names
+    assert "revenue_usd" in v2.projections[1].output.table.column_names
     assert isinstance(v2.projections[2].projector, Sliding)
 
 
@@ -53,11 +56,13 @@ def test_minimal_spec_takes_defaults():
     pipeline = parse_pipeline(MINIMAL, "shop.yaml")
     assert pipeline.deployment == "shop_v2"
     assert pipeline.spec.source.start == "earliest"
-    assert pipeline.projections[0].sink.max_rows == 50_000
+    assert pipeline.projections[0].output.settings.max_rows == 50_000
 
 
 def test_step_ids_default_to_the_filter_name_and_can_be_given():
-    text = MINIMAL.replace("filters: [validate,", "filters: [{validate: {}, id: check},")
+    text = MINIMAL.replace(
+        f"[{V},", "[{validate: {schemas: 'examples.orders.schemas:SCHEMAS'}, id: check},"
+    )
     pipeline = parse_pipeline(text, "x.yaml")
     assert pipeline.filters[0].step_id == "check"
     assert pipeline.projections[0].projector.step_id == "orders/order_rows"
@@ -70,23 +75,35 @@ def test_step_ids_default_to_the_filter_name_and_can_be_given():
         (MINIMAL.replace("name: shop", "name: Shop"), "x.yaml: at name: Expected `str` matching"),
         (MINIMAL.replace("version: 2", "version: two"), "at version: Expected `int`, got `str`"),
         (MINIMAL.replace("version: 2", "version: 2\ncolour: red"), "unknown field `colour`"),
-        (MINIMAL.replace("[validate,", "[validat,"), "filters[0]: unknown filter 'validat'"),
+        (MINIMAL.replace(f"[{V},", "[validat,"), "filters[0]: unknown filter 'validat'"),
         (
-            MINIMAL.replace("[validate,", "[{validate: {schemas: 3}},"),
+            MINIMAL.replace(f"[{V},", "[{validate: {schemas: 3}},"),
             "filters[0].validate: at schemas: Expected `str`, got `int`",
         ),
         (
-            MINIMAL.replace("[validate,", "[{validate: {}, check: {}},"),
+            MINIMAL.replace(f"[{V},", "[{validate: {}, check: {}},"),
             "filters[0]: expected one filter name",
         ),
-        (MINIMAL.replace("[validate,", "[order_rows,"), "filters[0]: 'order_rows' is a projector"),
-        (MINIMAL.replace("[order_rows]", "[validate]"), "must write a table or a topic"),
+        (MINIMAL.replace(f"[{V},", "[order_rows,"), "filters[0]: 'order_rows' is a projector"),
+        (MINIMAL.replace("[order_rows]", f"[{V}]"), "must write a table or a topic"),
         (
-            MINIMAL.replace("[validate,", "[{validate: {}, id: order_state},"),
+            MINIMAL.replace(
+                f"[{V},",
+                "[{validate: {schemas: 'examples.orders.schemas:SCHEMAS'}, id: order_state},",
+            ),
             "step id 'order_state' is used twice",
         ),
         ("name: [", "x.yaml: not valid YAML"),
-        (MINIMAL + "modules: [no_such_module_here]\n", "modules[0]: cannot import"),
+        (
+            MINIMAL.replace("examples.orders.order_state]", "no_such_module_here]"),
+            "modules[0]: cannot import",
+        ),
+        (
+            MINIMAL.replace(f"[{V},", "[validate,"),
+            "filters[0].validate: Object missing required field `schemas`; give `schemas: …`, "
+            '"module:attribute" of the SchemaRegistry of your commands (the orders demo\'s: '
+            "examples.orders.schemas:SCHEMAS)",
+        ),
     ],
 )
 def test_bad_specs_are_refused_with_the_place(text, message):
@@ -101,8 +118,9 @@ def test_missing_file_is_a_spec_error(tmp_path):
 
 
 def test_a_spec_can_use_a_filter_from_a_user_module():
-    text = MINIMAL.replace("filters: [validate,", "filters: [{tag_vip: {value: gold}}, validate,")
-    text += "modules: [tests.fixtures.user_filters]\n"
+    text = MINIMAL.replace(f"[{V},", f"[{{tag_vip: {{value: gold}}}}, {V},").replace(
+        "modules: [", "modules: [tests.fixtures.user_filters, "
+    )
     pipeline = parse_pipeline(text, "x.yaml")
     assert type(pipeline.filters[0]).__name__ == "TagVip"
     with pytest.raises(
@@ -114,12 +132,12 @@ def test_a_spec_can_use_a_filter_from_a_user_module():
 def test_names_are_checked_whole_and_aggregates_when_parsed():
     import pytest
 
-    from commands.errors import SpecError
+    from core.errors import SpecError
     from dataflows.spec import parse_pipeline
 
     spec = """name: {name}
 version: 1
-filters: [validate]
+filters: [{{validate: {{schemas: examples.orders.schemas:SCHEMAS}}}}]
 projections:
   - name: per_minute
     steps:

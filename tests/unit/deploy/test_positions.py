@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from dataflows.source import StartAt
 from deploy.positions import parse_from, parse_time, parse_until
 

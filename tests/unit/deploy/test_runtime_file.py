@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from deploy.runtime_file import (
     INFO_NAME,
     SERVING,

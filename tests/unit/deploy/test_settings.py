@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from commands.errors import ConfigError
+from core.errors import ConfigError
 from deploy.settings import Settings
 
 

@@ -7,8 +7,9 @@ from deploy.spec_diff import diff_specs
 BASE = """\
 name: shop
 version: 1
+modules: [examples.orders.order_state]
 filters:
-  - validate
+  - validate: {schemas: examples.orders.schemas:SCHEMAS}
   - dedupe: {ttl: 1h}
   - order_state
 projections:
@@ -47,7 +48,7 @@ def test_filters_added_removed_and_changed():
     assert diff(BASE.replace("  - dedupe: {ttl: 1h}\n", "")) == ["filter removed: dedupe"]
     assert diff(BASE.replace("ttl: 1h", "ttl: 2h")) == ["filter changed: dedupe"]
     # a bare name and the same filter with explicit empty params are the same step
-    assert diff(BASE.replace("  - validate\n", "  - validate: {}\n")) == []
+    assert diff(BASE.replace("  - order_state\n", "  - order_state: {}\n")) == []
 
 
 def test_a_step_id_names_the_filter_in_the_diff():
@@ -93,7 +94,7 @@ def test_source_changes():
 def test_changes_come_in_a_stable_order():
     new = (
         BASE.replace("ttl: 1h", "ttl: 2h")
-        .replace("  - validate\n", "")
+        .replace("  - validate: {schemas: examples.orders.schemas:SCHEMAS}\n", "")
         .replace("size: 1m", "size: 2m")
         + PLACED
         + "source: {start: latest}\n"

@@ -1,4 +1,4 @@
-from commands.envelope import Command, Envelope, LogRecord
+from core.envelope import Command, Envelope, LogRecord
 
 
 def env(type_="order.paid", data=None, attrs=None, ts=1000, offset=0, partition=0, id_=None, v=1):

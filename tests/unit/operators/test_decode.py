@@ -1,4 +1,4 @@
-from commands.envelope import Envelope, LogRecord, Reason, Rejected
+from core.envelope import Envelope, LogRecord, Reason, Rejected
 from operators.decode import Decoder
 
 decode = Decoder(max_bytes=2048)

@@ -1,7 +1,7 @@
 import pytest
 
+from examples.orders.order_state import OrderState
 from operators.fields import MISSING, attr_name, getter
-from operators.order_state import OrderState
 from tests.unit.operators.helpers import env
 
 

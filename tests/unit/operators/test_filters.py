@@ -6,8 +6,8 @@ import hashlib
 import msgspec
 import pytest
 
-from commands.envelope import Envelope, Reason, Rejected
-from operators.base import Forwarded, Skipped
+from core.envelope import Envelope, Reason, Rejected
+from core.outputs import Forwarded, Skipped
 from operators.dedupe import Dedupe, DedupeParams
 from operators.derive import MapFields, MapParams, SetFields, SetParams
 from operators.forward import Forward, ForwardParams
@@ -179,7 +179,7 @@ def test_envelopes_keep_their_record():
 
 
 def test_dedupe_lets_a_checked_dlq_replay_through_once():
-    from commands.envelope import LogRecord
+    from core.envelope import LogRecord
 
     dedupe = make(Dedupe, DedupeParams)
     state = dedupe.restore(None)
@@ -199,7 +199,7 @@ def test_dedupe_lets_a_checked_dlq_replay_through_once():
 
 
 def test_dedupe_sends_a_different_command_reusing_an_id_to_the_dlq():
-    from commands.envelope import LogRecord
+    from core.envelope import LogRecord
 
     dedupe = make(Dedupe, DedupeParams)
     state = dedupe.restore(None)

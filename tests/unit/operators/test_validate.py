@@ -1,9 +1,11 @@
 import pytest
 
-from commands.envelope import Envelope, LogRecord, Reason, Rejected, decode_command, encode_command
-from commands.generator import OrderGenerator
+from core.envelope import Envelope, LogRecord, Reason, Rejected, decode_command, encode_command
+from examples.orders.generator import OrderGenerator
 from operators.registry import FILTERS
 from operators.validate import Validate, ValidateParams
+
+SCHEMAS = "examples.orders.schemas:SCHEMAS"
 
 
 def envelope(command, key=None, log_time=None):
@@ -19,7 +21,7 @@ def envelope(command, key=None, log_time=None):
 
 @pytest.fixture
 def validate():
-    return Validate("validate", ValidateParams())
+    return Validate("validate", ValidateParams(SCHEMAS))
 
 
 def placed():
@@ -74,7 +76,7 @@ def test_event_time_far_ahead_of_log_time_is_refused(validate):
 
 
 def test_key_check_can_be_switched_off():
-    lax = Validate("validate", ValidateParams(require_key=False))
+    lax = Validate("validate", ValidateParams(SCHEMAS, require_key=False))
     command = placed()
     assert lax.apply(Envelope(LogRecord(0, 1, command.ts, None, b""), command)).command is command
 
@@ -107,6 +109,6 @@ def test_registered_by_name():
 
 def test_bad_params_are_refused():
     with pytest.raises(ValueError, match="does not name a SchemaRegistry"):
-        Validate("validate", ValidateParams(schemas="commands.orders:REGIONS"))
+        Validate("validate", ValidateParams(schemas="examples.orders.schemas:REGIONS"))
     with pytest.raises(ValueError, match="max_future: '1 hour' is not a duration"):
-        Validate("validate", ValidateParams(max_future="1 hour"))
+        Validate("validate", ValidateParams(SCHEMAS, max_future="1 hour"))

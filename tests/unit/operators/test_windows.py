@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.envelope import Command, Envelope, LogRecord, Reason, Rejected
+from core.envelope import Command, Envelope, LogRecord, Reason, Rejected
+from core.outputs import Projected
 from operators.aggregates import KMV_K, kmv_estimate, stable_hash
-from operators.base import Projected
 from operators.windows import (
     Session,
     SessionParams,

@@ -2,8 +2,8 @@ from collections import Counter, defaultdict
 
 import msgspec
 
-from commands import orders
-from commands.generator import OrderGenerator
+from examples.orders import schemas as orders
+from examples.orders.generator import OrderGenerator
 
 
 def test_same_seed_same_commands():

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 import msgspec
 
-from commands import orders
-from commands.envelope import Envelope, Reason
-from operators.base import Keyed, Output, Projected, Stateless
+from core.envelope import Envelope, Reason
+from core.outputs import Output, Projected
+from core.schema import Table
+from examples.orders import schemas
+from operators.base import Keyed, Stateless
 from operators.registry import NoParams, register_filter
-from sinks.ddl import Table
 
 TABLE_COLUMNS = (
     ("order_id", "String"),
@@ -77,9 +78,9 @@ class OrderState(msgspec.Struct, frozen=True):
 
 # Which statuses each command may follow; the status it leads to.
 _ALLOWED = {
-    orders.PAID: ({"placed"}, "paid"),
-    orders.SHIPPED: ({"paid"}, "shipped"),
-    orders.CANCELLED: ({"placed", "paid"}, "cancelled"),
+    schemas.PAID: ({"placed"}, "paid"),
+    schemas.SHIPPED: ({"paid"}, "shipped"),
+    schemas.CANCELLED: ({"placed", "paid"}, "cancelled"),
 }
 _CLOSED = {"shipped", "cancelled"}
 
@@ -88,7 +89,7 @@ def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
     """The order's next state, or why the command does not apply to it."""
     command = envelope.command
     data = command.data
-    if command.type == orders.PLACED:
+    if command.type == schemas.PLACED:
         if state is not None:
             return f"order {command.aggregate_id} was already placed"
         items = data["items"]
@@ -117,7 +118,7 @@ def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
         return f"{command.type} for order {command.aggregate_id} in status {state.status!r}"
     updated_at = max(state.updated_at, command.ts)
     replace = msgspec.structs.replace
-    if command.type == orders.PAID:
+    if command.type == schemas.PAID:
         return replace(
             state,
             status=target,
@@ -125,7 +126,7 @@ def apply(state: OrderState | None, envelope: Envelope) -> OrderState | str:
             paid_amount=data["amount"],
             payment_method=data["method"],
         )
-    if command.type == orders.SHIPPED:
+    if command.type == schemas.SHIPPED:
         return replace(state, status=target, updated_at=updated_at, carrier=data["carrier"])
     return replace(state, status=target, updated_at=updated_at, cancel_reason=data["reason"])
 
@@ -163,6 +164,7 @@ class OrderRows(Stateless):
 
     def __init__(self, step_id: str, params: NoParams) -> None:
         self.step_id = step_id
+        self.writes = "table"
         self.table = Table(
             name=step_id, columns=TABLE_COLUMNS, order_by=("order_id",), version="version"
         )

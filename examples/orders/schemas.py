@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from commands.envelope import NonEmpty
 from commands.schemas import Schema, SchemaRegistry
+from core.envelope import NonEmpty
 
 REGIONS = ("eu-west", "us-east", "ap-south", "sa-east")
 CURRENCIES = ("EUR", "USD", "GBP", "JPY")

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from commands import orders
-from commands.envelope import Command
+from core.envelope import Command
+from examples.orders import schemas
 
 _CURRENCY_RATE = {"EUR": 1.0, "USD": 1.1, "GBP": 0.85, "JPY": 160.0}
 _SKUS = tuple(f"sku-{n:03d}" for n in range(1, 201))
@@ -68,7 +68,7 @@ class OrderGenerator:
             customer = f"test-{rng.randrange(50):03d}"
         else:
             customer = f"c-{rng.randrange(20_000):05d}"
-        currency = rng.choice(orders.CURRENCIES)
+        currency = rng.choice(schemas.CURRENCIES)
         skus = rng.sample(_SKUS[: 20 + rng.randrange(180)], k=1 + min(4, int(rng.expovariate(1.0))))
         items = [
             {
@@ -81,12 +81,12 @@ class OrderGenerator:
         data = {
             "order_id": order_id,
             "customer_id": customer,
-            "region": rng.choice(orders.REGIONS),
+            "region": rng.choice(schemas.REGIONS),
             "currency": currency,
             "items": items,
         }
         self._open.append((order_id, "placed", data))
-        return self._command(orders.PLACED, order_id, data)
+        return self._command(schemas.PLACED, order_id, data)
 
     def _advance(self, index: int) -> Command:
         rng = self._rng
@@ -95,13 +95,13 @@ class OrderGenerator:
             total = round(sum(i["qty"] * i["unit_price"] for i in placed["items"]), 2)
             self._open[index] = (order_id, "paid", placed)
             return self._command(
-                orders.PAID,
+                schemas.PAID,
                 order_id,
                 {
                     "order_id": order_id,
                     "amount": total,
                     "currency": placed["currency"],
-                    "method": rng.choice(orders.PAYMENT_METHODS),
+                    "method": rng.choice(schemas.PAYMENT_METHODS),
                 },
             )
         # The order's life ends here: swap-remove keeps picking O(1).
@@ -109,9 +109,9 @@ class OrderGenerator:
         self._open.pop()
         if status == "paid" and rng.random() < 0.95:
             return self._command(
-                orders.SHIPPED,
+                schemas.SHIPPED,
                 order_id,
-                {"order_id": order_id, "carrier": rng.choice(orders.CARRIERS)},
+                {"order_id": order_id, "carrier": rng.choice(schemas.CARRIERS)},
             )
         reason = rng.choice(("customer_request", "payment_failed", "out_of_stock"))
-        return self._command(orders.CANCELLED, order_id, {"order_id": order_id, "reason": reason})
+        return self._command(schemas.CANCELLED, order_id, {"order_id": order_id, "reason": reason})

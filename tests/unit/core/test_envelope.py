@@ -1,6 +1,6 @@
 import pytest
 
-from commands.envelope import Command, MalformedCommand, Reason, decode_command, encode_command
+from core.envelope import Command, MalformedCommand, Reason, decode_command, encode_command
 
 GOOD = b'{"id":"c1","type":"order.placed","aggregate_id":"o-1","ts":5,"v":1,"data":{"a":1}}'
 

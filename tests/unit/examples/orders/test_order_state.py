@@ -1,7 +1,7 @@
-from commands.envelope import Envelope, LogRecord, Reason, Rejected
-from commands.generator import OrderGenerator
-from operators.base import Projected
-from operators.order_state import TABLE_COLUMNS, OrderRows, OrderState, OrderStateFilter
+from core.envelope import Envelope, LogRecord, Reason, Rejected
+from core.outputs import Projected
+from examples.orders.generator import OrderGenerator
+from examples.orders.order_state import TABLE_COLUMNS, OrderRows, OrderState, OrderStateFilter
 from operators.registry import NoParams
 
 

@@ -1,0 +1,7 @@
+"""The ground floor: the types every other package shares, importing none of them.
+
+The envelope and the records it travels in (`core.envelope`), what a step can output
+(`core.outputs`), the shape of a projection table (`core.schema`), and the one error root
+(`core.errors`). Keeping them here lets filters and sinks speak the same types without
+importing each other.
+"""
