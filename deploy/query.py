@@ -9,18 +9,16 @@ of a setting, from a SETTINGS clause or a SET), and it runs a statement only onc
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
+from deploy.client import connect
+from deploy.model import QueryResult
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard
@@ -56,24 +54,6 @@ def reader_settings(timeout_s: float) -> dict[str, Any]:
         "allow_introspection_functions": 0,
         "readonly": 1,
     }
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[str]
-    types: list[str]
-    rows: list[list[Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "columns": self.columns,
-            "types": self.types,
-            "rows": [[_jsonable(v) for v in row] for row in self.rows],
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> QueryResult:
-        return cls(doc["columns"], doc["types"], doc["rows"])
 
 
 class Reader:
@@ -151,8 +131,6 @@ def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
     timeout = settings.query_timeout
     if not settings.embedded:
         return Reader(settings.reader_dsn, timeout).query(sql)
-    from deploy.client import connect
-
     deadline = time.monotonic() + wait_s
     while True:
         runtime = find_runtime(settings.data_dir)
@@ -177,20 +155,6 @@ def _size(rows: list[list[Any]]) -> int:
             if total > MAX_RESULT_BYTES:
                 return total
     return total
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def reader_user_sql(user: str = "cqrs_reader", password: str = "cqrs_reader") -> str:

@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
@@ -54,11 +55,28 @@ from dataflows.source import BATCH_SIZE, StartAt
 from dataflows.spec import Pipeline, parse_pipeline
 from deploy import positions
 from deploy.bluegreen import BlueGreen
-from deploy.deployment import Deployment, DeploymentConfig, State
+from deploy.deployment import Deployment, DeploymentConfig
 from deploy.memory import release_memory
+from deploy.model import (
+    BlueGreenState,
+    Dashboard,
+    DeploymentHealth,
+    DeploymentStatus,
+    Desired,
+    Health,
+    History,
+    InitRequest,
+    Origin,
+    PanelData,
+    PromoteRequest,
+    QueryResult,
+    ReplayRequest,
+    Stage,
+    State,
+)
 from deploy.panels import BUSINESS
-from deploy.query import QueryResult, Reader
-from deploy.registry import Record, Registry, pipeline_of
+from deploy.query import Reader
+from deploy.records import Record, Records, pipeline_of
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
 from deploy.status import describe, listed, written
@@ -89,13 +107,18 @@ def root_cause(exc: BaseException) -> BaseException:
 
 class Runtime:
     def __init__(
-        self, settings: Settings, brokers: str, registry: CollectorRegistry | None = None
+        self,
+        settings: Settings,
+        brokers: str,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.brokers = brokers
         self.pid = os.getpid()
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = Metrics(self.registry)
+        self.metrics_registry = (
+            metrics_registry if metrics_registry is not None else CollectorRegistry()
+        )
+        self.metrics = Metrics(self.metrics_registry)
         self._file = RuntimeFile(settings.data_dir)
         self._client: Client | None = None
         # Read-only queries get a session of their own (`readonly` is set on the session)
@@ -141,8 +164,8 @@ class Runtime:
         return f"{self.url}/dashboard#token={self.token}" if self._api is not None else ""
 
     @property
-    def records(self) -> Registry:
-        return Registry(self.client, self.settings.control_database)
+    def records(self) -> Records:
+        return Records(self.client, self.settings.control_database)
 
     @property
     def bluegreen(self) -> BlueGreen:
@@ -162,7 +185,7 @@ class Runtime:
             self.bluegreen.layer.create_tables()
             self.token = s.token or ensure_token(s.token_file)
             self._api = ApiServer(
-                self, s.http_host, s.http_port, self.token, s.allowed_hosts,
+                self, self.metrics_registry, s.http_host, s.http_port, self.token, s.allowed_hosts,
                 Limits(read_timeout_s=s.http_read_timeout),
             )  # fmt: skip
             self._api.start()
@@ -172,12 +195,12 @@ class Runtime:
             raise
         log.info("runtime %d serving %s on data dir %s", self.pid, self.url, s.data_dir)
         for record in self.records.all():
-            if record.desired == "running" and record.state != State.COMPLETED:
+            if record.desired == Desired.RUNNING and record.state != State.COMPLETED:
                 try:
                     self._launch(record, note="resumed")
                 except CqrsError as exc:  # one refused deployment must not keep the rest down
                     log.error("cannot resume %s: %s", record.name, exc)
-                    record.state, record.error = State.FAILED.value, str(exc)
+                    record.state, record.error = State.FAILED, str(exc)
                     self.records.save(record)
                     self.records.note(record, "failed", str(exc))
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -206,24 +229,16 @@ class Runtime:
 
     # -- deployments ---------------------------------------------------------------------------
 
-    def create(
-        self,
-        spec_text: str,
-        source: str,
-        start: str = "",
-        until: str | None = None,
-        follow: bool = False,
-        into: str | None = None,
-        origin: str = "local",
-    ) -> Record:
+    def replay(self, request: ReplayRequest, origin: Origin = Origin.LOCAL) -> DeploymentStatus:
         """Register a new deployment of a spec and start it. `start` is a `--from` (empty: the
         spec's own start); without `follow` it stops at `until` (default: now). Refuses a name
-        whose deployment or database already exists, or a spec from the API (`origin="api"`)
+        whose deployment or database already exists, or a spec from the API (`Origin.API`)
         that names a module off the allow-list, before changing anything."""
+        spec_text, source, start, until = request.spec, request.source, request.start, request.until
         pipeline = parse_pipeline(
-            spec_text, source, allowed=None if origin == "local" else self.allowed
+            spec_text, source, allowed=None if origin == Origin.LOCAL else self.allowed
         )
-        name = into or pipeline.deployment
+        name = request.into or pipeline.deployment
         ddl.ident(name)
         with self._lock:
             if self.records.get(name) is not None or self._database_exists(name):
@@ -232,7 +247,7 @@ class Runtime:
                     f"or resume a stopped deployment with `cqrs start {name}`"
                 )
             start_at = positions.parse_from(start) if start else StartAt(pipeline.spec.source.start)
-            until_ms = None if follow else positions.parse_until(until or "now")
+            until_ms = None if request.follow else positions.parse_until(until or "now")
             topic = pipeline.spec.source.topic or self.settings.topic
             with self._logs_lock:
                 starts, stops = positions.resolve(self._log(topic), start_at, until_ms)
@@ -243,7 +258,20 @@ class Runtime:
             self.records.save(record)
             self.records.note(record, "created", f"from {start or pipeline.spec.source.start}")
             self._launch(record)
-            return record
+            return self._status(record)
+
+    def create(
+        self,
+        spec_text: str,
+        source: str,
+        start: str = "",
+        until: str | None = None,
+        follow: bool = False,
+        into: str | None = None,
+    ) -> DeploymentStatus:
+        """`replay`, as deploy/cli.py calls it until it calls the Service (issue 14's merge
+        removes this)."""
+        return self.replay(ReplayRequest(spec_text, source, start, until, follow, into))
 
     def ensure(self, pipeline: Pipeline, spec_text: str, stop_now: bool = False) -> Deployment:
         """Run a pipeline's own deployment (`cqrs run`): registered on first use, resumed after.
@@ -264,7 +292,7 @@ class Runtime:
                 record = Record(
                     name=name, pipeline=pipeline.name, version=pipeline.version,
                     spec=spec_text, source=pipeline.source, topic=topic, start=starts, stop=None,
-                    stage="active" if first else "",
+                    stage=Stage.ACTIVE if first else Stage.OUTSIDE,
                 )  # fmt: skip
                 self.records.note(record, "created", "by cqrs run")
             elif pipeline_of(record, self.allowed).spec != pipeline.spec:
@@ -272,33 +300,41 @@ class Runtime:
                     f"{name} is registered with another spec; a changed pipeline needs a new "
                     f"version (and a new deployment)"
                 )
-            record.desired = "running"
+            record.desired = Desired.RUNNING
             self.records.save(record)
             stop = self._end_offsets(topic) if stop_now else None
             resumed = self.deployments.get(name)
             if stop is not None and resumed is not None and resumed.join(0) is False:
                 resumed.stop()  # resumed on open, tailing: this run wants a bound instead
             deployment = self._launch(record, stop_override=stop)
-            if record.stage == "active" and layer.active(pipeline.name) != name:
+            if record.stage == Stage.ACTIVE and layer.active(pipeline.name) != name:
                 layer.switch(pipeline.name, name)
                 layer.rebuild(pipeline.name, [(name, pipeline)])
             return deployment
 
-    def start(self, name: str) -> Record:
+    def start(self, name: str) -> DeploymentStatus:
+        return self._status(self.start_deployment(name))
+
+    def stop(self, name: str) -> DeploymentStatus:
+        """Stop gracefully and keep it stopped (a later `start` resumes it)."""
+        return self._status(self.stop_deployment(name))
+
+    def start_deployment(self, name: str) -> Record:
+        """Run it again, and want it running (the next runtime resumes it)."""
         with self._lock:
             record = self._record(name)
             if name in self.deployments and self.deployments[name].join(0) is False:
                 return record
-            record.desired = "running"
+            record.desired = Desired.RUNNING
             self.records.save(record)
             self._launch(record, note="started")
             return record
 
-    def stop(self, name: str) -> Record:
-        """Stop gracefully and keep it stopped (a later `start` resumes it)."""
+    def stop_deployment(self, name: str) -> Record:
+        """Stop gracefully, and want it stopped."""
         with self._lock:
             record = self._record(name)
-            record.desired = "stopped"
+            record.desired = Desired.STOPPED
             self.records.save(record)
             deployment = self.deployments.get(name)
         if deployment is not None:
@@ -308,22 +344,28 @@ class Runtime:
             self.records.note(record, "stopped")
         return record
 
+    def list_deployments(self, everything: bool = False) -> list[DeploymentStatus]:
+        """Every deployment's status (retired and aborted ones only with `everything`), by
+        pipeline and version."""
+        return [self._status(r) for r in listed(self.records.all(), everything)]
+
+    def get_deployment(self, name: str) -> DeploymentStatus:
+        return self._status(self._record(name))
+
     def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]:
-        """One deployment's status, or every deployment's (retired and aborted ones only with
-        `everything`), by pipeline and version."""
-        records = [self._record(name)] if name else listed(self.records.all(), everything)
-        out = []
-        for record in records:
-            status = describe(
-                self.client, record, self._end_offsets, self.allowed, self._behind
-            )
-            live = self.deployments.get(record.name)
-            if live is not None:
-                status["state"] = live.state.value
-                status["consumed"] = self._sample("cqrs_commands_consumed_total", record)
-                status["accepted"] = self._sample("cqrs_commands_accepted_total", record)
-            out.append(status)
-        return out
+        """As JSON documents, for deploy/cli.py until it calls the Service (issue 14's merge
+        removes this)."""
+        found = [self.get_deployment(name)] if name else self.list_deployments(everything)
+        return [msgspec.to_builtins(s) for s in found]
+
+    def _status(self, record: Record) -> DeploymentStatus:
+        status = describe(self.client, record, self._end_offsets, self.allowed, self._behind)
+        live = self.deployments.get(record.name)
+        if live is not None:
+            status.state = live.state
+            status.consumed = self._sample("cqrs_commands_consumed_total", record)
+            status.accepted = self._sample("cqrs_commands_accepted_total", record)
+        return status
 
     def forget(self, name: str) -> None:
         """A deployment is gone (retired or aborted, its database dropped): drop what the
@@ -360,36 +402,60 @@ class Runtime:
             return None
         return str(root_cause(ended.error))
 
+    def health(self) -> Health:
+        return Health("ok", self.pid)
+
+    def deploy_state(self, pipeline: str) -> BlueGreenState:
+        return self.bluegreen.state(pipeline)
+
+    def deploy_history(self, pipeline: str) -> History:
+        return self.bluegreen.history(pipeline)
+
+    def deploy_init(self, request: InitRequest, origin: Origin = Origin.LOCAL) -> BlueGreenState:
+        return self.bluegreen.init(request.spec, request.source, origin)
+
+    def deploy_promote(self, pipeline: str, request: PromoteRequest) -> BlueGreenState:
+        return self.bluegreen.promote(pipeline, request.force, request.max_behind, request.wait)
+
+    def deploy_rollback(self, pipeline: str) -> BlueGreenState:
+        return self.bluegreen.rollback(pipeline)
+
+    def deploy_abort(self, pipeline: str) -> BlueGreenState:
+        return self.bluegreen.abort(pipeline)
+
+    def deploy_cleanup(self, pipeline: str) -> BlueGreenState:
+        return self.bluegreen.cleanup(pipeline)
+
     def query(self, sql: str) -> QueryResult:
         if self._reader is None:
             raise CqrsError("the runtime is not open")
         return self._reader.query(sql)
 
-    def dashboard(self) -> dict[str, Any]:
+    def dashboard(self) -> Dashboard:
         """What the built-in dashboard draws: the business panels' rows (a panel whose view the
         active deployment does not serve says so) and each deployment's health."""
         panels = []
         for panel in BUSINESS:
-            entry: dict[str, Any] = {"key": panel.key, "title": panel.title, "kind": panel.kind}
+            entry = PanelData(key=panel.key, title=panel.title, kind=panel.kind)
             try:
-                entry["rows"] = self.query(panel.sql(self.settings.query_database)).to_json()[
-                    "rows"
-                ]
+                entry.rows = self.query(panel.sql(self.settings.query_database)).to_json()["rows"]
             except CqrsError as exc:
                 missing = "UNKNOWN_TABLE" in str(exc) or "does not exist" in str(exc)
-                entry["error"] = "not served by the active deployment" if missing else str(exc)
+                entry.error = "not served by the active deployment" if missing else str(exc)
             panels.append(entry)
         deployments = []
-        for status in self.status():
-            record = Record(name=status["name"], pipeline=status["pipeline"],
-                            version=status["version"], spec="", source="", topic="",
-                            start={}, stop=None)  # fmt: skip
-            status["rejected"] = self._by_label("cqrs_commands_rejected_total", record, "reason")
-            status["latency_p99"] = self._quantile(
-                "cqrs_end_to_end_latency_seconds_bucket", record, 0.99
+        for record in listed(self.records.all()):
+            status = self._status(record)
+            deployments.append(
+                DeploymentHealth(
+                    **msgspec.structs.asdict(status),
+                    rejected=self._by_label("cqrs_commands_rejected_total", record, "reason"),
+                    latency_p99=self._quantile(
+                        "cqrs_end_to_end_latency_seconds_bucket", record, 0.99
+                    ),
+                )
             )
-            deployments.append(status)
-        return {"panels": panels, "deployments": deployments}
+        return Dashboard(panels, deployments)
 
     # -- inside --------------------------------------------------------------------------------
 
@@ -423,7 +489,7 @@ class Runtime:
         partitions = deployment.prepare(self.client)
         deployment.start(partitions)
         self.deployments[record.name] = deployment
-        record.state = State.RUNNING.value
+        record.state = State.RUNNING
         record.error = ""
         self.records.save(record)
         if note:
@@ -452,7 +518,7 @@ class Runtime:
                 record = self.records.get(name)
                 if record is None:
                     continue
-                if deployment.state is State.FAILED and record.desired == "running":
+                if deployment.state is State.FAILED and record.desired == Desired.RUNNING:
                     self._count_failure(deployment)
                     cause = root_cause(deployment.error) if deployment.error else None
                     if isinstance(cause, _REFUSALS):
@@ -469,10 +535,10 @@ class Runtime:
                         try:
                             self._launch(record, note=f"restarted (attempt {attempts})")
                         except CqrsError as exc:
-                            record.state, record.error = State.FAILED.value, str(exc)
+                            record.state, record.error = State.FAILED, str(exc)
                             self.records.save(record)
                     continue
-                if record.state != deployment.state.value:
+                if record.state != deployment.state:
                     self._record_end(deployment)
                     self._restarts.pop(name, None)
 
@@ -503,7 +569,7 @@ class Runtime:
         (partition, offset), _, _ = failed
         return {partition: offset + BATCH_SIZE}
 
-    def skip(self, name: str, partition: int, offset: int) -> Record:
+    def skip(self, name: str, partition: int, offset: int) -> DeploymentStatus:
         """Pass over one record of a deployment from now on (to the DLQ, `skipped_by_operator`)
         and run it again if it stopped at that record."""
         with self._lock:
@@ -518,9 +584,9 @@ class Runtime:
             running = self.deployments.get(name)
             if running is not None and running.join(0) is False:
                 running.stop()  # the source takes its skips when it starts
-            if record.desired == "running":
+            if record.desired == Desired.RUNNING:
                 self._launch(record, note=f"restarted to skip {partition}:{offset}")
-            return record
+            return self._status(record)
 
     def _take_in_new_partitions(self) -> None:
         """Restart each tailing deployment whose log has partitions it does not read."""
@@ -539,7 +605,7 @@ class Runtime:
                         fresh[topic] = self._log(topic).partitions(fresh=True)
                 added = sorted(set(fresh[topic]) - set(deployment.partitions))
                 record = self.records.get(deployment.name)
-                if not added or record is None or record.desired != "running":
+                if not added or record is None or record.desired != Desired.RUNNING:
                     continue
                 log.info("%s: taking in new partitions %s of %s", record.name, added, topic)
                 deployment.stop()
@@ -547,13 +613,13 @@ class Runtime:
 
     def _record_end(self, deployment: Deployment, detail: str = "") -> None:
         record = self.records.get(deployment.name)
-        if record is None or (record.state == deployment.state.value and not detail):
+        if record is None or (record.state == deployment.state and not detail):
             return
-        record.state = deployment.state.value
+        record.state = deployment.state
         if deployment.error is not None:
             record.error = str(root_cause(deployment.error))
         self.records.save(record)
-        self.records.note(record, deployment.state.value, detail or record.error)
+        self.records.note(record, deployment.state, detail or record.error)
 
     def _commit_offsets(self) -> None:
         """Monitoring only: Bytewax recovery stays the one record of where to resume."""
@@ -593,8 +659,8 @@ class Runtime:
             if record is None:
                 continue
             status = describe(self.client, record, self._end_offsets, self.allowed)
-            if status["total"]:
-                deployment.metrics.set_progress(status["done"] / status["total"])
+            if status.total:
+                deployment.metrics.set_progress(status.done / status.total)
 
     def _log(self, topic: str) -> CommandLog:
         if topic not in self._logs:
@@ -629,7 +695,7 @@ class Runtime:
         }
         return [
             s
-            for family in self.registry.collect()
+            for family in self.metrics_registry.collect()
             for s in family.samples
             if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
         ]
@@ -656,7 +722,7 @@ class Runtime:
         }
         return sum(
             s.value
-            for family in self.registry.collect()
+            for family in self.metrics_registry.collect()
             for s in family.samples
             if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
         )

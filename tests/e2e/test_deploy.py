@@ -14,7 +14,7 @@ from pathlib import Path
 
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
-from deploy.client import connect
+from deploy.legacy import connect
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from tests.conftest import REPO

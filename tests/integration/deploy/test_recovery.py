@@ -9,7 +9,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from commands.errors import CommandLogError, RecoveryError
 from commands.generator import OrderGenerator
 from commands.log import CommandLog
-from deploy.deployment import State
+from deploy.model import State
 from tests.conftest import produce
 
 

@@ -2,10 +2,11 @@
 the log's end offsets, on the real ClickHouse engine (the end offsets are given, as the broker
 would report them)."""
 
+import msgspec
 import pytest
 
 from dataflows.spec import parse_pipeline
-from deploy.registry import Record
+from deploy.records import Record
 from deploy.status import describe, written
 from operators.code import allow_list
 from sinks.clickhouse import create_projection_table
@@ -66,15 +67,16 @@ def test_a_deployment_that_wrote_nothing_yet(store, db):
     end_offsets, seen = ends({0: 60, 1: 40})
     status = describe(store, record(db), end_offsets, ALLOWED)
     assert seen == ["shop_log"]
-    assert status == {
+    assert msgspec.to_builtins(status) == {
         "name": db, "pipeline": "shop", "version": 1, "state": "running", "desired": "running",
         "stage": "", "error": None, "follow": False, "start": {0: 10, 1: 0},
         "stop": {0: 50, 1: 30}, "next": {0: 10, 1: 0}, "end": {0: 60, 1: 40},
-        "lag": {0: 50, 1: 40}, "done": 0, "total": 70, "rows": {},
+        "lag": {0: 50, 1: 40}, "behind": None, "behind_s": None, "done": 0, "total": 70,
+        "rows": {},
     }  # fmt: skip
     create(store, db)  # tables, but no progress rows: still nothing written
     assert written(store, db, TABLES) == {}
-    assert describe(store, record(db), end_offsets, ALLOWED)["rows"] == {
+    assert describe(store, record(db), end_offsets, ALLOWED).rows == {
         "orders": 0,
         "per_minute": 0,
     }
@@ -93,15 +95,15 @@ def test_progress_is_the_slowest_projection_per_partition(store, db):
     store.command(f"INSERT INTO `{db}`.orders (order_id, version) VALUES ('a', 1), ('b', 2)")
     end_offsets, _ = ends({0: 60, 1: 40})
     bounded = describe(store, record(db, error="", stage="green"), end_offsets, ALLOWED)
-    assert bounded["next"] == {0: 20, 1: 0}
-    assert bounded["lag"] == {0: 40, 1: 40}
-    assert (bounded["done"], bounded["total"]) == (10, 70)  # stop - start: (50-10) + (30-0)
-    assert bounded["rows"] == {"orders": 2, "per_minute": 0}
-    assert bounded["stage"] == "green" and bounded["follow"] is False
+    assert bounded.next == {0: 20, 1: 0}
+    assert bounded.lag == {0: 40, 1: 40}
+    assert (bounded.done, bounded.total) == (10, 70)  # stop - start: (50-10) + (30-0)
+    assert bounded.rows == {"orders": 2, "per_minute": 0}
+    assert bounded.stage == "green" and bounded.follow is False
 
     following = describe(store, record(db, stop=None), end_offsets, ALLOWED)
-    assert following["follow"] is True and following["stop"] is None
-    assert (following["done"], following["total"]) == (10, 90)  # to the log's end instead
+    assert following.follow is True and following.stop is None
+    assert (following.done, following.total) == (10, 90)  # to the log's end instead
 
 
 def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, db):
@@ -111,11 +113,11 @@ def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, d
         record_progress(store, db, projection, 1, 5)
     end_offsets, _ = ends({0: 60, 1: 40, 2: 7})  # partition 2 was added to the topic later
     bounded = describe(store, record(db), end_offsets, ALLOWED)
-    assert bounded["next"] == {0: 60, 1: 6, 2: 0}  # every partition of the topic counts
-    assert bounded["lag"] == {0: 0, 1: 34, 2: 7}
-    assert (bounded["done"], bounded["total"]) == (40 + 6, 70)  # never more than the range
+    assert bounded.next == {0: 60, 1: 6, 2: 0}  # every partition of the topic counts
+    assert bounded.lag == {0: 0, 1: 34, 2: 7}
+    assert (bounded.done, bounded.total) == (40 + 6, 70)  # never more than the range
     following = describe(store, record(db, stop=None), end_offsets, ALLOWED)
-    assert (following["done"], following["total"]) == (50 + 6, 50 + 40 + 7)
+    assert (following.done, following.total) == (50 + 6, 50 + 40 + 7)
 
 
 def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
@@ -124,13 +126,13 @@ def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
         record_progress(store, db, projection, 0, 3)  # written before a replay --from 0:10
     end_offsets, _ = ends({0: 60, 1: 40})
     status = describe(store, record(db), end_offsets, ALLOWED)
-    assert status["next"] == {0: 10, 1: 0}
-    assert status["done"] == 0
+    assert status.next == {0: 10, 1: 0}
+    assert status.done == 0
 
 
 def test_state_and_error_are_the_records(store, db):
     failed = record(db, state="failed", desired="stopped", error="boom: the sink refused")
     end_offsets, _ = ends({0: 60, 1: 40})
     status = describe(store, failed, end_offsets, ALLOWED)
-    assert (status["state"], status["desired"]) == ("failed", "stopped")
-    assert status["error"] == "boom: the sink refused"
+    assert (status.state, status.desired) == ("failed", "stopped")
+    assert status.error == "boom: the sink refused"
