@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from commands.errors import ConfigError
-from dataflows.spec import Pipeline, parse_pipeline
+from dataflows.spec import Pipeline
 from deploy import positions
 from deploy.model import (
     LIVE,
@@ -35,7 +35,7 @@ from deploy.model import (
     Stage,
     Version,
 )
-from deploy.records import Record, pipeline_of
+from deploy.records import Record
 from deploy.spec_diff import diff_specs
 from deploy.stable import StableLayer
 from sinks.ddl import ident
@@ -55,9 +55,7 @@ class BlueGreen:
     def init(self, spec_text: str, source: str, origin: Origin = Origin.LOCAL) -> BlueGreenState:
         """A spec from the API (`Origin.API`) may name only allowed modules."""
         rt = self._runtime
-        pipeline = parse_pipeline(
-            spec_text, source, allowed=None if origin == Origin.LOCAL else rt.allowed
-        )
+        pipeline = rt.specs.parse(spec_text, source, origin)
         name = pipeline.deployment
         with rt._lock:
             mine = self._records(pipeline.name)
@@ -282,7 +280,7 @@ class BlueGreen:
         return next((r for r in records.values() if r.stage == Stage.ACTIVE), None)
 
     def _spec(self, record: Record) -> Pipeline:
-        return pipeline_of(record, self._runtime.allowed)
+        return self._runtime.specs.of(record)
 
     def _rebuild(
         self, pipeline_name: str, only: set[str] | None = None, retired: set[str] = frozenset()

@@ -16,6 +16,7 @@ from deploy.client import call
 from deploy.model import QueryResult
 from deploy.records import Record
 from deploy.settings import Settings
+from deploy.specs import Specs
 from deploy.status import Behind, EndOffsets
 from deploy.status import describe as describe_status
 from operators.code import AllowList
@@ -28,7 +29,8 @@ def describe(
     allowed: AllowList,
     measure: Behind | None = None,
 ) -> dict[str, Any]:
-    return msgspec.to_builtins(describe_status(client, record, end_offsets, allowed, measure))
+    status = describe_status(client, record, end_offsets, Specs(allowed), measure)
+    return msgspec.to_builtins(status)
 
 
 def connect(settings: Settings, url: str) -> RuntimeClient:

@@ -12,9 +12,7 @@ import time
 import msgspec
 from clickhouse_connect.driver.client import Client
 
-from dataflows.spec import Pipeline, parse_pipeline
 from deploy.model import Desired, Event, Origin, Stage, State
-from operators.code import AllowList
 from sinks.ddl import Table, create_database, create_table, literal, qualified
 
 DEPLOYMENTS = Table(
@@ -73,15 +71,6 @@ class Record(msgspec.Struct):
     error: str = ""
     created_at: int = 0
     origin: Origin = Origin.LOCAL
-
-
-def pipeline_of(record: Record, allowed: AllowList) -> Pipeline:
-    """A registered deployment's pipeline. A spec that came over the API is held to `allowed`
-    (the allow-list of the process loading it now) at every load: resuming from the registry
-    never carries code past the allow-list."""
-    return parse_pipeline(
-        record.spec, record.source, allowed=None if record.origin == Origin.LOCAL else allowed
-    )
 
 
 class Records:

@@ -52,7 +52,7 @@ from commands.errors import (
 from commands.log import CommandLog
 from dataflows.metrics import Metrics
 from dataflows.source import BATCH_SIZE, StartAt
-from dataflows.spec import Pipeline, parse_pipeline
+from dataflows.spec import Pipeline
 from deploy import positions
 from deploy.bluegreen import BlueGreen
 from deploy.deployment import Deployment, DeploymentConfig
@@ -76,9 +76,10 @@ from deploy.model import (
 )
 from deploy.panels import BUSINESS
 from deploy.query import Reader
-from deploy.records import Record, Records, pipeline_of
+from deploy.records import Record, Records
 from deploy.runtime_file import RuntimeFile
 from deploy.settings import Settings
+from deploy.specs import Specs
 from deploy.status import describe, listed, written
 from operators.code import allow_list
 from sinks import ddl
@@ -123,8 +124,8 @@ class Runtime:
         self._client: Client | None = None
         # Read-only queries get a session of their own (`readonly` is set on the session)
         self._reader: Reader | None = None
-        #: what specs that came over the API may import
-        self.allowed = allow_list(settings.allow_modules)
+        #: each record's spec, parsed once; a spec from the API is held to the allow-list
+        self.specs = Specs(allow_list(settings.allow_modules))
         self.token = ""
         self._api: ApiServer | None = None
         self._lock = threading.RLock()
@@ -235,9 +236,7 @@ class Runtime:
         whose deployment or database already exists, or a spec from the API (`Origin.API`)
         that names a module off the allow-list, before changing anything."""
         spec_text, source, start, until = request.spec, request.source, request.start, request.until
-        pipeline = parse_pipeline(
-            spec_text, source, allowed=None if origin == Origin.LOCAL else self.allowed
-        )
+        pipeline = self.specs.parse(spec_text, source, origin)
         name = request.into or pipeline.deployment
         ddl.ident(name)
         with self._lock:
@@ -295,7 +294,7 @@ class Runtime:
                     stage=Stage.ACTIVE if first else Stage.OUTSIDE,
                 )  # fmt: skip
                 self.records.note(record, "created", "by cqrs run")
-            elif pipeline_of(record, self.allowed).spec != pipeline.spec:
+            elif self.specs.of(record).spec != pipeline.spec:
                 raise ConfigError(
                     f"{name} is registered with another spec; a changed pipeline needs a new "
                     f"version (and a new deployment)"
@@ -359,7 +358,7 @@ class Runtime:
         return [msgspec.to_builtins(s) for s in found]
 
     def _status(self, record: Record) -> DeploymentStatus:
-        status = describe(self.client, record, self._end_offsets, self.allowed, self._behind)
+        status = describe(self.client, record, self._end_offsets, self.specs, self._behind)
         live = self.deployments.get(record.name)
         if live is not None:
             status.state = live.state
@@ -376,6 +375,7 @@ class Runtime:
         if deployment is not None and deployment.join(0) is False:
             deployment.stop()
         self.metrics.forget(name)
+        self.specs.forget(name)
         try:
             self._admin_client().delete_groups([name])
         except KafkaError as exc:  # monitoring only: the broker forgets an empty group anyway
@@ -470,7 +470,7 @@ class Runtime:
                     f"it to a bound"
                 )
             return running
-        pipeline = pipeline_of(record, self.allowed)
+        pipeline = self.specs.of(record)
         deployment = Deployment(
             DeploymentConfig(
                 pipeline=pipeline,
@@ -658,7 +658,7 @@ class Runtime:
             record = self.records.get(deployment.name)
             if record is None:
                 continue
-            status = describe(self.client, record, self._end_offsets, self.allowed)
+            status = describe(self.client, record, self._end_offsets, self.specs)
             if status.total:
                 deployment.metrics.set_progress(status.done / status.total)
 

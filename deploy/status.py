@@ -18,8 +18,8 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 
 from deploy.model import GONE, DeploymentStatus
-from deploy.records import Record, pipeline_of
-from operators.code import AllowList
+from deploy.records import Record
+from deploy.specs import Specs
 from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
@@ -67,13 +67,13 @@ def describe(
     client: Client,
     record: Record,
     end_offsets: EndOffsets,
-    allowed: AllowList,
+    specs: Specs,
     measure: Behind | None = None,
 ) -> DeploymentStatus:
     """The status of one deployment; with `measure`, also how far behind the head of the log
     it is in time (`behind`, per partition, and `behind_s`, the most; None when a partition
     did not answer), else those are None."""
-    pipeline = pipeline_of(record, allowed)
+    pipeline = specs.of(record)
     tables = [p.name for p in pipeline.projections if p.table is not None]
     done_to = written(client, record.name, tables)
     ends = end_offsets(record.topic)
