@@ -14,50 +14,72 @@
 Every step reads where things stand from the registry and the pointer, and is safe to run again
 after a crash of the CLI or the runtime: a step that finds its work done finishes the rest.
 Only one new deployment may be in flight per pipeline.
+
+Blue/green asks the runtime for deployments through `DeploymentHost` (the runtime hands itself
+over once, when it opens) and switches the stable views through its `StableLayer`.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from commands.errors import ConfigError
+from dataflows.source import StartAt
 from dataflows.spec import Pipeline
-from deploy import positions
+from deploy.deployment import Deployment
 from deploy.model import (
     LIVE,
     MAX_BEHIND_S,
     BlueGreenState,
+    DeploymentStatus,
     Desired,
     History,
     Origin,
     Stage,
     Version,
 )
-from deploy.records import Record
+from deploy.records import Record, Records
 from deploy.spec_diff import diff_specs
+from deploy.specs import Specs
 from deploy.stable import StableLayer
-from sinks.ddl import ident
 
-if TYPE_CHECKING:
-    from deploy.runtime import Runtime
+
+class DeploymentHost(Protocol):
+    """What blue/green asks of the runtime that runs the deployments."""
+
+    #: held while a step reads and changes the registry and the pointer
+    lock: AbstractContextManager[Any]
+    specs: Specs
+
+    @property
+    def records(self) -> Records: ...
+
+    def topic_of(self, pipeline: Pipeline) -> str: ...
+    def start_offsets(self, topic: str, start: StartAt) -> dict[int, int]: ...
+    def database_exists(self, name: str) -> bool: ...
+    def launch(self, record: Record, note: str = "") -> Deployment: ...
+    def start_deployment(self, name: str) -> Record: ...
+    def stop_deployment(self, name: str) -> Record: ...
+    def get_deployment(self, name: str) -> DeploymentStatus: ...
+    def failure(self, name: str) -> str | None: ...
+    def drop(self, name: str) -> None: ...
 
 
 class BlueGreen:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        s = runtime.settings
-        self.layer = StableLayer(runtime.client, s.control_database, s.query_database)
+    def __init__(self, host: DeploymentHost, layer: StableLayer) -> None:
+        self._host = host
+        self.layer = layer
 
     # -- steps ---------------------------------------------------------------------------------
 
     def init(self, spec_text: str, source: str, origin: Origin = Origin.LOCAL) -> BlueGreenState:
         """A spec from the API (`Origin.API`) may name only allowed modules."""
-        rt = self._runtime
+        rt = self._host
         pipeline = rt.specs.parse(spec_text, source, origin)
         name = pipeline.deployment
-        with rt._lock:
+        with rt.lock:
             mine = self._records(pipeline.name)
             existing = mine.get(name)
             if (
@@ -86,14 +108,11 @@ class BlueGreen:
                         f"{other.name} is still draining after the last promote; run "
                         f"`cqrs deploy cleanup {pipeline.name}` (or roll back) first"
                     )
-            if rt._database_exists(name):
+            if rt.database_exists(name):
                 raise ConfigError(f"database {name} already exists; deploy a new version")
             active = self._active(mine)
-            topic = pipeline.spec.source.topic or rt.settings.topic
-            with rt._logs_lock:
-                starts, _ = positions.resolve(
-                    rt._log(topic), positions.parse_from("earliest"), None
-                )
+            topic = rt.topic_of(pipeline)
+            starts = rt.start_offsets(topic, StartAt("earliest"))
             record = Record(
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
                 source=source, topic=topic, start=starts, stop=None, origin=origin,
@@ -101,7 +120,7 @@ class BlueGreen:
             )  # fmt: skip
             rt.records.save(record)
             rt.records.note(record, "init", f"green beside {active.name}" if active else "first")
-            rt._launch(record)
+            rt.launch(record)
             if active is None:
                 self.layer.switch(pipeline.name, name)
                 rt.records.note(record, "promoted", "first deployment of the pipeline")
@@ -125,11 +144,11 @@ class BlueGreen:
         refused (unless forced). The gate is time, not a count of commands: under a steady
         producer a green that keeps up is always some commands behind, but only its flush
         delay in time. The runtime's lock is not held while the broker is asked."""
-        rt = self._runtime
+        rt = self._host
         deadline = time.monotonic() + wait_s
         late, lag = float("inf"), 0
         while True:
-            with rt._lock:
+            with rt.lock:
                 mine = self._records(pipeline_name)
                 green = next((r for r in mine.values() if r.stage == Stage.GREEN), None)
                 pointer = self.layer.active(pipeline_name)
@@ -163,7 +182,7 @@ class BlueGreen:
     def _switch(
         self, pipeline_name: str, mine: dict[str, Record], green: Record, gate: str
     ) -> BlueGreenState:
-        rt = self._runtime
+        rt = self._host
         blue = self._active(mine)
         self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
         green.stage = Stage.ACTIVE
@@ -177,8 +196,8 @@ class BlueGreen:
         return self.state(pipeline_name)
 
     def rollback(self, pipeline_name: str) -> BlueGreenState:
-        rt = self._runtime
-        with rt._lock:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
             blue = next((r for r in mine.values() if r.stage == Stage.DRAINING), None)
             current = self._active(mine)
@@ -187,9 +206,7 @@ class BlueGreen:
                     f"{pipeline_name} has no draining deployment to roll back to (rollback works "
                     f"between promote and cleanup)"
                 )
-            live = rt.deployments.get(blue.name)
-            if live is None or live.join(0):
-                rt.start_deployment(blue.name)
+            rt.start_deployment(blue.name)  # a blue that still runs is left as it is
             self.layer.switch(pipeline_name, blue.name)
             blue.stage = Stage.ACTIVE
             rt.records.save(blue)
@@ -201,8 +218,8 @@ class BlueGreen:
         return self.state(pipeline_name)
 
     def abort(self, pipeline_name: str) -> BlueGreenState:
-        rt = self._runtime
-        with rt._lock:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
             green = next((r for r in mine.values() if r.stage == Stage.GREEN), None)
             if green is None:
@@ -216,8 +233,8 @@ class BlueGreen:
         return self.state(pipeline_name)
 
     def cleanup(self, pipeline_name: str) -> BlueGreenState:
-        rt = self._runtime
-        with rt._lock:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
             blue = next((r for r in mine.values() if r.stage == Stage.DRAINING), None)
             if blue is None:
@@ -240,15 +257,15 @@ class BlueGreen:
             draining=by_stage.get(Stage.DRAINING),
         )
         if green is not None:
-            status = self._runtime.get_deployment(green)
+            status = self._host.get_deployment(green)
             out.green_status = status
             out.green_lag = sum(status.lag.values())
             out.green_behind_s = status.behind_s
-            out.green_failed = self._runtime.failure(green)
+            out.green_failed = self._host.failure(green)
         return out
 
     def history(self, pipeline_name: str) -> History:
-        rt = self._runtime
+        rt = self._host
         records = sorted(
             self._records(pipeline_name).values(), key=lambda r: (r.version, r.created_at)
         )
@@ -265,22 +282,22 @@ class BlueGreen:
 
     def _behind(self, name: str) -> tuple[float, int]:
         """(seconds of log time behind the head of the log, commands behind its end)."""
-        failure = self._runtime.failure(name)
+        failure = self._host.failure(name)
         if failure is not None:
             raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
-        status = self._runtime.get_deployment(name)
+        status = self._host.get_deployment(name)
         late = status.behind_s  # None: the broker did not say, which is not caught up
         return float("inf") if late is None else float(late), sum(status.lag.values())
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
-        return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}
+        return {r.name: r for r in self._host.records.all() if r.pipeline == pipeline_name}
 
     @staticmethod
     def _active(records: dict[str, Record]) -> Record | None:
         return next((r for r in records.values() if r.stage == Stage.ACTIVE), None)
 
     def _spec(self, record: Record) -> Pipeline:
-        return self._runtime.specs.of(record)
+        return self._host.specs.of(record)
 
     def _rebuild(
         self, pipeline_name: str, only: set[str] | None = None, retired: set[str] = frozenset()
@@ -293,7 +310,7 @@ class BlueGreen:
 
     def _retire(self, record: Record, stage: Stage, rebuild_first: set[str] | None = None) -> None:
         """Take a deployment out: stop it, out of the views, drop its database and state."""
-        rt = self._runtime
+        rt = self._host
         rt.stop_deployment(record.name)
         record = rt.records.get(record.name) or record
         record.stage = stage
@@ -301,9 +318,5 @@ class BlueGreen:
         rt.records.save(record)
         # the views lose the branch before the tables it reads are dropped
         self._rebuild(record.pipeline, retired=rebuild_first or set())
-        # SYNC: an Atomic database keeps a dropped table (and what the engine holds for it)
-        # for eight minutes otherwise
-        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)} SYNC")
-        shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
-        rt.forget(record.name)
+        rt.drop(record.name)
         rt.records.note(record, stage, "database dropped")

@@ -37,10 +37,11 @@ from deploy.memory import limit_malloc_arenas
 from deploy.model import MAX_BEHIND_S, QueryResult
 from deploy.query import query
 from deploy.records import Records as Registry
-from deploy.runtime import Runtime, root_cause
+from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.status import listed
+from deploy.supervisor import root_cause
 from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq
 from sinks.store import open_client

@@ -8,7 +8,7 @@ from kafka.admin import NewPartitions
 from commands.envelope import encode_command
 from commands.generator import OrderGenerator
 from dataflows.spec import parse_pipeline
-from deploy import runtime as runtime_module
+from deploy import supervisor
 from deploy.model import ReplayRequest, State
 from deploy.runtime import Runtime
 from deploy.settings import Settings
@@ -122,7 +122,7 @@ def test_partitions_added_while_a_deployment_runs_are_taken_in(
 def test_a_record_no_restart_gets_past_stops_the_deployment_until_skipped(
     settings, brokers, make_topic, unique, monkeypatch
 ):
-    monkeypatch.setattr(runtime_module, "_FIRST_RESTART_S", 0.05)
+    monkeypatch.setattr(supervisor, "_FIRST_RESTART_S", 0.05)
     topic = make_topic(partitions=1)
     commands = OrderGenerator(seed=94).take(200)
     produce(brokers, topic, commands)
