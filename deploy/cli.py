@@ -32,10 +32,9 @@ from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.deployment import Deployment
-from deploy.legacy import RuntimeClient, connect, describe
+from deploy.legacy import RuntimeClient, connect, describe, query
 from deploy.memory import limit_malloc_arenas
 from deploy.model import MAX_BEHIND_S, QueryResult
-from deploy.query import query
 from deploy.records import Records as Registry
 from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from api.token import read_token
 from commands.errors import CqrsError
 from deploy.model import (
     BlueGreenState,
@@ -30,6 +29,7 @@ from deploy.model import (
     SkipRequest,
 )
 from deploy.settings import Settings
+from deploy.token import read_token
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from clickhouse_connect.driver.client import Client
 
-from api.token import read_token
+from deploy.bootstrap import service
 from deploy.client import call
 from deploy.model import QueryResult
 from deploy.records import Record
@@ -19,6 +19,7 @@ from deploy.settings import Settings
 from deploy.specs import Specs
 from deploy.status import Behind, EndOffsets
 from deploy.status import describe as describe_status
+from deploy.token import read_token
 from operators.code import AllowList
 
 
@@ -31,6 +32,10 @@ def describe(
 ) -> dict[str, Any]:
     status = describe_status(client, record, end_offsets, Specs(allowed), measure)
     return msgspec.to_builtins(status)
+
+
+def query(settings: Settings, sql: str) -> QueryResult:
+    return service(settings).query(sql)
 
 
 def connect(settings: Settings, url: str) -> RuntimeClient:

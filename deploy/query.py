@@ -1,5 +1,6 @@
-"""Read-only queries, wherever the store is: through the running runtime when it holds the
-embedded store, directly otherwise. Both ways run the same code: a `Reader`.
+"""Read-only queries. Wherever the store is (read by the runtime that holds the embedded store,
+or by the calling process: `deploy.bootstrap.service` says which), they run the same code: a
+`Reader`.
 
 A reader is a session on the store that is read-only by construction: its limits and then
 `readonly = 1` are set on the session when it opens (after which ClickHouse refuses any change
@@ -10,20 +11,16 @@ of a setting, from a SETTINGS clause or a SET), and it runs a statement only onc
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from commands.errors import StoreError
-from deploy.client import connect
 from deploy.model import QueryResult
-from deploy.runtime_file import find_runtime
-from deploy.settings import Settings
 from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard
 from sinks import ddl
-from sinks.store import StoreBusy, open_client
+from sinks.store import open_client
 
 MAX_RESULT_ROWS = 100_000
 MAX_RESULT_BYTES = 64 * 2**20
@@ -122,28 +119,6 @@ class Reader:
         if code == 164:  # READONLY
             return QueryRefused(f"refused: {message}; {READ_ONLY}")
         return StoreError(message)
-
-
-def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
-    """Run `sql` read-only: via the runtime of this data dir if one runs (it holds the embedded
-    store), else in a reader of this process. A runtime that is starting holds the store
-    before it says where it serves, so a busy store is retried until it does."""
-    timeout = settings.query_timeout
-    if not settings.embedded:
-        return Reader(settings.reader_dsn, timeout).query(sql)
-    deadline = time.monotonic() + wait_s
-    while True:
-        runtime = find_runtime(settings.data_dir)
-        if runtime is not None:
-            return connect(settings, runtime.url).query(sql)
-        try:
-            reader = Reader(settings.clickhouse_dsn, timeout)
-        except StoreBusy:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-            continue
-        return reader.query(sql)
 
 
 def _size(rows: list[list[Any]]) -> int:

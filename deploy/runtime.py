@@ -26,7 +26,6 @@ from prometheus_client import CollectorRegistry
 
 from api.security import Limits
 from api.server import ApiServer
-from api.token import ensure_token
 from commands.errors import ConfigError, CqrsError
 from dataflows.metrics import Metrics
 from dataflows.source import StartAt
@@ -44,6 +43,7 @@ from deploy.settings import Settings
 from deploy.specs import Specs
 from deploy.stable import StableLayer
 from deploy.supervisor import Supervisor, root_cause
+from deploy.token import ensure_token
 from operators.code import allow_list
 from sinks import ddl
 from sinks.store import open_client
