@@ -30,9 +30,10 @@ import pytest
 
 from commands.generator import OrderGenerator
 from commands.producer import CommandProducer
-from deploy.client import RuntimeClient
+from deploy.client import connect
 from deploy.model import InitRequest
 from deploy.runtime_file import find_runtime
+from deploy.settings import Settings
 from sinks.store import ENGINE_SETTINGS
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs, serve
@@ -149,7 +150,7 @@ def deploy_cycles(
     last = FIRST_VERSION + cycles
     try:
         # the pipeline's maximum rate, in this runtime: the first deployment catches up
-        api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+        api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
         first_spec = spec(tmp_path, FIRST_VERSION)
         api.deploy_init(InitRequest(Path(first_spec).read_text(), first_spec))
         name = f"orders_v{FIRST_VERSION}"
@@ -207,7 +208,7 @@ def deploy_cycles(
             runtime.send_signal(signal.SIGTERM)
             runtime.wait(60)
             runtime = serve(env)
-            api = RuntimeClient(find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+            api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
             deadline = time.monotonic() + 300
             while api.get_deployment(f"orders_v{last}").behind_s != 0:
                 assert time.monotonic() < deadline, "the restarted runtime did not catch up"
