@@ -43,7 +43,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         assert "active orders_v1" in first.stderr
         api = client(env)
         deadline = time.monotonic() + 60
-        while api.query("SELECT count() FROM query.orders").rows[0][0] == 0:
+        while any(api.query(f"SELECT count() FROM query.{v}").rows[0][0] == 0 for v in VIEWS):
             assert time.monotonic() < deadline
             time.sleep(0.5)
 
