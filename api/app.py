@@ -10,7 +10,8 @@ Routes (JSON in and out):
 - `GET /health`, `GET /metrics` (Prometheus text), `GET /schema/openapi.json`
 - `GET /deployments` (live ones; `?all=true` adds the retired and aborted),
   `GET /deployments/{name}` (404 for an unknown name)
-- `POST /deployments` `{"spec", "source", "from", "until", "follow", "into"}`: create, start
+- `POST /deployments` `{"spec", "source", "from", "until", "follow", "into"}`: a replay (a
+  new deployment), started
 - `POST /deployments/{name}/start`, `…/stop`
 - `POST /deployments/{name}/skip` `{"partition", "offset"}`: pass over a record no restart gets
   past (it goes to the DLQ as skipped_by_operator), then run again
@@ -20,8 +21,9 @@ Routes (JSON in and out):
   "max_behind", "wait"}` (seconds: the gate, and how long to wait for it), `…/rollback`,
   `…/abort`, `…/cleanup`
 
-A spec that arrives here may name modules only from the runtime's allow-list: the runtime is
-told it came over the API (`origin="api"`).
+The bodies and answers are the Structs of `deploy.model`, which the client decodes too. A spec
+that arrives here may name modules only from the runtime's allow-list: the service is told it
+came over the API (`Origin.API`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,9 @@ import hashlib
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
 import anyio.to_thread
-import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
@@ -43,7 +44,21 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from core.errors import CqrsError, NotFound
-from deploy.bluegreen import MAX_BEHIND_S
+from deploy.model import (
+    BlueGreenState,
+    Dashboard,
+    DeploymentStatus,
+    Empty,
+    Health,
+    History,
+    InitRequest,
+    Origin,
+    PromoteRequest,
+    QueryRequest,
+    ReplayRequest,
+    SkipRequest,
+)
+from deploy.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -59,61 +74,11 @@ PAGE_HEADERS = {
     ),
     "Referrer-Policy": "no-referrer",
 }
-MAX_SPEC = 512 * 1024
-MAX_PROMOTE_WAIT_S = 300.0  # how long one promote request may wait for its gate
-Text = Annotated[str, msgspec.Meta(max_length=MAX_SPEC)]
 
 
-class Service(Protocol):
-    """What the app serves: the runtime (`deploy.runtime.Runtime`)."""
+def create_app(service: Service, metrics_registry: CollectorRegistry, max_threads: int) -> Litestar:
+    """The routes over `service`; every spec that arrives here is `Origin.API`."""
 
-    pid: int
-    registry: CollectorRegistry
-    bluegreen: Any
-
-    def query(self, sql: str) -> Any: ...
-    def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]: ...
-    def create(self, spec_text: str, source: str, **options: Any) -> Any: ...
-    def start(self, name: str) -> Any: ...
-    def stop(self, name: str) -> Any: ...
-    def skip(self, name: str, partition: int, offset: int) -> Any: ...
-    def dashboard(self) -> dict[str, Any]: ...
-
-
-class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
-    sql: Annotated[str, msgspec.Meta(max_length=100_000)]
-
-
-class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
-    spec: Text
-    source: Text = "<request>"
-    start: str = msgspec.field(name="from", default="")
-    until: str | None = None
-    follow: bool = False
-    into: str | None = None
-
-
-class InitRequest(msgspec.Struct, forbid_unknown_fields=True):
-    spec: Text
-    source: Text = "<request>"
-
-
-class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
-    force: bool = False
-    max_behind: Annotated[float, msgspec.Meta(ge=0)] = MAX_BEHIND_S
-    wait: Annotated[float, msgspec.Meta(ge=0, le=MAX_PROMOTE_WAIT_S)] = 0.0
-
-
-class SkipRequest(msgspec.Struct, forbid_unknown_fields=True):
-    partition: Annotated[int, msgspec.Meta(ge=0)]
-    offset: Annotated[int, msgspec.Meta(ge=0)]
-
-
-class Empty(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of a step that takes no options: `{}`."""
-
-
-def create_app(service: Service, max_threads: int) -> Litestar:
     async def bound_threads() -> None:
         anyio.to_thread.current_default_thread_limiter().total_tokens = max_threads
 
@@ -122,73 +87,73 @@ def create_app(service: Service, max_threads: int) -> Litestar:
         return Response(PAGE, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
     @get("/dashboard/data", sync_to_thread=True)
-    def dashboard_data() -> dict[str, Any]:
+    def dashboard_data() -> Dashboard:
         return service.dashboard()
 
     @get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "pid": service.pid}
+    async def health() -> Health:
+        return service.health()
 
     @get("/metrics", sync_to_thread=True)
     def metrics() -> Response[bytes]:
-        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @get("/deployments", sync_to_thread=True)
     def deployments(
         everything: Annotated[bool, QueryParameter(name="all")] = False,
-    ) -> list[dict[str, Any]]:
-        return service.status(everything=everything)
+    ) -> list[DeploymentStatus]:
+        return service.list_deployments(everything)
 
     @get("/deployments/{name:str}", sync_to_thread=True)
-    def deployment(name: FromPath[str]) -> dict[str, Any]:
-        return service.status(name)[0]
+    def deployment(name: FromPath[str]) -> DeploymentStatus:
+        return service.get_deployment(name)
 
     @post("/deployments", sync_to_thread=True, status_code=200)
-    def create(data: JSONBody[CreateRequest]) -> dict[str, Any]:
-        record = service.create(
-            data.spec, data.source, start=data.start, until=data.until, follow=data.follow,
-            into=data.into, origin="api",
-        )  # fmt: skip
-        return service.status(record.name)[0]
+    def replay(data: JSONBody[ReplayRequest]) -> DeploymentStatus:
+        return service.replay(data, Origin.API)
 
     @post("/deployments/{name:str}/skip", sync_to_thread=True, status_code=200)
-    def skip(name: FromPath[str], data: JSONBody[SkipRequest]) -> dict[str, Any]:
-        return service.status(service.skip(name, data.partition, data.offset).name)[0]
+    def skip(name: FromPath[str], data: JSONBody[SkipRequest]) -> DeploymentStatus:
+        return service.skip(name, data.partition, data.offset)
 
     @post("/deployments/{name:str}/{action:str}", sync_to_thread=True, status_code=200)
     def control(
         name: FromPath[str], action: FromPath[str], data: JSONBody[Empty]
-    ) -> dict[str, Any]:
+    ) -> DeploymentStatus:
         if action not in ("start", "stop"):
             raise NotFoundException(f"no route POST /deployments/{name}/{action}")
-        record = service.start(name) if action == "start" else service.stop(name)
-        return service.status(record.name)[0]
+        return service.start(name) if action == "start" else service.stop(name)
 
     @post("/query", sync_to_thread=True, status_code=200)
-    def query(data: JSONBody[QueryRequest]) -> dict[str, Any]:
+    def query(data: JSONBody[QueryRequest]) -> dict[str, object]:
         return service.query(data.sql).to_json()
 
     @get("/deploy/{pipeline:str}", sync_to_thread=True)
-    def deploy_state(pipeline: FromPath[str]) -> dict[str, Any]:
-        return service.bluegreen.state(pipeline)
+    def deploy_state(pipeline: FromPath[str]) -> BlueGreenState:
+        return service.deploy_state(pipeline)
 
     @get("/deploy/{pipeline:str}/history", sync_to_thread=True)
-    def deploy_history(pipeline: FromPath[str]) -> dict[str, Any]:
-        return service.bluegreen.history(pipeline)
+    def deploy_history(pipeline: FromPath[str]) -> History:
+        return service.deploy_history(pipeline)
 
     @post("/deploy/init", sync_to_thread=True, status_code=200)
-    def deploy_init(data: JSONBody[InitRequest]) -> dict[str, Any]:
-        return service.bluegreen.init(data.spec, data.source, origin="api")
+    def deploy_init(data: JSONBody[InitRequest]) -> BlueGreenState:
+        return service.deploy_init(data, Origin.API)
 
     @post("/deploy/{pipeline:str}/promote", sync_to_thread=True, status_code=200)
-    def promote(pipeline: FromPath[str], data: JSONBody[PromoteRequest]) -> dict[str, Any]:
-        return service.bluegreen.promote(pipeline, data.force, data.max_behind, data.wait)
+    def promote(pipeline: FromPath[str], data: JSONBody[PromoteRequest]) -> BlueGreenState:
+        return service.deploy_promote(pipeline, data)
 
     @post("/deploy/{pipeline:str}/{step:str}", sync_to_thread=True, status_code=200)
-    def step(pipeline: FromPath[str], step: FromPath[str], data: JSONBody[Empty]) -> dict[str, Any]:
-        if step not in ("rollback", "abort", "cleanup"):
+    def step(pipeline: FromPath[str], step: FromPath[str], data: JSONBody[Empty]) -> BlueGreenState:
+        steps = {
+            "rollback": service.deploy_rollback,
+            "abort": service.deploy_abort,
+            "cleanup": service.deploy_cleanup,
+        }
+        if step not in steps:
             raise NotFoundException(f"no route POST /deploy/{pipeline}/{step}")
-        return getattr(service.bluegreen, step)(pipeline)
+        return steps[step](pipeline)
 
     return Litestar(
         route_handlers=[
@@ -198,7 +163,7 @@ def create_app(service: Service, max_threads: int) -> Litestar:
             metrics,
             deployments,
             deployment,
-            create,
+            replay,
             skip,
             control,
             query,

@@ -20,11 +20,13 @@ from typing import Any
 
 import h11
 import uvicorn
+from prometheus_client import CollectorRegistry
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.app import Service, create_app
+from api.app import create_app
 from api.security import Guard, Limits, allowed_hosts
 from core.errors import CqrsError
+from deploy.service import Service
 
 MAX_CONNECTIONS = 256
 
@@ -33,6 +35,7 @@ class ApiServer:
     def __init__(
         self,
         service: Service,
+        metrics_registry: CollectorRegistry,
         host: str,
         port: int,
         token: str,
@@ -55,7 +58,7 @@ class ApiServer:
         self._socket = sock
         self.host, self.port = host, sock.getsockname()[1]
         app = Guard(
-            create_app(service, self.limits.max_in_flight),
+            create_app(service, metrics_registry, self.limits.max_in_flight),
             token,
             allowed_hosts(host, self.port, extra_hosts),
             self.limits,

@@ -67,7 +67,7 @@ def main(count: int) -> dict[str, float]:
 
             started = time.monotonic()
             bg.init(v2.read_text(), str(v2))
-            wait(lambda: bg.state("orders")["green_behind_s"] == 0)
+            wait(lambda: bg.state("orders").green_behind_s == 0)
             reader = threading.Thread(target=read)
             reader.start()
             time.sleep(2)

@@ -14,89 +14,113 @@
 Every step reads where things stand from the registry and the pointer, and is safe to run again
 after a crash of the CLI or the runtime: a step that finds its work done finishes the rest.
 Only one new deployment may be in flight per pipeline.
+
+Blue/green asks the runtime for deployments through `DeploymentHost` (the runtime hands itself
+over once, when it opens) and switches the stable views through its `StableLayer`.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from core.errors import ConfigError
-from dataflows.spec import Pipeline, parse_pipeline
-from deploy import positions
-from deploy.registry import Record, pipeline_of
+from dataflows.source import StartAt
+from dataflows.spec import Pipeline
+from deploy.deployment import Deployment
+from deploy.model import (
+    LIVE,
+    MAX_BEHIND_S,
+    BlueGreenState,
+    DeploymentStatus,
+    Desired,
+    History,
+    Origin,
+    Stage,
+    Version,
+)
+from deploy.records import Record, Records
 from deploy.spec_diff import diff_specs
+from deploy.specs import Specs
 from deploy.stable import StableLayer
-from sinks.ddl import ident
 
-if TYPE_CHECKING:
-    from deploy.runtime import Runtime
 
-LIVE = ("active", "green", "draining")
-#: promote's gate, in seconds: how long the oldest command green has not applied may have been
-#: on the log. A green that keeps up is behind by its sinks' flush delay (an epoch at most).
-MAX_BEHIND_S = 5.0
+class DeploymentHost(Protocol):
+    """What blue/green asks of the runtime that runs the deployments."""
+
+    #: held while a step reads and changes the registry and the pointer
+    lock: AbstractContextManager[Any]
+    specs: Specs
+
+    @property
+    def records(self) -> Records: ...
+
+    def topic_of(self, pipeline: Pipeline) -> str: ...
+    def start_offsets(self, topic: str, start: StartAt) -> dict[int, int]: ...
+    def database_exists(self, name: str) -> bool: ...
+    def launch(self, record: Record, note: str = "") -> Deployment: ...
+    def start_deployment(self, name: str) -> Record: ...
+    def stop_deployment(self, name: str) -> Record: ...
+    def get_deployment(self, name: str) -> DeploymentStatus: ...
+    def failure(self, name: str) -> str | None: ...
+    def drop(self, name: str) -> None: ...
 
 
 class BlueGreen:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        s = runtime.settings
-        self.layer = StableLayer(runtime.client, s.control_database, s.query_database)
+    def __init__(self, host: DeploymentHost, layer: StableLayer) -> None:
+        self._host = host
+        self.layer = layer
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def init(self, spec_text: str, source: str, origin: str = "local") -> dict[str, Any]:
-        """A spec from the API (`origin="api"`) may name only allowed modules."""
-        rt = self._runtime
-        pipeline = parse_pipeline(
-            spec_text, source, allowed=None if origin == "local" else rt.allowed
-        )
+    def init(self, spec_text: str, source: str, origin: Origin = Origin.LOCAL) -> BlueGreenState:
+        """A spec from the API (`Origin.API`) may name only allowed modules."""
+        rt = self._host
+        pipeline = rt.specs.parse(spec_text, source, origin)
         name = pipeline.deployment
-        with rt._lock:
+        with rt.lock:
             mine = self._records(pipeline.name)
             existing = mine.get(name)
-            if existing is not None and existing.stage != "aborted":  # an aborted try goes again
-                if existing.stage in ("green", "active"):
+            if (
+                existing is not None and existing.stage != Stage.ABORTED
+            ):  # an aborted try goes again
+                if existing.stage in (Stage.GREEN, Stage.ACTIVE):
                     if self._spec(existing).spec != pipeline.spec:
                         raise ConfigError(
                             f"{name} is deployed with another spec; give the new one a new version"
                         )
-                    if existing.stage == "green":
-                        rt.start(name)
+                    if existing.stage == Stage.GREEN:
+                        rt.start_deployment(name)
                     return self.state(pipeline.name)
                 raise ConfigError(
                     f"{name} was {existing.stage or 'deployed outside blue/green'} before; "
                     f"deploy the change as a new version"
                 )
             for other in mine.values():
-                if other.stage == "green":
+                if other.stage == Stage.GREEN:
                     raise ConfigError(
                         f"{other.name} is already in flight for {pipeline.name}; promote it "
                         f"(cqrs deploy promote {pipeline.name}) or abort it first"
                     )
-                if other.stage == "draining":
+                if other.stage == Stage.DRAINING:
                     raise ConfigError(
                         f"{other.name} is still draining after the last promote; run "
                         f"`cqrs deploy cleanup {pipeline.name}` (or roll back) first"
                     )
-            if rt._database_exists(name):
+            if rt.database_exists(name):
                 raise ConfigError(f"database {name} already exists; deploy a new version")
             active = self._active(mine)
-            topic = pipeline.spec.source.topic or rt.settings.topic
-            with rt._logs_lock:
-                starts, _ = positions.resolve(
-                    rt._log(topic), positions.parse_from("earliest"), None
-                )
+            topic = rt.topic_of(pipeline)
+            starts = rt.start_offsets(topic, StartAt("earliest"))
             record = Record(
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
                 source=source, topic=topic, start=starts, stop=None, origin=origin,
-                stage="green" if active is not None else "active",
+                stage=Stage.GREEN if active is not None else Stage.ACTIVE,
             )  # fmt: skip
             rt.records.save(record)
             rt.records.note(record, "init", f"green beside {active.name}" if active else "first")
-            rt._launch(record)
+            rt.launch(record)
             if active is None:
                 self.layer.switch(pipeline.name, name)
                 rt.records.note(record, "promoted", "first deployment of the pipeline")
@@ -114,19 +138,19 @@ class BlueGreen:
         force: bool = False,
         max_behind_s: float = MAX_BEHIND_S,
         wait_s: float = 0.0,
-    ) -> dict[str, Any]:
+    ) -> BlueGreenState:
         """Switch to green once the oldest command it has not applied has been on the log at
         most `max_behind_s`, waiting up to `wait_s` for that; a green still further behind is
         refused (unless forced). The gate is time, not a count of commands: under a steady
         producer a green that keeps up is always some commands behind, but only its flush
         delay in time. The runtime's lock is not held while the broker is asked."""
-        rt = self._runtime
+        rt = self._host
         deadline = time.monotonic() + wait_s
         late, lag = float("inf"), 0
         while True:
-            with rt._lock:
+            with rt.lock:
                 mine = self._records(pipeline_name)
-                green = next((r for r in mine.values() if r.stage == "green"), None)
+                green = next((r for r in mine.values() if r.stage == Stage.GREEN), None)
                 pointer = self.layer.active(pipeline_name)
                 if green is None:
                     active = self._active(mine)
@@ -157,49 +181,47 @@ class BlueGreen:
 
     def _switch(
         self, pipeline_name: str, mine: dict[str, Record], green: Record, gate: str
-    ) -> dict[str, Any]:
-        rt = self._runtime
+    ) -> BlueGreenState:
+        rt = self._host
         blue = self._active(mine)
         self.layer.switch(pipeline_name, green.name)  # the switch: one insert, every view
-        green.stage = "active"
+        green.stage = Stage.ACTIVE
         rt.records.save(green)
         if blue is not None and blue.name != green.name:
-            blue.stage = "draining"
+            blue.stage = Stage.DRAINING
             rt.records.save(blue)
         replacing = f"replacing {blue.name}; " if blue else ""
         rt.records.note(green, "promoted", f"{replacing}{gate}")
         self._rebuild(pipeline_name)
         return self.state(pipeline_name)
 
-    def rollback(self, pipeline_name: str) -> dict[str, Any]:
-        rt = self._runtime
-        with rt._lock:
+    def rollback(self, pipeline_name: str) -> BlueGreenState:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
-            blue = next((r for r in mine.values() if r.stage == "draining"), None)
+            blue = next((r for r in mine.values() if r.stage == Stage.DRAINING), None)
             current = self._active(mine)
             if blue is None:
                 raise ConfigError(
                     f"{pipeline_name} has no draining deployment to roll back to (rollback works "
                     f"between promote and cleanup)"
                 )
-            live = rt.deployments.get(blue.name)
-            if live is None or live.join(0):
-                rt.start(blue.name)
+            rt.start_deployment(blue.name)  # a blue that still runs is left as it is
             self.layer.switch(pipeline_name, blue.name)
-            blue.stage = "active"
+            blue.stage = Stage.ACTIVE
             rt.records.save(blue)
             if current is not None:
-                current.stage = "green"
+                current.stage = Stage.GREEN
                 rt.records.save(current)
             rt.records.note(blue, "rolled back", f"from {current.name}" if current else "")
             self._rebuild(pipeline_name)
         return self.state(pipeline_name)
 
-    def abort(self, pipeline_name: str) -> dict[str, Any]:
-        rt = self._runtime
-        with rt._lock:
+    def abort(self, pipeline_name: str) -> BlueGreenState:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
-            green = next((r for r in mine.values() if r.stage == "green"), None)
+            green = next((r for r in mine.values() if r.stage == Stage.GREEN), None)
             if green is None:
                 raise ConfigError(f"{pipeline_name} has no deployment in flight to abort")
             if self.layer.active(pipeline_name) == green.name:
@@ -207,43 +229,43 @@ class BlueGreen:
             # views of projections only green had go with it, whether or not it was promoted
             # and rolled back before
             served = {p.name for p in self._spec(green).projections}
-            self._retire(green, "aborted", rebuild_first=served)
+            self._retire(green, Stage.ABORTED, rebuild_first=served)
         return self.state(pipeline_name)
 
-    def cleanup(self, pipeline_name: str) -> dict[str, Any]:
-        rt = self._runtime
-        with rt._lock:
+    def cleanup(self, pipeline_name: str) -> BlueGreenState:
+        rt = self._host
+        with rt.lock:
             mine = self._records(pipeline_name)
-            blue = next((r for r in mine.values() if r.stage == "draining"), None)
+            blue = next((r for r in mine.values() if r.stage == Stage.DRAINING), None)
             if blue is None:
                 return self.state(pipeline_name)  # nothing left to clean: done before
             served = {p.name for p in self._spec(blue).projections}
-            self._retire(blue, "retired", rebuild_first=served)
+            self._retire(blue, Stage.RETIRED, rebuild_first=served)
         return self.state(pipeline_name)
 
     # -- reading -------------------------------------------------------------------------------
 
-    def state(self, pipeline_name: str) -> dict[str, Any]:
+    def state(self, pipeline_name: str) -> BlueGreenState:
         mine = self._records(pipeline_name)
         by_stage = {r.stage: r.name for r in mine.values() if r.stage in LIVE}
-        green = by_stage.get("green")
-        out: dict[str, Any] = {
-            "pipeline": pipeline_name,
-            "pointer": self.layer.active(pipeline_name),
-            "active": by_stage.get("active"),
-            "green": green,
-            "draining": by_stage.get("draining"),
-        }
+        green = by_stage.get(Stage.GREEN)
+        out = BlueGreenState(
+            pipeline=pipeline_name,
+            pointer=self.layer.active(pipeline_name),
+            active=by_stage.get(Stage.ACTIVE),
+            green=green,
+            draining=by_stage.get(Stage.DRAINING),
+        )
         if green is not None:
-            status = self._runtime.status(green)[0]
-            out["green_status"] = status
-            out["green_lag"] = sum(status["lag"].values())
-            out["green_behind_s"] = status["behind_s"]
-            out["green_failed"] = self._runtime.failure(green)
+            status = self._host.get_deployment(green)
+            out.green_status = status
+            out.green_lag = sum(status.lag.values())
+            out.green_behind_s = status.behind_s
+            out.green_failed = self._host.failure(green)
         return out
 
-    def history(self, pipeline_name: str) -> dict[str, Any]:
-        rt = self._runtime
+    def history(self, pipeline_name: str) -> History:
+        rt = self._host
         records = sorted(
             self._records(pipeline_name).values(), key=lambda r: (r.version, r.created_at)
         )
@@ -251,38 +273,31 @@ class BlueGreen:
         previous = None
         for record in records:
             spec = self._spec(record).spec
-            versions.append(
-                {
-                    "name": record.name,
-                    "version": record.version,
-                    "stage": record.stage,
-                    "changes": diff_specs(previous, spec) if previous is not None else [],
-                }
-            )
+            changes = diff_specs(previous, spec) if previous is not None else []
+            versions.append(Version(record.name, record.version, record.stage, changes))
             previous = spec
-        events = [{**e, "at": e["at"].isoformat()} for e in rt.records.history(pipeline_name)]
-        return {"pipeline": pipeline_name, "versions": versions, "events": events}
+        return History(pipeline_name, versions, rt.records.history(pipeline_name))
 
     # -- inside --------------------------------------------------------------------------------
 
     def _behind(self, name: str) -> tuple[float, int]:
         """(seconds of log time behind the head of the log, commands behind its end)."""
-        failure = self._runtime.failure(name)
+        failure = self._host.failure(name)
         if failure is not None:
             raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
-        status = self._runtime.status(name)[0]
-        late = status["behind_s"]  # None: the broker did not say, which is not caught up
-        return float("inf") if late is None else float(late), sum(status["lag"].values())
+        status = self._host.get_deployment(name)
+        late = status.behind_s  # None: the broker did not say, which is not caught up
+        return float("inf") if late is None else float(late), sum(status.lag.values())
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
-        return {r.name: r for r in self._runtime.records.all() if r.pipeline == pipeline_name}
+        return {r.name: r for r in self._host.records.all() if r.pipeline == pipeline_name}
 
     @staticmethod
     def _active(records: dict[str, Record]) -> Record | None:
-        return next((r for r in records.values() if r.stage == "active"), None)
+        return next((r for r in records.values() if r.stage == Stage.ACTIVE), None)
 
     def _spec(self, record: Record) -> Pipeline:
-        return pipeline_of(record, self._runtime.allowed)
+        return self._host.specs.of(record)
 
     def _rebuild(
         self, pipeline_name: str, only: set[str] | None = None, retired: set[str] = frozenset()
@@ -293,19 +308,15 @@ class BlueGreen:
             pipeline_name, [(r.name, self._spec(r)) for r in live], only=only, retired=retired
         )
 
-    def _retire(self, record: Record, stage: str, rebuild_first: set[str] | None = None) -> None:
+    def _retire(self, record: Record, stage: Stage, rebuild_first: set[str] | None = None) -> None:
         """Take a deployment out: stop it, out of the views, drop its database and state."""
-        rt = self._runtime
-        rt.stop(record.name)
+        rt = self._host
+        rt.stop_deployment(record.name)
         record = rt.records.get(record.name) or record
         record.stage = stage
-        record.desired = "stopped"
+        record.desired = Desired.STOPPED
         rt.records.save(record)
         # the views lose the branch before the tables it reads are dropped
         self._rebuild(record.pipeline, retired=rebuild_first or set())
-        # SYNC: an Atomic database keeps a dropped table (and what the engine holds for it)
-        # for eight minutes otherwise
-        rt.client.command(f"DROP DATABASE IF EXISTS {ident(record.name)} SYNC")
-        shutil.rmtree(rt.settings.recovery_dir / record.name, ignore_errors=True)
-        rt.forget(record.name)
+        rt.drop(record.name)
         rt.records.note(record, stage, "database dropped")

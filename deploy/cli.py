@@ -29,17 +29,17 @@ from commands.producer import CommandProducer
 from core.errors import CqrsError
 from dataflows.graph import mermaid, text
 from dataflows.spec import load_pipeline
-from deploy.bluegreen import MAX_BEHIND_S
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
-from deploy.client import RuntimeClient, connect
 from deploy.deployment import Deployment
+from deploy.legacy import RuntimeClient, connect, describe, query
 from deploy.memory import limit_malloc_arenas
-from deploy.query import QueryResult, query
-from deploy.registry import Registry
-from deploy.runtime import Runtime, root_cause
+from deploy.model import MAX_BEHIND_S, QueryResult
+from deploy.records import Records as Registry
+from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
-from deploy.status import describe, listed
+from deploy.status import listed
+from deploy.supervisor import root_cause
 from examples.orders.generator import OrderGenerator
 from operators.code import allow_list
 from sinks.dlq import dlq_topic, ensure_dlq

@@ -13,7 +13,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
 from deploy.memory import tune_collector
+from deploy.model import State
 from sinks import ddl
 from sinks.dlq import DLQ, dlq_topic
 from sinks.output import ClientFactory, SinkContext
@@ -45,15 +45,6 @@ log = logging.getLogger(__name__)
 EPOCH = timedelta(seconds=5)
 #: one Bytewax worker per deployment, so one recovery partition
 RECOVERY_PARTITIONS = 1
-
-
-class State(StrEnum):
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    COMPLETED = "completed"  # a bounded run that reached its end offsets
-    FAILED = "failed"
 
 
 @dataclass

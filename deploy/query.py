@@ -1,5 +1,6 @@
-"""Read-only queries, wherever the store is: through the running runtime when it holds the
-embedded store, directly otherwise. Both ways run the same code: a `Reader`.
+"""Read-only queries. Wherever the store is (read by the runtime that holds the embedded store,
+or by the calling process: `deploy.bootstrap.service` says which), they run the same code: a
+`Reader`.
 
 A reader is a session on the store that is read-only by construction: its limits and then
 `readonly = 1` are set on the session when it opens (after which ClickHouse refuses any change
@@ -9,23 +10,17 @@ of a setting, from a SETTINGS clause or a SET), and it runs a statement only onc
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import threading
-import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from core.errors import StoreError
-from deploy.runtime_file import find_runtime
-from deploy.settings import Settings
+from deploy.model import QueryResult
 from deploy.sql_guard import READ_ONLY, QueryRefused, SqlGuard
 from sinks import ddl
-from sinks.store import StoreBusy, open_client
+from sinks.store import open_client
 
 MAX_RESULT_ROWS = 100_000
 MAX_RESULT_BYTES = 64 * 2**20
@@ -56,24 +51,6 @@ def reader_settings(timeout_s: float) -> dict[str, Any]:
         "allow_introspection_functions": 0,
         "readonly": 1,
     }
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[str]
-    types: list[str]
-    rows: list[list[Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "columns": self.columns,
-            "types": self.types,
-            "rows": [[_jsonable(v) for v in row] for row in self.rows],
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> QueryResult:
-        return cls(doc["columns"], doc["types"], doc["rows"])
 
 
 class Reader:
@@ -144,30 +121,6 @@ class Reader:
         return StoreError(message)
 
 
-def query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
-    """Run `sql` read-only: via the runtime of this data dir if one runs (it holds the embedded
-    store), else in a reader of this process. A runtime that is starting holds the store
-    before it says where it serves, so a busy store is retried until it does."""
-    timeout = settings.query_timeout
-    if not settings.embedded:
-        return Reader(settings.reader_dsn, timeout).query(sql)
-    from deploy.client import connect
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        runtime = find_runtime(settings.data_dir)
-        if runtime is not None:
-            return connect(settings, runtime.url).query(sql)
-        try:
-            reader = Reader(settings.clickhouse_dsn, timeout)
-        except StoreBusy:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-            continue
-        return reader.query(sql)
-
-
 def _size(rows: list[list[Any]]) -> int:
     """Roughly the bytes of a result: its strings and byte strings, 8 for anything else."""
     total = 0
@@ -177,20 +130,6 @@ def _size(rows: list[list[Any]]) -> int:
             if total > MAX_RESULT_BYTES:
                 return total
     return total
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def reader_user_sql(user: str = "cqrs_reader", password: str = "cqrs_reader") -> str:

@@ -14,12 +14,12 @@ can be computed by the runtime or, when none runs, by the CLI itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from deploy.registry import Record, pipeline_of
-from operators.code import AllowList
+from deploy.model import GONE, DeploymentStatus
+from deploy.records import Record
+from deploy.specs import Specs
 from sinks.ddl import literal, qualified
 from sinks.progress import PROGRESS, read_progress
 
@@ -27,8 +27,6 @@ EndOffsets = Callable[[str], dict[int, int]]  # topic -> end offsets
 #: (topic, next offsets) -> seconds since the log time of the record at each offset (None:
 #: the broker did not say)
 Behind = Callable[[str, dict[int, int]], dict[int, float | None]]
-#: deployments that are gone (their database dropped): listed only when asked for
-GONE = ("retired", "aborted")
 
 
 def listed(records: list[Record], everything: bool = False) -> list[Record]:
@@ -69,13 +67,13 @@ def describe(
     client: Client,
     record: Record,
     end_offsets: EndOffsets,
-    allowed: AllowList,
+    specs: Specs,
     measure: Behind | None = None,
-) -> dict[str, Any]:
+) -> DeploymentStatus:
     """The status of one deployment; with `measure`, also how far behind the head of the log
     it is in time (`behind`, per partition, and `behind_s`, the most; None when a partition
     did not answer), else those are None."""
-    pipeline = pipeline_of(record, allowed)
+    pipeline = specs.of(record)
     tables = [t.name for t in pipeline.tables]
     done_to = written(client, record.name, tables)
     ends = end_offsets(record.topic)
@@ -92,26 +90,26 @@ def describe(
     for name in tables:
         if _has_table(client, record.name, name):
             rows[name] = client.command(f"SELECT count() FROM {qualified(record.name, name)}")
-    return {
-        "name": record.name,
-        "pipeline": record.pipeline,
-        "version": record.version,
-        "state": record.state,
-        "desired": record.desired,
-        "stage": record.stage,
-        "error": record.error or None,
-        "follow": record.stop is None,
-        "start": record.start,
-        "stop": record.stop,
-        "next": nexts,
-        "end": ends,
-        "lag": lag,
-        "behind": late,
-        "behind_s": _most(late),
-        "done": done,
-        "total": total,
-        "rows": rows,
-    }
+    return DeploymentStatus(
+        name=record.name,
+        pipeline=record.pipeline,
+        version=record.version,
+        state=record.state,
+        desired=record.desired,
+        stage=record.stage,
+        error=record.error or None,
+        follow=record.stop is None,
+        start=record.start,
+        stop=record.stop,
+        next=nexts,
+        end=ends,
+        lag=lag,
+        behind=late,
+        behind_s=_most(late),
+        done=done,
+        total=total,
+        rows=rows,
+    )
 
 
 def _most(late: dict[int, float | None] | None) -> float | None:

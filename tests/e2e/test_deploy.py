@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from commands.producer import CommandProducer
-from deploy.client import connect
+from deploy.legacy import connect
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
@@ -42,9 +42,8 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         first = cqrs(env, "deploy", V1)
         assert "active orders_v1" in first.stderr
         api = client(env)
-        deadline = time.monotonic() + 120
-        # every view the readers count has rows (a window's rows come after the orders')
-        while any(api.query(f"SELECT count() FROM query.{view}").rows[0][0] == 0 for view in VIEWS):
+        deadline = time.monotonic() + 60
+        while any(api.query(f"SELECT count() FROM query.{v}").rows[0][0] == 0 for v in VIEWS):
             assert time.monotonic() < deadline
             time.sleep(0.5)
 

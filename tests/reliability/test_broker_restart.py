@@ -11,7 +11,8 @@ from commands.log import CommandLog
 from commands.producer import CommandProducer
 from dataflows.metrics import Metrics
 from deploy.broker import LocalBroker
-from deploy.deployment import Deployment, DeploymentConfig, State
+from deploy.deployment import Deployment, DeploymentConfig
+from deploy.model import State
 from examples.orders.generator import OrderGenerator
 from tests.conftest import distribution
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders

@@ -30,6 +30,7 @@ import pytest
 
 from commands.producer import CommandProducer
 from deploy.client import connect
+from deploy.model import InitRequest
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
@@ -155,15 +156,15 @@ def deploy_cycles(
     last = FIRST_VERSION + cycles
     try:
         # the pipeline's maximum rate, in this runtime: the first deployment catches up
-        api = runtime_api(env)
+        api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
         first_spec = spec(tmp_path, FIRST_VERSION)
-        api.deploy_init(Path(first_spec).read_text(), first_spec)
+        api.deploy_init(InitRequest(Path(first_spec).read_text(), first_spec))
         name = f"orders_v{FIRST_VERSION}"
         # timed from a fifth of the backlog on: not the deployment's start, but its pace
-        while (done := api.deployment(name)["done"]) < BACKLOG // 5:
+        while (done := api.get_deployment(name).done) < BACKLOG // 5:
             time.sleep(0.05)
         first = done, time.monotonic()
-        while (done := api.deployment(name)["done"]) < BACKLOG:
+        while (done := api.get_deployment(name).done) < BACKLOG:
             time.sleep(0.05)
         max_rate = (done - first[0]) / (time.monotonic() - first[1])
         assert done - first[0] > BACKLOG / 2, "too little of the backlog was left to time"
@@ -192,14 +193,14 @@ def deploy_cycles(
                 ][::-1]
                 if e["name"] == f"orders_v{version}" and e["event"] == "promoted"
             )
-            active = api.deployment(f"orders_v{version}")
+            active = api.get_deployment(f"orders_v{version}")
             figures.append({
                 "cycle": cycle, "version": version, "seconds": round(took, 1),
                 "max_rate": round(max_rate), "producer_rate": round(rate),
-                "promoted": promoted["detail"], "log": sum(active["end"].values()),
-                "achieved_rate": round((sum(active["end"].values()) - BACKLOG)
+                "promoted": promoted["detail"], "log": sum(active.end.values()),
+                "achieved_rate": round((sum(active.end.values()) - BACKLOG)
                                        / (time.monotonic() - producer_started)),
-                "rows": active["rows"]["paid_per_minute"],
+                "rows": active.rows["paid_per_minute"],
                 **settled_footprint(runtime.pid), **engine_gauges(env),
             })  # fmt: skip
             print(json.dumps(figures[-1]), flush=True)
@@ -213,9 +214,9 @@ def deploy_cycles(
             runtime.send_signal(signal.SIGTERM)
             runtime.wait(60)
             runtime = serve(env)
-            api = runtime_api(env)
+            api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
             deadline = time.monotonic() + 300
-            while api.deployment(f"orders_v{last}")["behind_s"] != 0:
+            while api.get_deployment(f"orders_v{last}").behind_s != 0:
                 assert time.monotonic() < deadline, "the restarted runtime did not catch up"
                 time.sleep(0.5)
             fresh = {"cycle": "fresh", **settled_footprint(runtime.pid), **engine_gauges(env)}

@@ -10,11 +10,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deploy.deployment import EPOCH
 from deploy.runtime_file import find_runtime
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
@@ -55,16 +57,27 @@ class Stack:
             self.process.wait(60)
         self.process = None
 
-    def settle(self, timeout_s: float = 120.0) -> None:
+    def settle(self, timeout_s: float = 120.0, still: Callable[[], Any] | None = None) -> None:
         """Until no bounded deployment runs (earlier tests may have left replays finishing; a
-        tailing one, like the blue the API test rolled back to, never ends)."""
+        tailing one, like the blue the API test rolled back to, never ends), and then, with
+        `still`, until it answers the same twice a Bytewax epoch apart: the supervisor records
+        how a run ended a pass after its status says so, and a deployment that resumed writes
+        snapshots for a while."""
         deadline = time.monotonic() + timeout_s
         while True:
             _, _, deployments = self.call("GET", "/deployments")
             if all(d["state"] != "running" or d["follow"] for d in deployments):
-                return
+                break
             assert time.monotonic() < deadline, [(d["name"], d["state"]) for d in deployments]
             time.sleep(0.5)
+        seen = still() if still is not None else None
+        while still is not None:
+            time.sleep(EPOCH.total_seconds() + 1)
+            now = still()
+            if now == seen:
+                return
+            assert time.monotonic() < deadline, "the data dir never stopped changing"
+            seen = now
 
     @property
     def address(self) -> str:

@@ -12,9 +12,10 @@ import pytest
 from commands.producer import CommandProducer
 from core.errors import ConfigError
 from dataflows.spec import parse_pipeline
-from deploy.bluegreen import MAX_BEHIND_S
+from deploy.model import MAX_BEHIND_S
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from deploy.stable import StableLayer
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.integration.deploy.test_replay import commands_in, end_offsets
@@ -118,20 +119,20 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
     with Runtime(settings, brokers) as runtime:
         runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
         bg = runtime.bluegreen
-        assert bg.state(P)["active"] == f"{P}_v1"
-        wait_for(lambda: runtime.status(f"{P}_v1")[0]["done"] >= 30_000)
+        assert bg.state(P).active == f"{P}_v1"
+        wait_for(lambda: runtime.get_deployment(f"{P}_v1").done >= 30_000)
         feeder = threading.Thread(target=feed)
         feeder.start()
         with Readers(runtime, q) as readers, _stops(stop_feeding, feeder):
             state = bg.init(named(V2, P), "v2.yaml")
-            assert (state["active"], state["green"]) == (f"{P}_v1", f"{P}_v2")
+            assert (state.active, state.green) == (f"{P}_v1", f"{P}_v2")
             with pytest.raises(ConfigError, match=f"{P}_v2 is already in flight"):
                 bg.init(named(V2, P).replace("version: 2", "version: 3"), "v3.yaml")
             with pytest.raises(ConfigError, match="behind the head of the log"):
                 bg.promote(P, max_behind_s=0)  # green has a backlog of 30,000 to go
             # the feeder never stops: promote waits for the time gate instead of one sample
             bg.promote(P, wait_s=300)
-            assert bg.promote(P)["active"] == f"{P}_v2"  # a re-run changes nothing
+            assert bg.promote(P).active == f"{P}_v2"  # a re-run changes nothing
             readers.wait_for_reads(f"{P}_v2")
             bg.rollback(P)
             readers.wait_for_reads(f"{P}_v1")
@@ -144,10 +145,10 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
 
         # after promote the views answer with v2's filters, equal to the batch recomputation
         state = bg.state(P)
-        assert (state["pointer"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
+        assert (state.pointer, state.draining) == (f"{P}_v2", f"{P}_v1")
         ends = end_offsets(brokers, topic)
         kept = without_test_customers(commands_in(brokers, topic, ends))
-        wait_for(lambda: sum(runtime.status(f"{P}_v2")[0]["lag"].values()) == 0, timeout_s=120)
+        wait_for(lambda: sum(runtime.get_deployment(f"{P}_v2").lag.values()) == 0, timeout_s=120)
         rows = [
             dict(
                 zip(
@@ -176,15 +177,15 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
 
         bg.cleanup(P)
         state = bg.state(P)
-        assert (state["active"], state["draining"]) == (f"{P}_v2", None)
+        assert (state.active, state.draining) == (f"{P}_v2", None)
         assert not int(store.command(f"SELECT count() FROM system.databases WHERE name = '{P}_v1'"))
         history = bg.history(P)
-        assert history["versions"][1]["changes"][:2] == [
+        assert history.versions[1].changes[:2] == [
             "filter added: drop_test_customers",
             "filter added: fx",
         ]
-        assert "projection added: top_skus_5m" in history["versions"][1]["changes"]
-        events = [(e["name"], e["event"]) for e in history["events"]]
+        assert "projection added: top_skus_5m" in history.versions[1].changes
+        events = [(e.name, e.event) for e in history.events]
         assert (f"{P}_v2", "promoted") in events and (f"{P}_v1", "rolled back") in events
         assert (f"{P}_v1", "retired") in events
 
@@ -210,12 +211,14 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
         runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
         bg = runtime.bluegreen
         bg.init(named(V2, P), "v2.yaml")
-        wait_for(lambda: bg.state(P)["green_behind_s"] == 0, timeout_s=120)
-        bg.layer.switch(P, f"{P}_v2")  # the crash: the pointer moved, nothing else
+        wait_for(lambda: bg.state(P).green_behind_s == 0, timeout_s=120)
+        StableLayer(store, settings.control_database, q).switch(
+            P, f"{P}_v2"
+        )  # the crash: the pointer moved, nothing else
     with Runtime(settings, brokers) as runtime:  # a new runtime, the step run again
         bg = runtime.bluegreen
         state = bg.promote(P)
-        assert (state["pointer"], state["active"], state["draining"]) == (
+        assert (state.pointer, state.active, state.draining) == (
             f"{P}_v2",
             f"{P}_v2",
             f"{P}_v1",
@@ -244,7 +247,7 @@ def test_an_abort_after_a_rollback_takes_the_views_only_green_had(settings, brok
         bg.promote(P, force=True)
         bg.rollback(P)
         state = bg.abort(P)
-        assert (state["active"], state["green"], state["draining"]) == (f"{P}_v1", None, None)
+        assert (state.active, state.green, state.draining) == (f"{P}_v1", None, None)
         views = sorted(r[0] for r in runtime.query(f"SHOW TABLES FROM {q}").rows)
         assert views == ["orders", "revenue_per_minute"]
         for view in views:
@@ -281,12 +284,12 @@ def test_promote_gates_on_time_where_a_count_refused(settings, brokers, P):
 
         def counted_out_but_in_time():
             state = bg.state(P)
-            late = state["green_behind_s"]
-            return state["green_lag"] > 1000 and late is not None and late <= MAX_BEHIND_S
+            late = state.green_behind_s
+            return state.green_lag > 1000 and late is not None and late <= MAX_BEHIND_S
 
         wait_for(counted_out_but_in_time, timeout_s=120)
         state = bg.promote(P, wait_s=120)
-        assert (state["active"], state["draining"]) == (f"{P}_v2", f"{P}_v1")
-        events = bg.history(P)["events"]
-        (promoted,) = [e for e in events if (e["name"], e["event"]) == (f"{P}_v2", "promoted")]
-        assert "behind the head of the log" in promoted["detail"], promoted
+        assert (state.active, state.draining) == (f"{P}_v2", f"{P}_v1")
+        events = bg.history(P).events
+        (promoted,) = [e for e in events if (e.name, e.event) == (f"{P}_v2", "promoted")]
+        assert "behind the head of the log" in promoted.detail, promoted

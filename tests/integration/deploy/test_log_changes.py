@@ -7,8 +7,8 @@ from kafka.admin import NewPartitions
 
 from core.envelope import encode_command
 from dataflows.spec import parse_pipeline
-from deploy import runtime as runtime_module
-from deploy.deployment import State
+from deploy import supervisor
+from deploy.model import ReplayRequest, State
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
@@ -76,15 +76,17 @@ def test_only_committed_transactions_are_projected_and_bounded_runs_end(
         name = runtime.ensure(parse_pipeline(spec, "tx.yaml"), spec, stop_now=True).name
         ended = wait_for(lambda: runtime.settled(name), timeout_s=120)
         assert ended.state is State.COMPLETED  # `cqrs run --until-caught-up` ends
-        status = runtime.status(name)[0]
-        assert sum(status["lag"].values()) == 0 and status["done"] == status["total"] > 0
+        status = runtime.get_deployment(name)
+        assert sum(status.lag.values()) == 0 and status.done == status.total > 0
         assert diff_orders(expected_orders(committed), orders_rows(runtime, name)) == []
         # a bounded replay of the same log ends too, and projects the same
-        replay = runtime.create(spec, "tx.yaml", start="earliest", into=f"tx_replay_{unique}")
+        replay = runtime.replay(
+            ReplayRequest(spec, "tx.yaml", start="earliest", into=f"tx_replay_{unique}")
+        )
         ended = wait_for(lambda: runtime.settled(replay.name), timeout_s=120)
         assert ended.state is State.COMPLETED
-        replayed = runtime.status(replay.name)[0]
-        assert replayed["done"] == replayed["total"] and sum(replayed["lag"].values()) == 0
+        replayed = runtime.get_deployment(replay.name)
+        assert replayed.done == replayed.total and sum(replayed.lag.values()) == 0
         rows = orders_rows(runtime, replay.name)
         assert diff_orders(expected_orders(committed), rows) == []
         assert not {r["order_id"] for r in rows} & {c.aggregate_id for c in aborted}
@@ -100,7 +102,7 @@ def test_partitions_added_while_a_deployment_runs_are_taken_in(
     spec = orders_spec(f"grow{unique}")
     with Runtime(settings.with_(topic=topic), brokers) as runtime:
         name = runtime.ensure(parse_pipeline(spec, "grow.yaml"), spec).name
-        wait_for(lambda: runtime.status(name)[0]["done"] == len(before), timeout_s=60)
+        wait_for(lambda: runtime.get_deployment(name).done == len(before), timeout_s=60)
         admin = KafkaAdminClient(bootstrap_servers=brokers)
         admin.create_partitions({topic: NewPartitions(total_count=4)})
         admin.close()
@@ -109,20 +111,20 @@ def test_partitions_added_while_a_deployment_runs_are_taken_in(
         want = expected_orders(before + after)
         wait_for(lambda: diff_orders(want, orders_rows(runtime, name)) == [], timeout_s=90)
         status = wait_for(
-            lambda: (s := runtime.status(name)[0])["done"] == len(before + after) and s,
+            lambda: (s := runtime.get_deployment(name)).done == len(before + after) and s,
             timeout_s=30,
         )
-        assert sorted(status["lag"]) == [0, 1, 2, 3] and sum(status["lag"].values()) == 0
-        assert sorted(status["next"]) == [0, 1, 2, 3]
-        assert status["next"][2] + status["next"][3] > 0  # the new ones carried commands
-        events = [e["event"] for e in runtime.records.history(f"grow{unique}")]
+        assert sorted(status.lag) == [0, 1, 2, 3] and sum(status.lag.values()) == 0
+        assert sorted(status.next) == [0, 1, 2, 3]
+        assert status.next[2] + status.next[3] > 0  # the new ones carried commands
+        events = [e.event for e in runtime.records.history(f"grow{unique}")]
         assert "took in new partitions [2, 3]" in events
 
 
 def test_a_record_no_restart_gets_past_stops_the_deployment_until_skipped(
     settings, brokers, make_topic, unique, monkeypatch
 ):
-    monkeypatch.setattr(runtime_module, "_FIRST_RESTART_S", 0.05)
+    monkeypatch.setattr(supervisor, "_FIRST_RESTART_S", 0.05)
     topic = make_topic(partitions=1)
     commands = OrderGenerator(seed=94).take(200)
     produce(brokers, topic, commands)
@@ -138,9 +140,9 @@ def test_a_record_no_restart_gets_past_stops_the_deployment_until_skipped(
         error = str(ended.error)
         assert f"partition 0 offset {at}" in error, error
         assert f"cqrs skip {name} --partition 0 --offset {at}" in error
-        assert runtime.status(name)[0]["state"] == "failed"
+        assert runtime.get_deployment(name).state == "failed"
         runtime.skip(name, 0, at)
-        wait_for(lambda: runtime.status(name)[0]["done"] == len(commands), timeout_s=60)
+        wait_for(lambda: runtime.get_deployment(name).done == len(commands), timeout_s=60)
         rows = orders_rows(runtime, name)
         assert diff_orders(expected_orders(commands[:-1]), rows) == []
     (letter,) = read_dlq(brokers, topic, expect=1)

@@ -76,7 +76,7 @@ def test_metrics_add_up_with_what_the_pipeline_did(settings, brokers, unique):
     with Runtime(settings, brokers) as runtime:
         runtime.ensure(load_pipeline_named(V1, name), named(V1, name))
         dep = f"{name}_v1"
-        wait_for(lambda: runtime.status(dep)[0]["done"] == len(commands) + 3)
+        wait_for(lambda: runtime.get_deployment(dep).done == len(commands) + 3)
 
         def reported():
             m = scrape(runtime)
@@ -135,7 +135,7 @@ def test_every_dashboard_query_runs_against_the_stable_views(settings, brokers, 
         runtime.ensure(load_pipeline_named(V1, name), named(V1, name))
         bg = runtime.bluegreen
         bg.init(named(V2, name), "v2.yaml")
-        wait_for(lambda: bg.state(name)["green_lag"] == 0, timeout_s=120)
+        wait_for(lambda: bg.state(name).green_lag == 0, timeout_s=120)
         bg.promote(name)
         business = json.loads((panels.GRAFANA_DIR / "business.json").read_text())
         by_title = {p.title: p for p in panels.BUSINESS}

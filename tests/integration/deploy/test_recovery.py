@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient, TopicPartition
 
 from commands.log import CommandLog
 from core.errors import CommandLogError, RecoveryError
-from deploy.deployment import State
+from deploy.model import State
 from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 

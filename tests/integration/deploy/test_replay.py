@@ -11,6 +11,7 @@ from commands.producer import CommandProducer
 from core.envelope import decode_command
 from core.errors import ConfigError
 from dataflows.spec import load_pipeline
+from deploy.model import ReplayRequest
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
@@ -123,9 +124,11 @@ def test_replay_v2_from_earliest_beside_live_v1(settings, brokers, make_topic, s
         runtime.ensure(v1, spec_text(v1))
         feeder = threading.Thread(target=feed)
         feeder.start()
-        record = runtime.create(v2_spec, "orders_v2.yaml", start="earliest", into=f"r{unique}")
+        record = runtime.replay(
+            ReplayRequest(v2_spec, "orders_v2.yaml", start="earliest", into=f"r{unique}")
+        )
         assert record.stop is not None
-        wait_for(lambda: runtime.status(record.name)[0]["state"] == "completed", timeout_s=400)
+        wait_for(lambda: runtime.get_deployment(record.name).state == "completed", timeout_s=400)
         v1_rows_during = store.command(f"SELECT count() FROM `{v1.deployment}`.orders")
         feeder.join()
         check_v2(store, v2, record.name, commands_in(brokers, topic, record.stop))
@@ -171,8 +174,10 @@ def test_replay_until_a_time_rebuilds_the_past(settings, brokers, make_topic, st
     v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
     v2 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
     with Runtime(settings, brokers) as runtime:
-        record = runtime.create(v2_spec, "orders_v2.yaml", until=str(bound), into=f"t{unique}")
-        wait_for(lambda: runtime.status(record.name)[0]["state"] == "completed", timeout_s=120)
+        record = runtime.replay(
+            ReplayRequest(v2_spec, "orders_v2.yaml", until=str(bound), into=f"t{unique}")
+        )
+        wait_for(lambda: runtime.get_deployment(record.name).state == "completed", timeout_s=120)
     check_v2(store, v2, record.name, before)
 
 
@@ -184,13 +189,13 @@ def test_a_replay_resumes_after_the_runtime_restarts(settings, brokers, make_top
     v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
     v2 = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
     with Runtime(settings, brokers) as runtime:
-        record = runtime.create(v2_spec, "orders_v2.yaml", into=f"s{unique}")
-        wait_for(lambda: runtime.status(record.name)[0]["done"] > 20_000, timeout_s=120)
+        record = runtime.replay(ReplayRequest(v2_spec, "orders_v2.yaml", into=f"s{unique}"))
+        wait_for(lambda: runtime.get_deployment(record.name).done > 20_000, timeout_s=120)
     with Runtime(settings, brokers) as runtime:  # resumed from the registry, not restarted
-        status = runtime.status(record.name)[0]
-        assert 0 < status["done"] < status["total"]
-        wait_for(lambda: runtime.status(record.name)[0]["state"] == "completed", timeout_s=200)
-        events = [e["event"] for e in runtime.records.history(v2.name) if e["name"] == record.name]
+        status = runtime.get_deployment(record.name)
+        assert 0 < status.done < status.total
+        wait_for(lambda: runtime.get_deployment(record.name).state == "completed", timeout_s=200)
+        events = [e.event for e in runtime.records.history(v2.name) if e.name == record.name]
         assert events[:2] == ["created", "stopped"] and "resumed" in events
     check_v2(store, v2, record.name, commands)
 
@@ -201,8 +206,8 @@ def test_bad_replays_are_refused_and_change_nothing(settings, brokers, make_topi
     settings = settings.with_(topic=topic)
     v2_spec = (REPO / "examples" / "orders" / "specs" / "orders_v2.yaml").read_text()
     with Runtime(settings, brokers) as runtime:
-        existing = runtime.create(v2_spec, "orders_v2.yaml", into=f"e{unique}")
-        wait_for(lambda: runtime.status(existing.name)[0]["state"] == "completed")
+        existing = runtime.replay(ReplayRequest(v2_spec, "orders_v2.yaml", into=f"e{unique}"))
+        wait_for(lambda: runtime.get_deployment(existing.name).state == "completed")
         cases = [
             ({"start": "yesterday"}, "--from 'yesterday' is not a start"),
             ({"start": "0:5,9:1"}, "--from names partitions [9]"),
@@ -214,7 +219,7 @@ def test_bad_replays_are_refused_and_change_nothing(settings, brokers, make_topi
         for changes, message in cases:
             request = {"into": f"n{unique}", **changes}
             with pytest.raises(Exception, match=message.replace("[", r"\[").replace("]", r"\]")):
-                runtime.create(v2_spec, "orders_v2.yaml", **request)
+                runtime.replay(ReplayRequest(v2_spec, "orders_v2.yaml", **request))
         names = [r.name for r in runtime.records.all()]
         assert names == [existing.name]
         assert not int(

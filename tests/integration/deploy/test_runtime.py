@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ConfigError
 from deploy.client import RequestRefused, RuntimeClient
-from deploy.deployment import State
+from deploy.model import State
 from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
@@ -85,12 +85,12 @@ def test_runtime_serves_queries_while_the_pipeline_tails(
         metrics = urllib.request.urlopen(request).read().decode()
         assert "cqrs_commands_consumed_total" in metrics
         # the rows are in before the progress row that follows their insert: wait for it
-        wait_for(lambda: sum(client.deployments()[0]["lag"].values()) == 0)
-        (status,) = client.deployments()
-        assert status["name"] == orders_pipeline.deployment
-        assert status["state"] == "running" and status["follow"] is True
-        assert status["behind_s"] == 0
-        assert status["rows"]["orders"] >= len(expected_orders(first + later))
+        wait_for(lambda: sum(client.list_deployments()[0].lag.values()) == 0)
+        (status,) = client.list_deployments()
+        assert status.name == orders_pipeline.deployment
+        assert status.state == "running" and status.follow is True
+        assert status.behind_s == 0
+        assert status.rows["orders"] >= len(expected_orders(first + later))
     assert deployment.state is State.STOPPED
     assert find_runtime(settings.data_dir) is None
 
@@ -115,7 +115,7 @@ def test_a_restarted_runtime_resumes_where_it_stopped(
         client = RuntimeClient(runtime.url, runtime.token)
         wait_for(lambda: count_orders(client, settings) == len(expected_orders(first + later)))
         consumed = sum(
-            runtime.registry.get_sample_value(
+            runtime.metrics_registry.get_sample_value(
                 "cqrs_commands_consumed_total",
                 {
                     "pipeline": orders_pipeline.name,
@@ -146,7 +146,7 @@ def test_the_token_set_in_the_settings_is_required(settings, brokers):
         assert runtime.token == "s3cret"
         with pytest.raises(Exception, match="refused the token"):
             RuntimeClient(runtime.url).health()
-        assert RuntimeClient(runtime.url, token="s3cret").health()["status"] == "ok"
+        assert RuntimeClient(runtime.url, token="s3cret").health().status == "ok"
 
 
 def test_a_crashed_deployment_is_restarted(settings, brokers, make_topic, tmp_path, unique):
@@ -170,10 +170,10 @@ projections:
     with Runtime(settings.with_(topic=topic), brokers) as runtime:
         runtime.ensure(parse_pipeline(spec, "crashy.yaml"), spec)
         name = f"crashy{unique}_v1"
-        wait_for(lambda: runtime.status(name)[0]["done"] == len(commands), timeout_s=60)
-        events = [e["event"] for e in runtime.records.history(f"crashy{unique}")]
+        wait_for(lambda: runtime.get_deployment(name).done == len(commands), timeout_s=60)
+        events = [e.event for e in runtime.records.history(f"crashy{unique}")]
         assert "failed" in events and any(e.startswith("restarted") for e in events)
-        assert runtime.status(name)[0]["state"] == "running"
+        assert runtime.get_deployment(name).state == "running"
 
 
 def test_a_table_with_a_short_dedup_window_is_refused(

@@ -2,10 +2,12 @@
 the log's end offsets, on the real ClickHouse engine (the end offsets are given, as the broker
 would report them)."""
 
+import msgspec
 import pytest
 
 from dataflows.spec import parse_pipeline
-from deploy.registry import Record
+from deploy.records import Record
+from deploy.specs import Specs
 from deploy.status import describe, written
 from operators.code import allow_list
 from sinks.clickhouse import create_projection_table
@@ -28,7 +30,7 @@ projections:
     steps: [forward]
 """
 TABLES = ["orders", "per_minute"]  # `out` writes a topic: no table, no progress of its own
-ALLOWED = allow_list()
+SPECS = Specs(allow_list())
 
 
 @pytest.fixture
@@ -64,9 +66,9 @@ def create(store, db):
 def test_a_deployment_that_wrote_nothing_yet(store, db):
     assert written(store, db, TABLES) == {}  # not even a database
     end_offsets, seen = ends({0: 60, 1: 40})
-    status = describe(store, record(db), end_offsets, ALLOWED)
+    status = describe(store, record(db), end_offsets, SPECS)
     assert seen == ["shop_log"]
-    assert status == {
+    assert msgspec.to_builtins(status) == {
         "name": db, "pipeline": "shop", "version": 1, "state": "running", "desired": "running",
         "stage": "", "error": None, "follow": False, "start": {0: 10, 1: 0},
         "stop": {0: 50, 1: 30}, "next": {0: 10, 1: 0}, "end": {0: 60, 1: 40},
@@ -75,7 +77,7 @@ def test_a_deployment_that_wrote_nothing_yet(store, db):
     }  # fmt: skip
     create(store, db)  # tables, but no progress rows: still nothing written
     assert written(store, db, TABLES) == {}
-    assert describe(store, record(db), end_offsets, ALLOWED)["rows"] == {
+    assert describe(store, record(db), end_offsets, SPECS).rows == {
         "orders": 0,
         "per_minute": 0,
     }
@@ -93,16 +95,16 @@ def test_progress_is_the_slowest_projection_per_partition(store, db):
 
     store.command(f"INSERT INTO `{db}`.orders (order_id, version) VALUES ('a', 1), ('b', 2)")
     end_offsets, _ = ends({0: 60, 1: 40})
-    bounded = describe(store, record(db, error="", stage="green"), end_offsets, ALLOWED)
-    assert bounded["next"] == {0: 20, 1: 0}
-    assert bounded["lag"] == {0: 40, 1: 40}
-    assert (bounded["done"], bounded["total"]) == (10, 70)  # stop - start: (50-10) + (30-0)
-    assert bounded["rows"] == {"orders": 2, "per_minute": 0}
-    assert bounded["stage"] == "green" and bounded["follow"] is False
+    bounded = describe(store, record(db, error="", stage="green"), end_offsets, SPECS)
+    assert bounded.next == {0: 20, 1: 0}
+    assert bounded.lag == {0: 40, 1: 40}
+    assert (bounded.done, bounded.total) == (10, 70)  # stop - start: (50-10) + (30-0)
+    assert bounded.rows == {"orders": 2, "per_minute": 0}
+    assert bounded.stage == "green" and bounded.follow is False
 
-    following = describe(store, record(db, stop=None), end_offsets, ALLOWED)
-    assert following["follow"] is True and following["stop"] is None
-    assert (following["done"], following["total"]) == (10, 90)  # to the log's end instead
+    following = describe(store, record(db, stop=None), end_offsets, SPECS)
+    assert following.follow is True and following.stop is None
+    assert (following.done, following.total) == (10, 90)  # to the log's end instead
 
 
 def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, db):
@@ -111,12 +113,12 @@ def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, d
         record_progress(store, db, projection, 0, 59)
         record_progress(store, db, projection, 1, 5)
     end_offsets, _ = ends({0: 60, 1: 40, 2: 7})  # partition 2 was added to the topic later
-    bounded = describe(store, record(db), end_offsets, ALLOWED)
-    assert bounded["next"] == {0: 60, 1: 6, 2: 0}  # every partition of the topic counts
-    assert bounded["lag"] == {0: 0, 1: 34, 2: 7}
-    assert (bounded["done"], bounded["total"]) == (40 + 6, 70)  # never more than the range
-    following = describe(store, record(db, stop=None), end_offsets, ALLOWED)
-    assert (following["done"], following["total"]) == (50 + 6, 50 + 40 + 7)
+    bounded = describe(store, record(db), end_offsets, SPECS)
+    assert bounded.next == {0: 60, 1: 6, 2: 0}  # every partition of the topic counts
+    assert bounded.lag == {0: 0, 1: 34, 2: 7}
+    assert (bounded.done, bounded.total) == (40 + 6, 70)  # never more than the range
+    following = describe(store, record(db, stop=None), end_offsets, SPECS)
+    assert (following.done, following.total) == (50 + 6, 50 + 40 + 7)
 
 
 def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
@@ -124,14 +126,14 @@ def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
     for projection in TABLES:
         record_progress(store, db, projection, 0, 3)  # written before a replay --from 0:10
     end_offsets, _ = ends({0: 60, 1: 40})
-    status = describe(store, record(db), end_offsets, ALLOWED)
-    assert status["next"] == {0: 10, 1: 0}
-    assert status["done"] == 0
+    status = describe(store, record(db), end_offsets, SPECS)
+    assert status.next == {0: 10, 1: 0}
+    assert status.done == 0
 
 
 def test_state_and_error_are_the_records(store, db):
     failed = record(db, state="failed", desired="stopped", error="boom: the sink refused")
     end_offsets, _ = ends({0: 60, 1: 40})
-    status = describe(store, failed, end_offsets, ALLOWED)
-    assert (status["state"], status["desired"]) == ("failed", "stopped")
-    assert status["error"] == "boom: the sink refused"
+    status = describe(store, failed, end_offsets, SPECS)
+    assert (status.state, status.desired) == ("failed", "stopped")
+    assert status.error == "boom: the sink refused"

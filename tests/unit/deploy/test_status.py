@@ -1,6 +1,6 @@
 """What `cqrs status` lists and how far behind it says a deployment is, without services."""
 
-from deploy.registry import Record
+from deploy.records import Record
 from deploy.status import behind, listed
 
 

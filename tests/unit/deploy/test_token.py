@@ -4,7 +4,7 @@ others could read it."""
 import os
 import stat
 
-from api.token import ensure_token, read_token
+from deploy.token import ensure_token, read_token
 
 
 def test_the_token_is_private_and_kept(tmp_path):

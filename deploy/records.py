@@ -8,14 +8,12 @@ starts and stops at, so a runtime restarted tomorrow resumes exactly the same de
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import msgspec
 from clickhouse_connect.driver.client import Client
 
 from core.schema import Table
-from dataflows.spec import Pipeline, parse_pipeline
-from operators.code import AllowList
+from deploy.model import Desired, Event, Origin, Stage, State
 from sinks.ddl import create_database, create_table, literal, qualified
 
 DEPLOYMENTS = Table(
@@ -57,10 +55,8 @@ EVENTS = Table(
 class Record(msgspec.Struct):
     """One deployment as the registry knows it. `start`/`stop` are offsets per partition
     (`stop` None: it tails the log); `desired` is running or stopped; `state` how it is;
-    `stage` its place in blue/green: active, green, draining, retired, aborted, or empty for a
-    deployment outside the stable layer (a replay into a database of its own). `origin` is
-    where the spec came from: `local` (the user's own CLI, which may load any module) or `api`
-    (checked against the allow-list of whichever runtime loads it, at every load)."""
+    `stage` its place in blue/green (`Stage.OUTSIDE` for a deployment outside the stable layer, a
+    replay into a database of its own); `origin` where the spec came from (see `Origin`)."""
 
     name: str
     pipeline: str
@@ -70,24 +66,18 @@ class Record(msgspec.Struct):
     topic: str
     start: dict[int, int]
     stop: dict[int, int] | None
-    desired: str = "running"
-    state: str = "created"
-    stage: str = ""
+    desired: Desired = Desired.RUNNING
+    state: State = State.CREATED
+    stage: Stage = Stage.OUTSIDE
     error: str = ""
     created_at: int = 0
-    origin: str = "local"
+    origin: Origin = Origin.LOCAL
 
 
-def pipeline_of(record: Record, allowed: AllowList) -> Pipeline:
-    """A registered deployment's pipeline. A spec that came over the API is held to `allowed`
-    (the allow-list of the process loading it now) at every load: resuming from the registry
-    never carries code past the allow-list."""
-    return parse_pipeline(
-        record.spec, record.source, allowed=None if record.origin == "local" else allowed
-    )
+class Records:
+    """The deployment registry's two tables: one row per deployment (its latest revision
+    wins) and its history of events."""
 
-
-class Registry:
     def __init__(self, client: Client, database: str) -> None:
         self._client = client
         self._database = database
@@ -136,12 +126,15 @@ class Registry:
             settings={"async_insert": 0},
         )
 
-    def history(self, pipeline: str) -> list[dict[str, Any]]:
+    def history(self, pipeline: str) -> list[Event]:
         result = self._client.query(
             f"SELECT name, at, event, detail FROM {qualified(self._database, EVENTS.name)} "
             f"WHERE pipeline = {literal(pipeline)} ORDER BY at, name"
         )
-        return list(result.named_results())
+        return [
+            Event(name, at.isoformat(), event, detail)
+            for name, at, event, detail in result.result_rows
+        ]
 
     def skips(self, name: str) -> dict[int, frozenset[int]]:
         """The offsets per partition an operator told the deployment to pass over (`cqrs skip`,
@@ -172,12 +165,12 @@ class Registry:
                 topic=r[5],
                 start=_offsets(r[6]) or {},
                 stop=_offsets(r[7]),
-                desired=r[8],
-                state=r[9],
-                stage=r[10],
+                desired=Desired(r[8]),
+                state=State(r[9]),
+                stage=Stage(r[10]),
                 error=r[11],
                 created_at=r[12],
-                origin=r[13] or "local",
+                origin=Origin(r[13] or Origin.LOCAL),
             )
             for r in result.result_rows
         ]
