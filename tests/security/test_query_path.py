@@ -124,11 +124,14 @@ def corpus(stack):
 
 def files(stack):
     """Every file of the data dir outside the store (the store's parts move with merges: the
-    snapshot queries cover it), with its size, but for SQLite's journals (a tailing
-    deployment's recovery writes one every epoch); and anything named evil anywhere."""
+    snapshot queries cover it), with its size, but for what running deployments and the
+    store's holder write (recovery snapshots every epoch, the lock file's pid: None); and
+    anything named evil anywhere."""
     found = {
         str(p.relative_to(stack.data_dir)): (
-            None if p.name.endswith(("-wal", "-shm")) else p.stat().st_size
+            None
+            if p.name.endswith(".lock") or p.relative_to(stack.data_dir).parts[0] == "recovery"
+            else p.stat().st_size
         )
         for p in stack.data_dir.rglob("*")
         if p.is_file() and "clickhouse" not in p.relative_to(stack.data_dir).parts[:1]
