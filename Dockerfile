@@ -8,6 +8,7 @@ COPY dataflows ./dataflows
 COPY operators ./operators
 COPY sinks ./sinks
 COPY deploy ./deploy
+COPY cli ./cli
 RUN pip install --no-cache-dir .
 ENV CQRS_DATA_DIR=/data
 VOLUME /data
