@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Group
 from rich.progress import TextColumn
+from rich.text import Text
 
 from cli.runtime import runtime_client
 from cli.ui import console, out, progress_bar
@@ -246,11 +249,34 @@ def deploy_history(settings: Settings, pipeline: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(history))
         return
+    out.print(history_view(history))
+
+
+def history_view(history: dict[str, Any]) -> Group:
+    """The versions, each with what changed from the one before, then the events, one a line
+    (a terminal wraps a long one at its spaces; a pipe gets it whole)."""
+    lines, before = [], None
     for version in history["versions"]:
-        changes = "; ".join(version["changes"]) or "first version"
-        out.print(f"[bold]{version['name']}[/bold] ({version['stage'] or '-'}): {changes}")
-    for event in history["events"]:
-        out.print(f"  {event['at']}  {event['name']:<16} {event['event']:<12} {event['detail']}")
+        changes = "; ".join(version["changes"])
+        if not changes:
+            changes = f"the same spec as {before} but its version" if before else "first version"
+        lines.append(
+            Text.assemble((version["name"], "bold"), f" ({version['stage'] or '-'}): {changes}")
+        )
+        before = version["name"]
+    events = history["events"]
+    name_width = max((len(e["name"]) for e in events), default=0)
+    event_width = max((len(e["event"]) for e in events), default=0)
+    for e in events:
+        line = f"  {_when(e['at'])}  {e['name']:<{name_width}}  {e['event']:<{event_width}}"
+        lines.append(Text(f"{line}  {e['detail']}".rstrip()))
+    return Group(*lines)
+
+
+def _when(at: str) -> str:
+    """An event's time in UTC, to the millisecond (the JSON has it in full ISO 8601)."""
+    moment = datetime.fromisoformat(at).astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 COMMANDS = (deploy,)

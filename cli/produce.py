@@ -8,10 +8,9 @@ import time
 
 import click
 from rich.live import Live
-from rich.table import Table
 
 from cli.runtime import graceful_sigterm, report_end
-from cli.ui import console, out, result_table
+from cli.ui import FittedTable, console, out, result_table
 from commands.errors import CqrsError
 from commands.generator import OrderGenerator
 from commands.load import LoadStats, produce_load
@@ -136,12 +135,9 @@ def demo(settings: Settings, rate: float, seed: int) -> None:
             launcher.stop()
 
 
-def _demo_view(result: QueryResult, load: LoadStats | None) -> Table:
-    table = result_table(result)
-    if load is not None:
-        table.caption = f"produced {load.sent:,} commands at {load.rate:,.0f}/s"
-    table.title = "orders by status (query.orders, refreshed every 2 s)"
-    return table
+def _demo_view(result: QueryResult, load: LoadStats | None) -> FittedTable:
+    caption = None if load is None else f"produced {load.sent:,} commands at {load.rate:,.0f}/s"
+    return result_table(result, "orders by status (query.orders, refreshed every 2 s)", caption)
 
 
 COMMANDS = (produce, demo)

@@ -4,19 +4,19 @@ computed by the CLI itself from the shared store and the broker when none runs."
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
-from rich.table import Table
 
-from cli.ui import out
+from cli.ui import FittedTable, out
 from commands.log import CommandLog
 from deploy.bootstrap import resolve_brokers
 from deploy.client import connect
 from deploy.registry import Registry
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
-from deploy.status import describe, listed
+from deploy.status import GONE, describe, listed
 from operators.code import allow_list
 from sinks.store import open_client
 
@@ -24,9 +24,11 @@ from sinks.store import open_client
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--all", "everything", is_flag=True, help="also retired and aborted deployments")
+@click.option("--wide", is_flag=True, help="every column: exact offsets, rows, commands taken in")
 @click.pass_obj
-def status(settings: Settings, as_json: bool, everything: bool) -> None:
-    """Every deployment: state, progress and lag per partition, rows per projection."""
+def status(settings: Settings, as_json: bool, everything: bool, wide: bool) -> None:
+    """Every deployment: state, lag, how far behind and progress (--wide: also the rows per
+    projection and the commands taken in and accepted; --json: per partition)."""
     runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
     if runtime_info is not None:
         statuses = connect(settings, runtime_info.url).deployments(everything)
@@ -35,7 +37,7 @@ def status(settings: Settings, as_json: bool, everything: bool) -> None:
     if as_json:
         click.echo(json.dumps(statuses))
         return
-    out.print(status_table(statuses))
+    out.print(status_table(statuses, wide))
 
 
 def _without_runtime(settings: Settings, everything: bool) -> list[dict[str, Any]]:
@@ -64,19 +66,40 @@ def _without_runtime(settings: Settings, everything: bool) -> list[dict[str, Any
     return statuses
 
 
-def status_table(statuses: list[dict[str, Any]]) -> Table:
-    table = Table("deployment", "state", "lag", "behind", "progress", "rows", "in / accepted")
+#: the columns that fit 80 terminal columns; `--wide` adds the rest
+COMPACT = ("deployment", "state", "lag", "behind", "progress")
+WIDE = (*COMPACT, "rows", "in / accepted")
+
+
+def status_table(statuses: list[dict[str, Any]], wide: bool = False) -> FittedTable:
+    """One row per deployment. Compact, progress is the share of its offsets done (a live
+    deployment has no end: "live"); wide, the offsets themselves, the rows of each projection
+    and the commands taken in and accepted."""
+    rows = []
     for s in statuses:
         lag = sum(int(v) for v in s["lag"].values())
-        progress = f"{s['done']:,}/{s['total']:,}" if not s["follow"] else "live"
-        rows = ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
-        flow = (
-            f"{s.get('consumed', 0):,.0f} / {s.get('accepted', 0):,.0f}" if "consumed" in s else ""
-        )
         state = s["state"] if s["desired"] == "running" else f"{s['state']} (held)"
+        if s.get("stage") in GONE:
+            state = s["stage"]  # its database is dropped: what it was doing no longer matters
         behind = f"{s['behind_s']:.1f}s" if s["behind_s"] is not None else "?"
-        table.add_row(s["name"], state, f"{lag:,}", behind, progress, rows, flow)
-    return table
+        row = [s["name"], state, f"{lag:,}", behind, _progress(s, wide)]
+        if wide:
+            row.append(", ".join(f"{k} {v:,}" for k, v in s["rows"].items()))
+            row.append(
+                f"{s['consumed']:,.0f} / {s.get('accepted', 0):,.0f}" if "consumed" in s else ""
+            )
+        rows.append(row)
+    return FittedTable(WIDE if wide else COMPACT, rows, wrap=("state", "rows", "in / accepted"))
+
+
+def _progress(s: dict[str, Any], exact: bool) -> str:
+    if s["follow"]:
+        return "live"
+    if exact:
+        return f"{s['done']:,}/{s['total']:,}"
+    if not s["total"]:
+        return "-"
+    return f"{math.floor(100 * s['done'] / s['total'])}%"  # 100% only once all is done
 
 
 COMMANDS = (status,)

@@ -1,8 +1,10 @@
 """`cqrs validate` on broken specs: each refused with its own precise message."""
 
+import os
 import subprocess
 
 import pytest
+import yaml
 
 from tests.e2e.test_cli import CQRS
 
@@ -22,6 +24,8 @@ projections:
           size: 1m
           aggregates: {n: count}
 """
+
+NARROW = {**os.environ, "COLUMNS": "80"}
 
 BROKEN = [
     (GOOD.replace("- validate", "- validat"), "filters[0]: unknown filter 'validat'"),
@@ -76,21 +80,35 @@ def test_ten_and_more_broken_specs_give_distinct_precise_messages(tmp_path):
         spec = tmp_path / f"broken_{i}.yaml"
         spec.write_text(text)
         done = subprocess.run(
-            [CQRS, "validate", str(spec)], capture_output=True, text=True, timeout=60
+            [CQRS, "validate", str(spec)], capture_output=True, text=True, timeout=60, env=NARROW
         )
         message = " ".join(done.stderr.split())
         assert done.returncode == 2, (i, done.stdout, done.stderr)
         assert expected in message, (i, message)
         assert str(spec) in message
+        # piped, the message is not cut into lines at 80 columns: grep finds it whole
+        assert any(f"error: {spec}: " in line and expected in line
+                   for line in done.stderr.splitlines()), (i, done.stderr)  # fmt: skip
         messages.append(message)
     assert len(set(messages)) == len(BROKEN) >= 10
 
 
 @pytest.mark.parametrize("spec", ["dataflows/orders.yaml", "dataflows/orders_v2.yaml"])
 def test_the_shipped_specs_validate(spec):
+    """...and their tables are listed one projection a line, whatever COLUMNS says, when the
+    output goes to a pipe."""
     from tests.conftest import REPO
 
-    done = subprocess.run(
-        [CQRS, "validate", str(REPO / spec)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    shown = []
+    for columns in ("80", "400"):
+        done = subprocess.run(
+            [CQRS, "validate", str(REPO / spec)], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": columns},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        shown.append(done.stderr.splitlines())
+    assert shown[0] == shown[1]
+    projections = yaml.safe_load((REPO / spec).read_text())["projections"]
+    assert [line.split(":")[0] for line in shown[0][1:]] == [
+        f"  projection {p['name']}" for p in projections
+    ]
