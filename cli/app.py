@@ -11,7 +11,19 @@ from typing import Any
 import click
 
 import operators.builtin  # noqa: F401 - registers the built-in filters
-from cli import broker, deploy, dlq, produce, query, replay, runtime, spec, status, topic
+from cli import (
+    broker,
+    catalog,
+    deploy,
+    dlq,
+    produce,
+    query,
+    replay,
+    runtime,
+    spec,
+    status,
+    topic,
+)
 from cli.ui import show_error
 from commands.errors import CqrsError
 from deploy.memory import limit_malloc_arenas
@@ -36,7 +48,7 @@ def cqrs(ctx: click.Context, log_level: str, **overrides: Any) -> None:
     ctx.obj = Settings.from_env(**overrides)
 
 
-for _group in (broker, topic, produce, spec, runtime, replay, status, query, deploy, dlq):
+for _group in (broker, topic, produce, spec, catalog, runtime, replay, status, query, deploy, dlq):
     for _command in _group.COMMANDS:
         cqrs.add_command(_command)
 

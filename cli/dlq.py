@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import click
+from rich.text import Text
 
 from cli.ui import console, out
 from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
@@ -65,15 +66,20 @@ def dlq_tail(
             }
             click.echo(json.dumps(doc))
             continue
-        h = letter.headers
-        preview = repr((letter.value or b"")[:60])
-        out.print(
-            f"[bold]{letter.offset}[/bold] {h.get('reason')} at {h.get('step')} "
-            f"({h.get('deployment')}, {h.get('source.topic')}[{h.get('source.partition')}]"
-            f"@{h.get('source.offset')}): {h.get('detail', '')[:160]}\n    {preview}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        out.print(letter_lines(letter), highlight=False, soft_wrap=True)
+
+
+def letter_lines(letter: DeadLetter) -> Text:
+    """A dead letter as two lines: where and why it was rejected, then the start of its bytes.
+    None of it is read as markup: a record's text is its sender's, and a stray `[/x]` in it
+    must not stop the listing."""
+    h = letter.headers
+    return Text.assemble(
+        (str(letter.offset), "bold"),
+        f" {h.get('reason')} at {h.get('step')} ({h.get('deployment')}, "
+        f"{h.get('source.topic')}[{h.get('source.partition')}]@{h.get('source.offset')}): "
+        f"{h.get('detail', '')[:160]}\n    {(letter.value or b'')[:60]!r}",
+    )
 
 
 @dlq.command("replay")
@@ -102,9 +108,8 @@ def dlq_replay(
     chosen = {x.rejection for x in every if everything or reason or x.offset in wanted}
     letters = [x for x in first_of_each(every) if x.rejection in chosen]
     for letter in letters:
-        console.print(
-            f"{'would replay' if dry_run else 'replay'} {letter.offset} ({letter.reason})"
-        )
+        said = f"{'would replay' if dry_run else 'replay'} {letter.offset} ({letter.reason})"
+        console.print(Text(said))
     if dry_run:
         return
     acked = replay_letters(resolve_brokers(settings), settings.topic, letters)

@@ -1,5 +1,6 @@
 """`cqrs validate` on broken specs: each refused with its own precise message."""
 
+import json
 import os
 import subprocess
 
@@ -112,3 +113,19 @@ def test_the_shipped_specs_validate(spec):
     assert [line.split(":")[0] for line in shown[0][1:]] == [
         f"  projection {p['name']}" for p in projections
     ]
+
+
+def test_filters_are_listed_from_the_registry():
+    import operators.builtin  # noqa: F401 - the filters the CLI registers
+    from operators.registry import FILTERS
+
+    listed = subprocess.run([CQRS, "filters", "--json"], capture_output=True, text=True, timeout=60)
+    assert [f["name"] for f in json.loads(listed.stdout)] == FILTERS.names()
+    shown = subprocess.run(
+        [CQRS, "filters"], capture_output=True, text=True, timeout=60, env=NARROW
+    ).stdout.splitlines()
+    assert "route  Chooses which projections receive each command." in shown
+    assert "    routes: list[Route]  (required)" in shown
+    assert any(
+        line.startswith("    max_keys: int ≥ 1 ≤ 10000000  (default 100000)") for line in shown
+    )
