@@ -103,6 +103,10 @@ def _follow_progress(
             if until_settled is not None and until_settled(status["name"]) is not None:
                 break
             time.sleep(0.5)
+        # Once more, now that it has ended: a status sampled while it ended can pair its final
+        # state with the progress read just before (seen as "completed, 0 of 500 offsets").
+        status = poll()
+        bar.update(task, completed=status["done"], total=status["total"] or 1)
     if status["state"] == "failed":
         raise CqrsError(f"{status['name']} failed: {status['error']}")
     console.print(f"{status['name']}: {status['state']}, {status['done']:,} of "
