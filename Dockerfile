@@ -9,6 +9,7 @@ COPY dataflows ./dataflows
 COPY operators ./operators
 COPY sinks ./sinks
 COPY deploy ./deploy
+COPY cli ./cli
 COPY examples ./examples
 RUN pip install --no-cache-dir .
 ENV CQRS_DATA_DIR=/data

@@ -29,6 +29,11 @@ def client(env):
     return connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
 
 
+def cells(line):
+    """A table row's cells (none for a border or the header)."""
+    return [c.strip() for c in line.split("│")[1:-1]]
+
+
 def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, tmp_path):
     topic = env["CQRS_TOPIC"]
     cqrs(env, "topic", "create", "--partitions", "3")
@@ -169,6 +174,30 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         assert [s["name"] for s in json.loads(cqrs(env, "status", "--json").stdout)] == [
             "orders_v4"
         ]
+
+        # read at 80 columns, piped: the compact table fits and hides what is gone; --all shows
+        # it; --wide has every column, each deployment on one whole line
+        narrow = {**env, "COLUMNS": "80"}
+        compact = cqrs(narrow, "status").stdout.splitlines()
+        assert max(map(len, compact)) <= 80, compact
+        assert [cells(line)[0] for line in compact if cells(line)] == ["orders_v4"]
+        assert cells(next(line for line in compact if "orders_v4" in line))[1] == "running"
+        everything = {cells(line)[0]: cells(line) for line in
+                      cqrs(narrow, "status", "--all").stdout.splitlines() if cells(line)}  # fmt: skip
+        assert everything.keys() == {"orders_v1", "orders_v2", "orders_v3", "orders_v4"}
+        assert {everything[n][1] for n in ("orders_v1", "orders_v2", "orders_v3")} == {"retired"}
+        (wide,) = [cells(line) for line in cqrs(narrow, "status", "--wide").stdout.splitlines()
+                   if cells(line)]  # fmt: skip
+        assert wide[0] == "orders_v4" and len(wide) == 7, wide
+        assert re.fullmatch(
+            r"orders [\d,]+, revenue_per_minute [\d,]+, top_skus_5m [\d,]+", wide[5]
+        )
+        assert re.fullmatch(r"[\d,]+ / [\d,]+", wide[6]), wide
+        history = cqrs(narrow, "deploy", "history", "orders").stdout.splitlines()
+        assert "orders_v3 (retired): top_skus_5m step changed: sliding" in history
+        assert "orders_v4 (active): the same spec as orders_v3 but its version" in history
+        assert any(re.fullmatch(r"  \S+ \S+Z  orders_v2 +rolled back +from orders_v3", line.rstrip())
+                   for line in history), history  # fmt: skip
     finally:
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(60)

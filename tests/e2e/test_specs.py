@@ -1,8 +1,11 @@
 """`cqrs validate` on broken specs: each refused with its own precise message."""
 
+import json
+import os
 import subprocess
 
 import pytest
+import yaml
 
 from tests.e2e.test_cli import CQRS
 
@@ -23,6 +26,8 @@ projections:
           size: 1m
           aggregates: {n: count}
 """
+
+NARROW = {**os.environ, "COLUMNS": "80"}
 
 BROKEN = [
     # the orders example's filters plug in through `modules:`, as a user's own would
@@ -86,12 +91,15 @@ def test_ten_and_more_broken_specs_give_distinct_precise_messages(tmp_path):
         spec = tmp_path / f"broken_{i}.yaml"
         spec.write_text(text)
         done = subprocess.run(
-            [CQRS, "validate", str(spec)], capture_output=True, text=True, timeout=60
+            [CQRS, "validate", str(spec)], capture_output=True, text=True, timeout=60, env=NARROW
         )
         message = " ".join(done.stderr.split())
         assert done.returncode == 2, (i, done.stdout, done.stderr)
         assert expected in message, (i, message)
         assert str(spec) in message
+        # piped, the message is not cut into lines at 80 columns: grep finds it whole
+        assert any(f"error: {spec}: " in line and expected in line
+                   for line in done.stderr.splitlines()), (i, done.stderr)  # fmt: skip
         messages.append(message)
     assert len(set(messages)) == len(BROKEN) >= 10
 
@@ -100,9 +108,36 @@ def test_ten_and_more_broken_specs_give_distinct_precise_messages(tmp_path):
     "spec", ["examples/orders/specs/orders.yaml", "examples/orders/specs/orders_v2.yaml"]
 )
 def test_the_shipped_specs_validate(spec):
+    """...and their tables are listed one projection a line, whatever COLUMNS says, when the
+    output goes to a pipe."""
     from tests.conftest import REPO
 
-    done = subprocess.run(
-        [CQRS, "validate", str(REPO / spec)], capture_output=True, text=True, timeout=60
+    shown = []
+    for columns in ("80", "400"):
+        done = subprocess.run(
+            [CQRS, "validate", str(REPO / spec)], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": columns},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        shown.append(done.stderr.splitlines())
+    assert shown[0] == shown[1]
+    projections = yaml.safe_load((REPO / spec).read_text())["projections"]
+    assert [line.split(":")[0] for line in shown[0][1:]] == [
+        f"  projection {p['name']}" for p in projections
+    ]
+
+
+def test_filters_are_listed_from_the_registry():
+    import operators.builtin  # noqa: F401 - the filters the CLI registers
+    from operators.registry import FILTERS
+
+    listed = subprocess.run([CQRS, "filters", "--json"], capture_output=True, text=True, timeout=60)
+    assert [f["name"] for f in json.loads(listed.stdout)] == FILTERS.names()
+    shown = subprocess.run(
+        [CQRS, "filters"], capture_output=True, text=True, timeout=60, env=NARROW
+    ).stdout.splitlines()
+    assert "route  Chooses which projections receive each command." in shown
+    assert "    routes: list[Route]  (required)" in shown
+    assert any(
+        line.startswith("    max_keys: int ≥ 1 ≤ 10000000  (default 100000)") for line in shown
     )
-    assert done.returncode == 0, done.stderr

@@ -29,9 +29,9 @@ def main() -> None:
             pass  # the CLI reports a bad setting itself
         else:
             claim(settings.data_dir)
-    from deploy.cli import main as cli_main
+    from cli.app import run
 
-    cli_main()
+    run()
 
 
 def _command(args: list[str]) -> tuple[str | None, str | None]:

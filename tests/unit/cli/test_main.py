@@ -1,6 +1,6 @@
 """The entry point finds the subcommand and the data dir before the CLI loads."""
 
-from deploy.main import _command
+from cli.main import _command
 
 
 def test_the_command_and_data_dir_are_found_past_the_group_options():

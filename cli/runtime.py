@@ -1,0 +1,159 @@
+"""The runtime and its deployments: `serve`, `run`, `start`, `stop`, `skip`; and what the other
+command groups share to run a runtime in this process or to reach the one that runs."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from cli.ui import console
+from core.errors import CqrsError
+from dataflows.spec import load_pipeline
+from deploy.bootstrap import resolve_brokers
+from deploy.deployment import Deployment
+from deploy.legacy import RuntimeClient, connect
+from deploy.runtime import Runtime
+from deploy.runtime_file import find_runtime
+from deploy.settings import Settings
+from deploy.supervisor import root_cause
+
+_allow_module = click.option(
+    "--allow-module",
+    "allow_modules",
+    multiple=True,
+    help="a module (with its submodules) that specs sent to this runtime's API may name, "
+    "besides the project's own (repeatable; CQRS_ALLOW_MODULES)",
+)
+
+
+def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> Settings:
+    if http_port is not None:
+        settings = settings.with_(http_port=http_port)
+    return settings.with_(allow_modules=(*settings.allow_modules, *allow_modules))
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@_allow_module
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="stop at the log's end offsets as of the start, instead of tailing",
+)
+@click.pass_obj
+def run(
+    settings: Settings,
+    spec: Path,
+    http_port: int | None,
+    allow_modules: tuple[str, ...],
+    until_caught_up: bool,
+) -> None:
+    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
+    pipeline = load_pipeline(spec)
+    settings = _served(settings, http_port, allow_modules)
+    brokers = resolve_brokers(settings)
+    with graceful_sigterm(), Runtime(settings, brokers) as runtime:
+        name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
+        console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")
+        ended = _wait(runtime, name)
+    report_end(ended, name)
+
+
+def _wait(runtime: Runtime, name: str) -> Deployment | None:
+    """Until the deployment ends for good, or Ctrl-C (then None)."""
+    try:
+        while True:
+            ended = runtime.settled(name)
+            if ended is not None:
+                return ended
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopping (flushing sinks, writing the last snapshot)…")
+        return None
+
+
+def report_end(ended: Deployment | None, name: str) -> None:
+    """How a deployment run by this process ended: stopped, completed, or failed (an error)."""
+    if ended is None:
+        console.print(f"{name} stopped")
+        return
+    if ended.error is not None:
+        raise CqrsError(f"{name} failed: {root_cause(ended.error)}")
+    console.print(f"{name} {ended.state.value}")
+
+
+@click.command()
+@click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
+@_allow_module
+@click.pass_obj
+def serve(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> None:
+    """Run the runtime: resume registered deployments, serve the API, until Ctrl-C."""
+    settings = _served(settings, http_port, allow_modules)
+    with graceful_sigterm(), Runtime(settings, resolve_brokers(settings)) as runtime:
+        running = ", ".join(runtime.deployments) or "none yet"
+        console.print(f"runtime serving {runtime.url} (deployments: {running}); Ctrl-C to stop")
+        console.print(f"dashboard: {runtime.dashboard_url}", highlight=False, soft_wrap=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
+        console.print("stopping (flushing sinks, writing the last snapshots)…")
+
+
+@click.command("start")
+@click.argument("name")
+@click.pass_obj
+def start(settings: Settings, name: str) -> None:
+    """Start (resume) a stopped deployment in the running runtime."""
+    console.print(runtime_client(settings).start(name)["state"])
+
+
+@click.command("stop")
+@click.argument("name")
+@click.pass_obj
+def stop(settings: Settings, name: str) -> None:
+    """Stop a deployment gracefully; it stays stopped until `cqrs start`."""
+    console.print(runtime_client(settings).stop(name)["state"])
+
+
+@click.command("skip")
+@click.argument("name")
+@click.option("--partition", required=True, type=click.IntRange(min=0), help="log partition")
+@click.option("--offset", required=True, type=click.IntRange(min=0), help="offset in it")
+@click.pass_obj
+def skip(settings: Settings, name: str, partition: int, offset: int) -> None:
+    """Pass over one record of a deployment stuck on it (it goes to the DLQ as
+    skipped_by_operator), and run the deployment again."""
+    state = runtime_client(settings).skip(name, partition, offset)["state"]
+    console.print(f"{name}: offset {offset} of partition {partition} is skipped; {state}")
+
+
+def runtime_client(settings: Settings) -> RuntimeClient:
+    """A client of the runtime that runs on the data dir; an error saying how to start one."""
+    info = find_runtime(settings.data_dir)
+    if info is None:
+        raise CqrsError(
+            f"no runtime runs on data dir {settings.data_dir}; start one with `cqrs serve`"
+        )
+    return connect(settings, info.url)
+
+
+class graceful_sigterm:
+    """Turns SIGTERM into KeyboardInterrupt, so `kill` stops as gracefully as Ctrl-C."""
+
+    def __enter__(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._raise)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+
+COMMANDS = (serve, run, start, stop, skip)
