@@ -132,12 +132,14 @@ def test_filters_are_listed_from_the_registry():
     from operators.registry import FILTERS
 
     listed = subprocess.run([CQRS, "filters", "--json"], capture_output=True, text=True, timeout=60)
-    assert [f["name"] for f in json.loads(listed.stdout)] == FILTERS.names()
+    builtin = [
+        n for n in FILTERS.names() if FILTERS.get(n).factory.__module__.startswith("operators.")
+    ]
+    # (other tests of this process may have registered a domain's filters too: `modules:`)
+    assert [f["name"] for f in json.loads(listed.stdout)] == builtin
     shown = subprocess.run(
         [CQRS, "filters"], capture_output=True, text=True, timeout=60, env=NARROW
     ).stdout.splitlines()
     assert "route  Chooses which projections receive each command." in shown
     assert "    routes: list[Route]  (required)" in shown
-    assert any(
-        line.startswith("    max_keys: int ≥ 1 ≤ 10000000  (default 100000)") for line in shown
-    )
+    assert any(line.startswith("    max_keys: int  (default 100000)") for line in shown)
