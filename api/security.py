@@ -69,6 +69,7 @@ class Guard:
         hosts: frozenset[str],
         limits: Limits,
         public: frozenset[str] = frozenset({"/", "/dashboard"}),
+        content_types: tuple[str, ...] = JSON_TYPES,
     ) -> None:
         self.app = app
         self._bearer = f"Bearer {token}".encode()
@@ -76,6 +77,7 @@ class Guard:
         self.origins = frozenset(f"http://{h}" for h in hosts)
         self.limits = limits
         self._public = public
+        self._content_types = content_types
         self._in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,9 +133,9 @@ class Guard:
         headers = _headers(scope)
         close = [(b"connection", b"close")]
         content_type = b";".join(headers.get(b"content-type", [])).decode("latin-1")
-        if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
-            await _answer(send, 415, "send the body as JSON, with Content-Type: application/json",
-                          close)  # fmt: skip
+        if content_type.split(";")[0].strip().lower() not in self._content_types:
+            await _answer(send, 415, f"send the body as JSON, with Content-Type: "
+                          f"{' or '.join(self._content_types)}", close)  # fmt: skip
             return None
         lengths = headers.get(b"content-length", [])
         if not lengths or headers.get(b"transfer-encoding"):

@@ -16,6 +16,7 @@ from cli import (
     catalog,
     deploy,
     dlq,
+    edge,
     produce,
     query,
     replay,
@@ -48,7 +49,20 @@ def cqrs(ctx: click.Context, log_level: str, **overrides: Any) -> None:
     ctx.obj = Settings.from_env(**overrides)
 
 
-for _group in (broker, topic, produce, spec, catalog, runtime, replay, status, query, deploy, dlq):
+for _group in (
+    broker,
+    topic,
+    produce,
+    edge,
+    spec,
+    catalog,
+    runtime,
+    replay,
+    status,
+    query,
+    deploy,
+    dlq,
+):
     for _command in _group.COMMANDS:
         cqrs.add_command(_command)
 

@@ -11,6 +11,7 @@ from rich.live import Live
 
 from cli.runtime import graceful_sigterm, report_end
 from cli.ui import FittedTable, console, out, result_table
+from commands.edge_client import EdgeClient
 from commands.load import LoadStats, produce_load
 from commands.log import CommandLog
 from commands.producer import CommandProducer
@@ -20,6 +21,7 @@ from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.model import QueryResult
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from deploy.token import read_token
 from examples.orders.generator import OrderGenerator
 
 
@@ -29,6 +31,7 @@ from examples.orders.generator import OrderGenerator
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="stop after S s")
 @click.option("--seed", default=0, show_default=True, help="same seed, same orders")
 @click.option("--partitions", default=6, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--via", metavar="URL", help="send through the edge at URL (`cqrs edge`), in batches")
 @click.pass_obj
 def produce(
     settings: Settings,
@@ -37,15 +40,22 @@ def produce(
     duration: float | None,
     seed: int,
     partitions: int,
+    via: str | None,
 ) -> None:
     """Generate demo orders onto the command log, with a progress line."""
-    brokers = resolve_brokers(settings)
-    with CommandLog(brokers, settings.topic) as log:
-        log.ensure(partitions)
     generator = OrderGenerator(
         seed=seed, start_ms=int(time.time() * 1000), step_ms=1000.0 / rate if rate else 1.0
     )
-    with CommandProducer(brokers, settings.topic) as producer:
+    if via:
+        sender: CommandProducer | EdgeClient = EdgeClient(
+            via, settings.token or read_token(settings.token_file)
+        )
+    else:
+        brokers = resolve_brokers(settings)
+        with CommandLog(brokers, settings.topic) as log:
+            log.ensure(partitions)
+        sender = CommandProducer(brokers, settings.topic)
+    with sender as producer:
         stats = produce_load(
             producer,
             generator,

@@ -11,6 +11,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
 
 from commands.log import MAX_RECORD_BYTES
 from core.envelope import Command, encode_command
@@ -49,11 +50,13 @@ class CommandProducer:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Append bytes as they are: for replaying DLQ records and for planting bad input."""
+    ) -> FutureRecordMetadata:
+        """Append bytes as they are: for replaying DLQ records, for planting bad input, and for
+        the edge, which waits on the returned future before it answers."""
         future = self._producer.send(self.topic, key=key, value=value, headers=headers)
         future.add_callback(self._on_ack)
         future.add_errback(self._on_error)
+        return future
 
     def _on_ack(self, _metadata: object) -> None:
         with self._lock:

@@ -7,8 +7,11 @@ so a schema violation names the field (`$.items[0].qty`) in the rejection it pro
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
+
+from core.envelope import Command, Reason
 
 
 class Schema(msgspec.Struct, frozen=True):
@@ -44,3 +47,57 @@ class SchemaRegistry:
 
     def types(self) -> list[str]:
         return sorted({t for (t, _) in self._by_key})
+
+
+class Refusal(NamedTuple):
+    """Why a command breaks its schema: the reason code and a detail naming the field."""
+
+    reason: Reason
+    detail: str
+
+
+def check_command(
+    registry: SchemaRegistry,
+    command: Command,
+    key: bytes | None,
+    log_time_ms: int,
+    max_future_ms: int,
+    require_key: bool = True,
+) -> Refusal | None:
+    """The one check of a command against its schema, shared by the `validate` filter (against
+    the record's log time) and the edge (against its own clock, before the command is logged):
+    a command the edge accepts is one the filter passes."""
+    if require_key:
+        if key is None:
+            return Refusal(Reason.NULL_KEY, "record has no key; key commands by aggregate_id")
+        if key != command.aggregate_id.encode():
+            return Refusal(
+                Reason.KEY_MISMATCH,
+                f"record key {key[:80]!r} is not aggregate_id {command.aggregate_id!r}",
+            )
+    if command.ts > log_time_ms + max_future_ms:
+        ahead = (command.ts - log_time_ms) / 1000
+        return Refusal(
+            Reason.FUTURE_TIME, f"event time ts={command.ts} is {ahead:.0f}s ahead of its log time"
+        )
+    schema = registry.get(command.type, command.v)
+    if schema is None:
+        versions = registry.versions(command.type)
+        if not versions:
+            return Refusal(Reason.UNKNOWN_TYPE, f"unknown type {command.type!r}")
+        return Refusal(
+            Reason.UNSUPPORTED_VERSION,
+            f"{command.type} v{command.v} is not supported (known: {versions})",
+        )
+    try:
+        data = msgspec.convert(command.data, schema.data)
+    except msgspec.ValidationError as exc:
+        return Refusal(Reason.INVALID_DATA, f"{command.type}: {exc}")
+    if schema.key_field is not None:
+        found = getattr(data, schema.key_field)
+        if found != command.aggregate_id:
+            return Refusal(
+                Reason.KEY_MISMATCH,
+                f"{schema.key_field}={found!r} but aggregate_id={command.aggregate_id!r}",
+            )
+    return None

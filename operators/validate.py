@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from commands.schemas import SchemaRegistry
-from core.envelope import Envelope, Reason, Rejected
+from commands.schemas import SchemaRegistry, check_command
+from core.envelope import Envelope, Rejected
 from operators.base import Stateless
 from operators.code import load
 from operators.durations import millis
@@ -40,46 +40,14 @@ class Validate(Stateless):
         self._max_future = millis(params.max_future, "max_future")
 
     def apply(self, envelope: Envelope) -> Envelope | Rejected:
-        command = envelope.command
-        record = envelope.record
-        if self._require_key:
-            if record.key is None:
-                return self.reject(
-                    envelope, Reason.NULL_KEY, "record has no key; key commands by aggregate_id"
-                )
-            if record.key != command.aggregate_id.encode():
-                return self.reject(
-                    envelope,
-                    Reason.KEY_MISMATCH,
-                    f"record key {record.key[:80]!r} is not aggregate_id {command.aggregate_id!r}",
-                )
-        if command.ts > record.timestamp + self._max_future:
-            ahead = (command.ts - record.timestamp) / 1000
-            return self.reject(
-                envelope,
-                Reason.FUTURE_TIME,
-                f"event time ts={command.ts} is {ahead:.0f}s ahead of its log time",
-            )
-        schema = self._schemas.get(command.type, command.v)
-        if schema is None:
-            versions = self._schemas.versions(command.type)
-            if not versions:
-                return self.reject(envelope, Reason.UNKNOWN_TYPE, f"unknown type {command.type!r}")
-            return self.reject(
-                envelope,
-                Reason.UNSUPPORTED_VERSION,
-                f"{command.type} v{command.v} is not supported (known: {versions})",
-            )
-        try:
-            data = msgspec.convert(command.data, schema.data)
-        except msgspec.ValidationError as exc:
-            return self.reject(envelope, Reason.INVALID_DATA, f"{command.type}: {exc}")
-        if schema.key_field is not None:
-            key = getattr(data, schema.key_field)
-            if key != command.aggregate_id:
-                return self.reject(
-                    envelope,
-                    Reason.KEY_MISMATCH,
-                    f"{schema.key_field}={key!r} but aggregate_id={command.aggregate_id!r}",
-                )
+        refusal = check_command(
+            self._schemas,
+            envelope.command,
+            envelope.record.key,
+            envelope.record.timestamp,
+            self._max_future,
+            self._require_key,
+        )
+        if refusal is not None:
+            return self.reject(envelope, refusal.reason, refusal.detail)
         return envelope
