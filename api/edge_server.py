@@ -5,16 +5,14 @@ open; TLS when given a certificate and key."""
 from __future__ import annotations
 
 import signal
-import socket
 from collections.abc import Callable
 
 import uvicorn
 
 from api.edge import DELIVERY_TIMEOUT_MS, Edge, create_edge_app
 from api.security import Guard, Limits, allowed_hosts
-from api.server import _protocol
+from api.server import bind, protocol
 from commands.edge import CONTENT_TYPES
-from core.errors import ConfigError
 
 
 def serve_edge(
@@ -31,16 +29,7 @@ def serve_edge(
     """Serve until SIGTERM or SIGINT (uvicorn's handlers, in the main thread): then no new
     connection is taken, the requests in flight are answered, and this returns; the caller
     closes the producer, which flushes what is still on its way."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot serve the edge on {host}:{port} ({exc.strerror}); "
-                          f"pick another with --port") from None  # fmt: skip
+    sock = bind(host, port, 1024, "the edge", "--port")
     port = sock.getsockname()[1]
     guard = Guard(
         create_edge_app(edge, rate_per_s),
@@ -52,7 +41,7 @@ def serve_edge(
     )
     config = uvicorn.Config(
         guard,
-        http=_protocol(limits.read_timeout_s),
+        http=protocol(limits.read_timeout_s),
         lifespan="on",
         log_level="warning",
         access_log=False,

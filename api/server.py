@@ -43,18 +43,7 @@ class ApiServer:
         limits: Limits | None = None,
     ) -> None:
         self.limits = limits or Limits()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            sock.listen(128)
-        except OSError as exc:
-            sock.close()
-            raise CqrsError(
-                f"cannot serve the runtime API on {host}:{port} ({exc.strerror}); "
-                f"pick another port with CQRS_HTTP_PORT or --http-port"
-            ) from None
+        sock = bind(host, port, 128, "the runtime API", "CQRS_HTTP_PORT or --http-port")
         self._socket = sock
         self.host, self.port = host, sock.getsockname()[1]
         app = Guard(
@@ -65,7 +54,7 @@ class ApiServer:
         )
         config = uvicorn.Config(
             app,
-            http=_protocol(self.limits.read_timeout_s),
+            http=protocol(self.limits.read_timeout_s),
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -99,7 +88,24 @@ class ApiServer:
         self._socket.close()
 
 
-def _protocol(read_timeout_s: float) -> type[H11Protocol]:
+def bind(host: str, port: int, backlog: int, what: str, fix: str) -> socket.socket:
+    """A listening socket bound here, before uvicorn starts: the port (0: any free one) is
+    known at once, and a port in use is refused with what to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise CqrsError(
+            f"cannot serve {what} on {host}:{port} ({exc.strerror}); pick another port with {fix}"
+        ) from None
+    return sock
+
+
+def protocol(read_timeout_s: float) -> type[H11Protocol]:
     class Protocol(_Protocol):
         head_timeout_s = read_timeout_s
 
