@@ -52,7 +52,7 @@ def main(count: int) -> dict[str, float]:
         )
         with Runtime(settings, brokers) as runtime:
             runtime.ensure(load_pipeline(v1), v1.read_text())
-            wait(lambda: runtime.status("orders_v1")[0]["done"] >= count)
+            wait(lambda: runtime.get_deployment("orders_v1").done >= count)
             bg = runtime.bluegreen
             gaps: list[float] = []
             stop = threading.Event()

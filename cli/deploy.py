@@ -3,22 +3,21 @@ lifecycle (`cqrs deploy SPEC`) or one step of it, each asked of the running runt
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
+import msgspec
 from rich.console import Group
 from rich.progress import TextColumn
 from rich.text import Text
 
-from cli.runtime import runtime_client
 from cli.ui import console, out, progress_bar
 from core.errors import CqrsError
-from deploy.legacy import RuntimeClient
-from deploy.model import MAX_BEHIND_S
+from deploy import bootstrap
+from deploy.model import MAX_BEHIND_S, BlueGreenState, History, InitRequest, PromoteRequest
+from deploy.service import Service
 from deploy.settings import Settings
 
 
@@ -39,10 +38,10 @@ def deploy() -> None:
     """
 
 
-def _show(state: dict[str, Any]) -> None:
+def _show(state: BlueGreenState) -> None:
     console.print(
-        f"{state['pipeline']}: active {state['active']}, green {state['green'] or '-'}, "
-        f"draining {state['draining'] or '-'}",
+        f"{state.pipeline}: active {state.active}, green {state.green or '-'}, "
+        f"draining {state.draining or '-'}",
         highlight=False,
     )
 
@@ -79,15 +78,15 @@ def deploy_all(
     """The whole lifecycle for SPEC. A failed await or promote aborts green again (blue never
     stopped serving), so the pipeline is left as it was and the next deploy is not refused;
     `--keep-green` leaves green in flight instead."""
-    client = runtime_client(settings)
-    state = client.deploy_init(spec.read_text(), str(spec))
-    pipeline, green, blue = state["pipeline"], state["green"], state["active"]
+    client = bootstrap.runtime_service(settings)
+    state = client.deploy_init(InitRequest(spec.read_text(), str(spec)))
+    pipeline, green, blue = state.pipeline, state.green, state.active
     _show(state)
     if green is not None:
         try:
             _await(client, pipeline, max_behind, timeout)
-            _show(client.deploy_step(pipeline, "promote", max_behind=max_behind,
-                                     wait=PROMOTE_GRACE_S))  # fmt: skip
+            promote = PromoteRequest(max_behind=max_behind, wait=PROMOTE_GRACE_S)
+            _show(client.deploy_promote(pipeline, promote))
         except KeyboardInterrupt:
             console.print(
                 f"interrupted: {green} keeps catching up beside {blue}, which still serves; go "
@@ -109,20 +108,20 @@ def deploy_all(
         if rollback_window > 0:
             console.print(f"blue keeps running for {rollback_window:.0f}s (rollback window)…")
             time.sleep(rollback_window)
-        _show(client.deploy_step(pipeline, "cleanup"))
+        _show(client.deploy_cleanup(pipeline))
     except (CqrsError, KeyboardInterrupt) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         raise CqrsError(
-            f"{why}\n{green or state['active']} serves; {blue} is still draining: `cqrs deploy "
+            f"{why}\n{green or state.active} serves; {blue} is still draining: `cqrs deploy "
             f"cleanup {pipeline}` to retire it (or `cqrs deploy rollback {pipeline}`); the next "
             f"deploy is refused until then"
         ) from None
 
 
-def _undo(client: RuntimeClient, pipeline: str, green: str, blue: str, cause: CqrsError) -> None:
+def _undo(client: Service, pipeline: str, green: str, blue: str, cause: CqrsError) -> None:
     """Take green out again after a failed await or promote, and say what is left."""
     try:
-        client.deploy_step(pipeline, "abort")
+        client.deploy_abort(pipeline)
     except CqrsError as exc:
         raise CqrsError(
             f"{cause}\naborting {green} failed too ({exc}): run `cqrs deploy abort {pipeline}` "
@@ -140,7 +139,8 @@ def _undo(client: RuntimeClient, pipeline: str, green: str, blue: str, cause: Cq
 @click.pass_obj
 def deploy_init(settings: Settings, spec: Path) -> None:
     """Start green from the earliest offset, tailing, beside blue."""
-    _show(runtime_client(settings).deploy_init(spec.read_text(), str(spec)))
+    request = InitRequest(spec.read_text(), str(spec))
+    _show(bootstrap.runtime_service(settings).deploy_init(request))
 
 
 class NotCaughtUp(CqrsError):
@@ -155,14 +155,14 @@ class NotCaughtUp(CqrsError):
 def deploy_await(settings: Settings, pipeline: str, max_behind: float, timeout: float) -> None:
     """Wait until green has caught up with the log (within --max-behind seconds)."""
     try:
-        _await(runtime_client(settings), pipeline, max_behind, timeout)
+        _await(bootstrap.runtime_service(settings), pipeline, max_behind, timeout)
     except NotCaughtUp as exc:
         raise CqrsError(
             f"{exc}; it keeps running: await again, or `cqrs deploy abort {pipeline}`"
         ) from None
 
 
-def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: float) -> None:
+def _await(client: Service, pipeline: str, max_behind: float, timeout: float) -> None:
     """Until the oldest command green has not applied has been on the log at most
     `max_behind` seconds, with a progress bar of the offsets it has done and that time."""
     deadline = time.monotonic() + timeout
@@ -170,25 +170,25 @@ def _await(client: RuntimeClient, pipeline: str, max_behind: float, timeout: flo
         task = None
         while True:
             state = client.deploy_state(pipeline)
-            if state["green"] is None:
+            if state.green is None:
                 raise CqrsError(f"{pipeline} has no deployment in flight")
-            status, late = state["green_status"], state["green_behind_s"]
+            status, late = state.green_status, state.green_behind_s
+            assert status is not msgspec.UNSET and late is not msgspec.UNSET  # with a green: set
             if task is None:
-                task = bar.add_task(f"{state['green']} catching up", total=1, behind="")
+                task = bar.add_task(f"{state.green} catching up", total=1, behind="")
             said = "?" if late is None else f"{late:,.1f}s"  # None: the broker did not say
-            bar.update(task, completed=status["done"], total=max(1, status["total"]),
-                       behind=said)  # fmt: skip
-            if state["green_failed"] is not None:
-                raise CqrsError(f"{state['green']} failed: {state['green_failed']}")
+            bar.update(task, completed=status.done, total=max(1, status.total), behind=said)
+            if isinstance(state.green_failed, str):
+                raise CqrsError(f"{state.green} failed: {state.green_failed}")
             if late is not None and late <= max_behind:
                 break
             if time.monotonic() > deadline:
                 raise NotCaughtUp(
-                    f"{state['green']} is still {said} behind the head of the log after "
+                    f"{state.green} is still {said} behind the head of the log after "
                     f"{timeout:.0f}s (the gate is {max_behind:g}s)"
                 )
             time.sleep(1.0)
-    console.print(f"{state['green']} caught up ({late:.1f}s behind the head of the log)")
+    console.print(f"{state.green} caught up ({late:.1f}s behind the head of the log)")
 
 
 @deploy.command("promote")
@@ -202,8 +202,8 @@ def deploy_promote(
 ) -> None:
     """Switch every stable view of the pipeline to green, at once, when it has caught up
     (waiting for that, up to --timeout)."""
-    client = runtime_client(settings)
-    if not force and client.deploy_state(pipeline)["green"] is not None:
+    client = bootstrap.runtime_service(settings)
+    if not force and client.deploy_state(pipeline).green is not None:
         try:
             _await(client, pipeline, max_behind, timeout)
         except NotCaughtUp as exc:
@@ -211,8 +211,8 @@ def deploy_promote(
                 f"{exc}; not promoted: it keeps running (promote again, or `cqrs deploy abort "
                 f"{pipeline}`)"
             ) from None
-    _show(client.deploy_step(pipeline, "promote", force=force, max_behind=max_behind,
-                             wait=0.0 if force else PROMOTE_GRACE_S))  # fmt: skip
+    wait = 0.0 if force else PROMOTE_GRACE_S
+    _show(client.deploy_promote(pipeline, PromoteRequest(force, max_behind, wait)))
 
 
 @deploy.command("rollback")
@@ -220,7 +220,7 @@ def deploy_promote(
 @click.pass_obj
 def deploy_rollback(settings: Settings, pipeline: str) -> None:
     """Switch back to blue while it still runs."""
-    _show(runtime_client(settings).deploy_step(pipeline, "rollback"))
+    _show(bootstrap.runtime_service(settings).deploy_rollback(pipeline))
 
 
 @deploy.command("abort")
@@ -228,7 +228,7 @@ def deploy_rollback(settings: Settings, pipeline: str) -> None:
 @click.pass_obj
 def deploy_abort(settings: Settings, pipeline: str) -> None:
     """Drop green; blue is untouched."""
-    _show(runtime_client(settings).deploy_step(pipeline, "abort"))
+    _show(bootstrap.runtime_service(settings).deploy_abort(pipeline))
 
 
 @deploy.command("cleanup")
@@ -236,7 +236,7 @@ def deploy_abort(settings: Settings, pipeline: str) -> None:
 @click.pass_obj
 def deploy_cleanup(settings: Settings, pipeline: str) -> None:
     """After the rollback window: stop blue and drop its database."""
-    _show(runtime_client(settings).deploy_step(pipeline, "cleanup"))
+    _show(bootstrap.runtime_service(settings).deploy_cleanup(pipeline))
 
 
 @deploy.command("history")
@@ -245,31 +245,29 @@ def deploy_cleanup(settings: Settings, pipeline: str) -> None:
 @click.pass_obj
 def deploy_history(settings: Settings, pipeline: str, as_json: bool) -> None:
     """Who was active when, and what changed between spec versions."""
-    history = runtime_client(settings).deploy_history(pipeline)
+    history = bootstrap.runtime_service(settings).deploy_history(pipeline)
     if as_json:
-        click.echo(json.dumps(history))
+        click.echo(msgspec.json.encode(history).decode())
         return
     out.print(history_view(history))
 
 
-def history_view(history: dict[str, Any]) -> Group:
+def history_view(history: History) -> Group:
     """The versions, each with what changed from the one before, then the events, one a line
     (a terminal wraps a long one at its spaces; a pipe gets it whole)."""
     lines, before = [], None
-    for version in history["versions"]:
-        changes = "; ".join(version["changes"])
+    for version in history.versions:
+        changes = "; ".join(version.changes)
         if not changes:
             changes = f"the same spec as {before} but its version" if before else "first version"
-        lines.append(
-            Text.assemble((version["name"], "bold"), f" ({version['stage'] or '-'}): {changes}")
-        )
-        before = version["name"]
-    events = history["events"]
-    name_width = max((len(e["name"]) for e in events), default=0)
-    event_width = max((len(e["event"]) for e in events), default=0)
+        lines.append(Text.assemble((version.name, "bold"), f" ({version.stage or '-'}): {changes}"))
+        before = version.name
+    events = history.events
+    name_width = max((len(e.name) for e in events), default=0)
+    event_width = max((len(e.event) for e in events), default=0)
     for e in events:
-        line = f"  {_when(e['at'])}  {e['name']:<{name_width}}  {e['event']:<{event_width}}"
-        lines.append(Text(f"{line}  {e['detail']}".rstrip()))
+        line = f"  {_when(e.at)}  {e.name:<{name_width}}  {e.event:<{event_width}}"
+        lines.append(Text(f"{line}  {e.detail}".rstrip()))
     return Group(*lines)
 
 

@@ -9,7 +9,7 @@ import sys
 import click
 
 from cli.ui import out, result_table
-from deploy.legacy import query as run_query
+from deploy import bootstrap
 from deploy.settings import Settings
 
 
@@ -19,7 +19,7 @@ from deploy.settings import Settings
 @click.pass_obj
 def query(settings: Settings, sql: str, fmt: str) -> None:
     """Run a read-only SQL query (through the runtime when it holds the store)."""
-    result = run_query(settings, sql)
+    result = bootstrap.service(settings).query(sql)
     if fmt == "json":
         click.echo(json.dumps(result.to_json()))
     elif fmt == "csv":

@@ -3,10 +3,10 @@ running runtime or in one of this process, with a progress bar until it is done.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.progress import TextColumn
@@ -15,11 +15,10 @@ from cli.runtime import graceful_sigterm, report_end
 from cli.ui import console, progress_bar
 from core.errors import CqrsError
 from dataflows.spec import load_pipeline
-from deploy.bootstrap import resolve_brokers
+from deploy import bootstrap
+from deploy.client import RuntimeClient
 from deploy.deployment import Deployment
-from deploy.legacy import connect
-from deploy.runtime import Runtime
-from deploy.runtime_file import find_runtime
+from deploy.model import DeploymentStatus, ReplayRequest, State
 from deploy.settings import Settings
 
 
@@ -50,67 +49,64 @@ def replay(
     if follow and until:
         raise click.UsageError("--until and --follow exclude each other: a bound, or tailing")
     pipeline = load_pipeline(spec)
-    request = {"spec": spec.read_text(), "source": str(spec), "from": start, "until": until,
-               "follow": follow, "into": into}  # fmt: skip
-    runtime_info = find_runtime(settings.data_dir) if settings.embedded else None
-    if runtime_info is not None:
-        client = connect(settings, runtime_info.url)
-        status = client.create(**request)
-        if detach:
-            console.print(f"{status['name']} started in the runtime at {runtime_info.url}")
+    request = ReplayRequest(spec.read_text(), str(spec), start, until, follow, into)
+    with contextlib.ExitStack() as stack:
+        svc = stack.enter_context(bootstrap.runtime_or_local(settings))
+        if isinstance(svc, RuntimeClient):  # the runtime that runs, over its API
+            name = svc.replay(request).name
+            if detach:
+                console.print(f"{name} started in the runtime at {svc.url}")
+                return
+            try:
+                _follow_progress(lambda: svc.get_deployment(name))
+            except KeyboardInterrupt:
+                svc.stop(name)
+                console.print(f"cancelled; resume with `cqrs start {name}`")
             return
+        stack.enter_context(graceful_sigterm())  # one in this process: `kill` stops it cleanly
+        name = svc.replay(request).name
+        console.print(f"{name}: replaying {pipeline.deployment} spec; API {svc.url}")
         try:
-            _follow_progress(lambda: client.deployment(status["name"]))
+            _follow_progress(lambda: svc.get_deployment(name), until_settled=svc.settled)
         except KeyboardInterrupt:
-            client.stop(status["name"])
-            console.print(f"cancelled; resume with `cqrs start {status['name']}`")
-        return
-    brokers = resolve_brokers(settings)
-    with graceful_sigterm(), Runtime(settings, brokers) as runtime:
-        record = runtime.create(request["spec"], str(spec), start, until, follow, into)
-        name = record.name
-        console.print(f"{name}: replaying {pipeline.deployment} spec; API {runtime.url}")
-        try:
-            _follow_progress(lambda: runtime.status(name)[0], until_settled=runtime.settled)
-        except KeyboardInterrupt:
-            runtime.stop(name)
+            svc.stop(name)
             console.print(f"cancelled; resume with `cqrs start {name}` (or `cqrs serve`)")
             return
-        ended = runtime.settled(name)
+        ended = svc.settled(name)
     report_end(ended, name)
 
 
 def _follow_progress(
-    poll: Callable[[], dict[str, Any]],
+    poll: Callable[[], DeploymentStatus],
     until_settled: Callable[[str], Deployment | None] | None = None,
 ) -> None:
     """A progress bar of offsets done/total, rate and ETA, until the replay completes (or, for
     a following replay, catches up)."""
     with progress_bar(TextColumn("{task.fields[rate]}")) as bar:
         status = poll()
-        task = bar.add_task(status["name"], total=status["total"] or 1, rate="")
-        started, first_done = time.monotonic(), status["done"]
+        task = bar.add_task(status.name, total=status.total or 1, rate="")
+        started, first_done = time.monotonic(), status.done
         while True:
             status = poll()
             elapsed = time.monotonic() - started
-            rate = (status["done"] - first_done) / elapsed if elapsed > 0 else 0.0
-            bar.update(task, completed=status["done"], total=status["total"] or 1,
+            rate = (status.done - first_done) / elapsed if elapsed > 0 else 0.0
+            bar.update(task, completed=status.done, total=status.total or 1,
                        rate=f"{rate:,.0f} cmd/s")  # fmt: skip
-            if status["state"] in ("completed", "failed", "stopped"):
+            if status.state in (State.COMPLETED, State.FAILED, State.STOPPED):
                 break
-            if status["follow"] and status["total"] and status["done"] >= status["total"]:
+            if status.follow and status.total and status.done >= status.total:
                 break  # caught up: it goes on live
-            if until_settled is not None and until_settled(status["name"]) is not None:
+            if until_settled is not None and until_settled(status.name) is not None:
                 break
             time.sleep(0.5)
         # Once more, now that it has ended: a status sampled while it ended can pair its final
         # state with the progress read just before (seen as "completed, 0 of 500 offsets").
         status = poll()
-        bar.update(task, completed=status["done"], total=status["total"] or 1)
-    if status["state"] == "failed":
-        raise CqrsError(f"{status['name']} failed: {status['error']}")
-    console.print(f"{status['name']}: {status['state']}, {status['done']:,} of "
-                  f"{status['total']:,} offsets")  # fmt: skip
+        bar.update(task, completed=status.done, total=status.total or 1)
+    if status.state == State.FAILED:
+        raise CqrsError(f"{status.name} failed: {status.error}")
+    console.print(f"{status.name}: {status.state}, {status.done:,} of "
+                  f"{status.total:,} offsets")  # fmt: skip
 
 
 COMMANDS = (replay,)

@@ -13,11 +13,10 @@ import click
 from cli.ui import console
 from core.errors import CqrsError
 from dataflows.spec import load_pipeline
+from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
 from deploy.deployment import Deployment
-from deploy.legacy import RuntimeClient, connect
 from deploy.runtime import Runtime
-from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.supervisor import root_cause
 
@@ -109,7 +108,7 @@ def serve(settings: Settings, http_port: int | None, allow_modules: tuple[str, .
 @click.pass_obj
 def start(settings: Settings, name: str) -> None:
     """Start (resume) a stopped deployment in the running runtime."""
-    console.print(runtime_client(settings).start(name)["state"])
+    console.print(bootstrap.runtime_service(settings).start(name).state)
 
 
 @click.command("stop")
@@ -117,7 +116,7 @@ def start(settings: Settings, name: str) -> None:
 @click.pass_obj
 def stop(settings: Settings, name: str) -> None:
     """Stop a deployment gracefully; it stays stopped until `cqrs start`."""
-    console.print(runtime_client(settings).stop(name)["state"])
+    console.print(bootstrap.runtime_service(settings).stop(name).state)
 
 
 @click.command("skip")
@@ -128,18 +127,8 @@ def stop(settings: Settings, name: str) -> None:
 def skip(settings: Settings, name: str, partition: int, offset: int) -> None:
     """Pass over one record of a deployment stuck on it (it goes to the DLQ as
     skipped_by_operator), and run the deployment again."""
-    state = runtime_client(settings).skip(name, partition, offset)["state"]
+    state = bootstrap.runtime_service(settings).skip(name, partition, offset).state
     console.print(f"{name}: offset {offset} of partition {partition} is skipped; {state}")
-
-
-def runtime_client(settings: Settings) -> RuntimeClient:
-    """A client of the runtime that runs on the data dir; an error saying how to start one."""
-    info = find_runtime(settings.data_dir)
-    if info is None:
-        raise CqrsError(
-            f"no runtime runs on data dir {settings.data_dir}; start one with `cqrs serve`"
-        )
-    return connect(settings, info.url)
 
 
 class graceful_sigterm:

@@ -6,9 +6,7 @@ runs a deployment knows added: its state now and its counters."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-import msgspec
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
@@ -150,23 +148,6 @@ class LocalService:
 
     def deploy_cleanup(self, pipeline: str) -> BlueGreenState:
         return self.bluegreen.cleanup(pipeline)
-
-    # -- until deploy/cli.py calls the Service (issue 14's merge removes these) ----------------
-
-    def create(
-        self,
-        spec_text: str,
-        source: str,
-        start: str = "",
-        until: str | None = None,
-        follow: bool = False,
-        into: str | None = None,
-    ) -> DeploymentStatus:
-        return self.replay(ReplayRequest(spec_text, source, start, until, follow, into))
-
-    def status(self, name: str | None = None, everything: bool = False) -> list[dict[str, Any]]:
-        found = [self.get_deployment(name)] if name else self.list_deployments(everything)
-        return [msgspec.to_builtins(s) for s in found]
 
     # -- inside --------------------------------------------------------------------------------
 

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from commands.producer import CommandProducer
-from deploy.legacy import connect
-from deploy.runtime_file import find_runtime
+from deploy import bootstrap
 from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
@@ -26,7 +25,7 @@ VIEWS = ("orders", "revenue_per_minute")
 
 
 def client(env):
-    return connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+    return bootstrap.runtime_service(Settings.from_env(env))
 
 
 def cells(line):
@@ -131,7 +130,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         again = cqrs(env, "deploy", "promote", "orders")
         assert "active orders_v3, green -, draining orders_v2" in " ".join(again.stderr.split())
         state = api.deploy_state("orders")
-        assert state["pointer"] == state["active"] == "orders_v3"
+        assert state.pointer == state.active == "orders_v3"
         for view in ("orders", "revenue_per_minute", "top_skus_5m"):
             assert api.query(f"SELECT DISTINCT _deployment FROM query.{view}").rows == [
                 ["orders_v3"]
@@ -153,7 +152,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         aborted = cqrs(env, "deploy", "abort", "orders")
         assert "active orders_v3, green -, draining -" in " ".join(aborted.stderr.split())
         assert api.query("SELECT DISTINCT _deployment FROM query.orders").rows == [["orders_v3"]]
-        stages = {v["name"]: v["stage"] for v in api.deploy_history("orders")["versions"]}
+        stages = {v.name: v.stage for v in api.deploy_history("orders").versions}
         assert stages["orders_v4"] == "aborted"
         for step, message in [
             ("abort", "orders has no deployment in flight to abort"),
@@ -168,7 +167,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         said = " ".join(failed.stderr.split())
         assert failed.returncode == 2 and "rolled back: orders_v4 aborted" in said, said
         state = api.deploy_state("orders")
-        assert (state["active"], state["green"], state["draining"]) == ("orders_v3", None, None)
+        assert (state.active, state.green, state.draining) == ("orders_v3", None, None)
         again = cqrs(env, "deploy", str(v4), timeout=600)
         assert "active orders_v4, green -, draining -" in " ".join(again.stderr.split())
         assert [s["name"] for s in json.loads(cqrs(env, "status", "--json").stdout)] == [

@@ -2,13 +2,15 @@
 
 import io
 
+import msgspec
 from rich.console import Console
 
 from cli.deploy import history_view
 from cli.ui import console_for
+from deploy.model import History
 
 DETAIL = "from orders_v3 after a promote whose gate the operator forced: " + "x" * 90
-HISTORY = {
+HISTORY = msgspec.convert({
     "pipeline": "orders",
     "versions": [
         {"name": "orders_v1", "version": 1, "stage": "retired", "changes": []},
@@ -22,7 +24,7 @@ HISTORY = {
         {"name": "orders_v10", "at": "2026-11-26T18:00:00.5+00:00", "event": "rolled back",
          "detail": DETAIL},
     ],
-}  # fmt: skip
+}, History)  # fmt: skip
 
 
 def shown(console):

@@ -5,20 +5,24 @@ pipe (one line per deployment there)."""
 import io
 from collections import Counter
 
+import msgspec
 import pytest
 from rich.console import Console
 
 from cli.status import COMPACT, WIDE, status_table
 from cli.ui import console_for
+from deploy.model import DeploymentStatus
 
 
 def status(name, **changed):
-    return {
-        "name": name, "state": "running", "desired": "running", "lag": {"0": 1_234_567, "1": 0},
+    fields = {
+        "name": name, "pipeline": name.rsplit("_v", 1)[0], "version": 1, "error": None,
+        "start": {}, "stop": None, "next": {}, "end": {}, "behind": None, "state": "running", "desired": "running", "lag": {"0": 1_234_567, "1": 0},
         "behind_s": 12.25, "done": 12_345_678, "total": 12_345_679, "follow": False,
         "rows": {"orders": 1_234_567, "revenue_per_minute": 98_765, "top_skus_5m": 4_321},
         "consumed": 12_345_678.0, "accepted": 12_300_000.0, "stage": "", **changed,
     }  # fmt: skip
+    return msgspec.convert(fields, DeploymentStatus, strict=False)
 
 
 STATUSES = [
@@ -81,5 +85,5 @@ def test_in_a_pipe_the_wide_table_keeps_one_whole_line_a_deployment():
     lines = shown(console_for(file=io.StringIO()), status_table(STATUSES, wide=True))
     rows = [cells(line) for line in lines if cells(line)]
     assert rows[0] == WIDE_ROW
-    assert [row[0] for row in rows] == [s["name"] for s in STATUSES]
+    assert [row[0] for row in rows] == [s.name for s in STATUSES]
     assert len(lines) == 4 + len(STATUSES)  # the top rule, header, its rule, rows, bottom rule
