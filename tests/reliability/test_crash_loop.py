@@ -79,10 +79,22 @@ def test_crash_loop(tmp_path, brokers, unique):
             assert time.monotonic() < deadline, "the run did not come up in 120 s"
             time.sleep(0.1)
 
+    def written():
+        """Progress rows so far, asked of the running run's runtime (none before its first
+        insert: the table may not exist yet)."""
+        asked = cqrs(env, "query", "SELECT count() AS n FROM orders_v1._progress", "--format",
+                     "json", check=False)  # fmt: skip
+        return json.loads(asked.stdout)["rows"][0][0] if asked.returncode == 0 else 0
+
+    # ten kills at least, and until one has cut a run that had written (a starved machine may
+    # take longer than the random moment to get a run to its first insert)
     run = start()
-    while kills < 10 or not produced.is_set():
+    wrote = False
+    while kills < 10 or not produced.is_set() or not wrote:
+        assert kills < 40, "no run got to its first insert before it was killed"
         up(run)
         time.sleep(rng.uniform(1.0, 4.0))
+        wrote = wrote or written() > 0
         assert run.poll() is None, run.stderr.read().decode()[-3000:]
         run.send_signal(signal.SIGKILL)
         run.wait()
