@@ -1,7 +1,6 @@
 """The log as other clients change it, under a runtime in this process: transactions committed
 and aborted, partitions added while a deployment runs, and a record no restart gets past."""
 
-import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewPartitions
 
@@ -10,24 +9,11 @@ from dataflows.spec import parse_pipeline
 from deploy import supervisor
 from deploy.model import ReplayRequest, State
 from deploy.runtime import Runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.integration.dataflows.test_bad_input import read_dlq
 from tests.integration.deploy.test_runtime import wait_for
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
-
-
-@pytest.fixture
-def settings(tmp_path, brokers, store_dsn, unique):
-    return Settings(
-        data_dir=tmp_path / "data",
-        brokers=brokers,
-        clickhouse=store_dsn,
-        http_port=0,
-        query_database=f"q_{unique}",
-        control_database=f"c_{unique}",
-    )
 
 
 def orders_spec(

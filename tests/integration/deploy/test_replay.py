@@ -13,7 +13,6 @@ from core.errors import ConfigError
 from dataflows.spec import load_pipeline
 from deploy.model import ReplayRequest
 from deploy.runtime import Runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
 from tests.conftest import REPO, produce, renamed
@@ -32,18 +31,6 @@ from tests.oracles import (
 
 #: enough for a replay of many batches per partition beside live traffic; `make bench` replays 1,000,000
 REPLAYED = 200_000
-
-
-@pytest.fixture
-def settings(tmp_path, brokers, store_dsn, unique):
-    return Settings(
-        data_dir=tmp_path / "data",
-        brokers=brokers,
-        clickhouse=store_dsn,
-        http_port=0,
-        query_database=f"q_{unique}",
-        control_database=f"c_{unique}",
-    )
 
 
 def commands_in(brokers, topic, stop):

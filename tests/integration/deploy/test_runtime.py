@@ -13,7 +13,6 @@ from deploy.client import RequestRefused, RuntimeClient
 from deploy.model import State
 from deploy.runtime import Runtime
 from deploy.runtime_file import find_runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
 from tests.oracles import expected_orders
@@ -27,18 +26,6 @@ def wait_for(predicate, timeout_s=60.0, every_s=0.25):
             return value
         time.sleep(every_s)
     raise AssertionError(f"not true within {timeout_s}s")
-
-
-@pytest.fixture
-def settings(tmp_path, brokers, store_dsn, unique):
-    return Settings(
-        data_dir=tmp_path / "data",
-        brokers=brokers,
-        clickhouse=store_dsn,
-        http_port=0,
-        query_database=f"q_{unique}",
-        control_database=f"c_{unique}",
-    )
 
 
 def spec_text(pipeline):
