@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401 - registers the built-in filters
@@ -124,6 +126,28 @@ def run_bounded(brokers: str, store, store_dsn: str, tmp_path: Path) -> Callable
         return deployment
 
     return run
+
+
+def read_log(brokers: str, topic: str, stop: dict[int, int] | None = None) -> list:
+    """Every record of a topic below the stop offsets (default: its end now), in order per
+    partition, read with a group-less consumer from the first offset."""
+    if stop is None:
+        with CommandLog(brokers, topic) as log:
+            stop = log.end_offsets()
+    consumer = KafkaConsumer(
+        bootstrap_servers=brokers, enable_auto_commit=False, max_poll_records=10_000
+    )
+    tps = [TopicPartition(topic, p) for p in stop]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    found = []
+    deadline = time.monotonic() + 120
+    while any(consumer.position(tp) < stop[tp.partition] for tp in tps):
+        assert time.monotonic() < deadline, f"{topic} could not be read in 120 s"
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            found.extend(r for r in records if r.offset < stop[tp.partition])
+    consumer.close()
+    return found
 
 
 def produce(brokers: str, topic: str, commands) -> None:

@@ -7,11 +7,10 @@ import hashlib
 import json
 import re
 
-from kafka import KafkaConsumer, TopicPartition
-
 from commands.log import CommandLog
 from commands.producer import CommandProducer
 from core.envelope import Command, decode_command
+from tests.conftest import read_log
 from tests.e2e.test_cli import cqrs
 
 SPEC = """\
@@ -73,18 +72,7 @@ SESSIONS = [
 
 def forwarded(brokers, topic):
     """Every record of a topic, as JSON documents."""
-    with CommandLog(brokers, topic) as log:
-        ends = log.end_offsets()
-    consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in ends]
-    consumer.assign(tps)
-    consumer.seek_to_beginning()
-    docs = []
-    while any(consumer.position(tp) < ends[tp.partition] for tp in tps):
-        for records in consumer.poll(timeout_ms=500).values():
-            docs.extend(json.loads(r.value) for r in records)
-    consumer.close()
-    return docs
+    return [json.loads(r.value) for r in read_log(brokers, topic)]
 
 
 def test_every_filter_sessions_and_topics_on_the_real_broker(env, brokers, tmp_path):

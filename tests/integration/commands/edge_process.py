@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kafka import KafkaConsumer, TopicPartition
-
-from commands.log import CommandLog
 from core.envelope import Command, decode_command
+from tests.conftest import read_log
 
 CQRS = Path(sys.executable).with_name("cqrs")
 
@@ -107,17 +105,4 @@ class EdgeProcess:
 
 def logged(brokers: str, topic: str) -> list[tuple[int, int, Command]]:
     """Every record of the log now: (partition, offset, command)."""
-    with CommandLog(brokers, topic) as log:
-        ends = log.end_offsets()
-    consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in ends]
-    consumer.assign(tps)
-    consumer.seek_to_beginning()
-    found = []
-    deadline = time.monotonic() + 120
-    while any(consumer.position(tp) < ends[tp.partition] for tp in tps):
-        assert time.monotonic() < deadline, "the log could not be read in 120 s"
-        for records in consumer.poll(timeout_ms=500).values():
-            found.extend((r.partition, r.offset, decode_command(r.value)) for r in records)
-    consumer.close()
-    return found
+    return [(r.partition, r.offset, decode_command(r.value)) for r in read_log(brokers, topic)]

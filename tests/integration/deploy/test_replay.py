@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 
 from commands.log import CommandLog
 from commands.producer import CommandProducer
@@ -15,7 +15,7 @@ from deploy.model import ReplayRequest
 from deploy.runtime import Runtime
 from examples.orders.generator import OrderGenerator
 from sinks.ddl import qualified
-from tests.conftest import REPO, produce, renamed
+from tests.conftest import REPO, produce, read_log, renamed
 from tests.integration.deploy.test_runtime import spec_text, wait_for
 from tests.oracles import (
     ORDER_COLUMNS,
@@ -35,18 +35,7 @@ REPLAYED = 200_000
 
 def commands_in(brokers, topic, stop):
     """The commands of the log below the stop offsets, in log order per partition."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=brokers, enable_auto_commit=False, max_poll_records=10_000
-    )
-    tps = [TopicPartition(topic, p) for p in stop]
-    consumer.assign(tps)
-    consumer.seek_to_beginning()
-    out = []
-    while any(consumer.position(tp) < stop[tp.partition] for tp in tps):
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            out.extend(decode_command(r.value) for r in records if r.offset < stop[tp.partition])
-    consumer.close()
-    return out
+    return [decode_command(r.value) for r in read_log(brokers, topic, stop)]
 
 
 def end_offsets(brokers, topic):
