@@ -126,13 +126,20 @@ def demo(settings: Settings, rate: float, seed: int) -> None:
             console.print(f"dashboard: {runtime.dashboard_url}", highlight=False, soft_wrap=True)
             sql = DEMO_QUERY.format(views=settings.query_database)
             ended = None
-            try:
-                with Live(console=out, refresh_per_second=1) as live:
+            with Live(console=out, refresh_per_second=1) as live:
+                try:
                     while ended is None:
                         live.update(_demo_view(runtime.query(sql), stats.get("load")))
                         time.sleep(2.0)
                         ended = runtime.settled(name)
-            except KeyboardInterrupt:
+                except KeyboardInterrupt:
+                    # The last counts stay on screen (and reach a pipe, where Live shows only
+                    # its final frame), even when Ctrl-C came before the first refresh.
+                    stop.set()
+                    live.update(_demo_view(runtime.query(sql), stats.get("load")))
+            if not out.is_terminal:
+                out.line()  # Live ends its last frame with a newline only on a terminal
+            if ended is None:
                 console.print("stopping…")
             stop.set()
             feeder.join(30)

@@ -72,17 +72,28 @@ class Reader:
                     result = self._client.query(statement)
                 except ClickHouseError as exc:
                     raise self._limit(exc) from None
+                columns = list(result.column_names)
+                types = [t.name for t in result.column_types]
+                if not columns:
+                    columns, types = self._shape(statement)
             except BaseException:
                 self._resync()
                 raise
         rows = [list(r) for r in result.result_rows]
         if _size(rows) > MAX_RESULT_BYTES:  # ClickHouse does not cut a single huge block
             raise QueryRefused(_CAPPED)
-        return QueryResult(
-            columns=list(result.column_names),
-            types=[t.name for t in result.column_types],
-            rows=rows,
-        )
+        return QueryResult(columns=columns, types=types, rows=rows)
+
+    def _shape(self, statement: str) -> tuple[list[str], list[str]]:
+        """The columns of a result with no rows: the embedded engine sends none with an empty
+        result, and a table without its header reads as an error. SHOW and EXPLAIN cannot be
+        described; their empty answer keeps no columns."""
+        try:
+            described = self._client.query(f"DESCRIBE ({statement})").result_rows
+        except ClickHouseError:
+            self._resync()
+            return [], []
+        return [str(row[0]) for row in described], [str(row[1]) for row in described]
 
     def _resync(self) -> None:
         """After a failed statement, the embedded session can hand the next one what was left
