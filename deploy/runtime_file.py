@@ -123,7 +123,8 @@ class RuntimeFile:
 def _lock(data_dir: Path, wait_s: float) -> IO[str]:
     """The exclusive lock, retried for `wait_s`: a command testing the lock holds it for an
     instant, a runtime for its whole life."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner only: the data dir holds the token, the store's files and the recovery state.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle = (data_dir / LOCK_NAME).open("a+")
     deadline = time.monotonic() + wait_s
     while True:

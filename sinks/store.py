@@ -139,7 +139,7 @@ def _hold_embedded(path: Path) -> None:
                 f"directory per process, so {path} needs a process of its own"
             )
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the data dir: owner only
     handle = _lock_path(path).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -70,3 +70,9 @@ def test_a_claimed_data_dir_is_taken_over_by_the_runtime_and_refused_to_others(t
     finally:
         runtime.release()
     assert read_runtime(tmp_path) is None
+
+
+def test_a_new_data_dir_is_the_owners_only(tmp_path):
+    data_dir = tmp_path / "fresh"
+    assert claim(data_dir)
+    assert data_dir.stat().st_mode & 0o777 == 0o700
