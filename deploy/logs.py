@@ -55,11 +55,13 @@ class CommandLogs:
                 group, {TopicPartition(topic, p): OffsetAndMetadata(o) for p, o in offsets.items()}
             )
         except KafkaError as exc:  # the broker may be starting: the next pass commits
-            log.warning("committing the offsets of %s failed: %r", group, exc)
+            log.log(_level(exc.retriable), "committing the offsets of %s failed: %r", group, exc)
             return
-        failed = {tp.partition: e.__name__ for tp, e in results.items() if e.errno != 0}
+        failed = {tp.partition: e for tp, e in results.items() if e.errno != 0}
         if failed:
-            log.warning("committing the offsets of %s failed: %s", group, failed)
+            level = _level(all(e.retriable for e in failed.values()))
+            names = {p: e.__name__ for p, e in failed.items()}
+            log.log(level, "committing the offsets of %s failed: %s", group, names)
 
     def delete_group(self, group: str) -> None:
         try:
@@ -85,3 +87,9 @@ class CommandLogs:
             if self._admin is None:
                 self._admin = KafkaAdminClient(bootstrap_servers=self.brokers)
             return self._admin
+
+
+def _level(retriable: bool) -> int:
+    """A fresh broker answers CoordinatorNotAvailable until its offsets topic exists: the next
+    pass commits, so a retriable failure is news, not a warning."""
+    return logging.INFO if retriable else logging.WARNING
