@@ -1,6 +1,7 @@
 """What a spec may name: `cqrs filters` and `cqrs sinks` list the registered filters and sink
 kinds with their parameters, as their registries describe them from the typed parameter
-models (`core.params`), so the listing cannot drift from what the spec parser accepts."""
+models (`core.params`: types with their bounds, nested models' fields), so the listing cannot
+drift from what the spec parser accepts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import click
 from rich.text import Text
 
 from cli.ui import out
+from core.params import Param
 from operators.registry import FILTERS, FilterDoc
 from sinks.output import SINKS, SinkKind
 
@@ -39,10 +41,16 @@ def _show(kinds: list[FilterDoc] | list[SinkKind], as_json: bool) -> None:
         out.print(Text.assemble((kind.name, "bold"), f"  {kind.summary}"))
         if not kind.params:
             out.print(Text("    (no parameters)"))
-        for param in kind.params:
-            default = "required" if param.required else f"default {param.default}"
-            doc = f"  {param.doc}" if param.doc else ""
-            out.print(Text(f"    {param.name}: {param.type}  ({default}){doc}"))
+        _show_params(kind.params, "    ")
+
+
+def _show_params(params: list[Param], indent: str) -> None:
+    """One line a parameter; a nested model's fields indented under the one made of it."""
+    for param in params:
+        default = "required" if param.required else f"default {param.default}"
+        doc = f"  {param.doc}" if param.doc else ""
+        out.print(Text(f"{indent}{param.name}: {param.type}  ({default}){doc}"))
+        _show_params(param.fields, indent + "    ")
 
 
 COMMANDS = (filters, sinks)

@@ -19,6 +19,7 @@ from core.errors import CqrsError
 from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.model import QueryResult
+from deploy.panels import DEMO_PANELS
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from deploy.token import read_token
@@ -78,10 +79,8 @@ def _progress_line(stats: LoadStats) -> None:
     )
 
 
-DEMO_QUERY = (
-    "SELECT status, count() AS orders, round(sum(amount), 2) AS amount "
-    "FROM {views}.orders GROUP BY status ORDER BY status"
-)
+#: the orders demo's panel that the live counts show
+DEMO_PANEL = "orders_by_status"
 
 
 @click.command()
@@ -90,6 +89,7 @@ DEMO_QUERY = (
 @click.pass_obj
 def demo(settings: Settings, rate: float, seed: int) -> None:
     """Start the broker, produce orders, run the orders pipeline, show live counts (Ctrl-C)."""
+    settings = settings.with_(panels=DEMO_PANELS)  # the dashboard draws the orders' panels
     launcher = None  # set when the demo starts the local broker, so it stops it again
     if settings.brokers:
         brokers = settings.brokers
@@ -124,7 +124,8 @@ def demo(settings: Settings, rate: float, seed: int) -> None:
             feeder.start()
             console.print(f"{name} running; API {runtime.url}; Ctrl-C to stop")
             console.print(f"dashboard: {runtime.dashboard_url}", highlight=False, soft_wrap=True)
-            sql = DEMO_QUERY.format(views=settings.query_database)
+            panels = runtime.panels.panels if runtime.panels else ()
+            sql = next(p for p in panels if p.key == DEMO_PANEL).sql(settings.query_database)
             ended = None
             with Live(console=out, refresh_per_second=1) as live:
                 try:

@@ -28,10 +28,24 @@ _allow_module = click.option(
     "besides the project's own (repeatable; CQRS_ALLOW_MODULES)",
 )
 
+_panels = click.option(
+    "--panels",
+    metavar="MODULE:ATTR",
+    help="the domain's dashboard panels (CQRS_PANELS; the orders demo's: "
+    "examples.orders.dashboard:PANELS); none: the dashboard shows health only",
+)
 
-def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> Settings:
+
+def _served(
+    settings: Settings,
+    http_port: int | None,
+    allow_modules: tuple[str, ...],
+    panels: str | None,
+) -> Settings:
     if http_port is not None:
         settings = settings.with_(http_port=http_port)
+    if panels is not None:
+        settings = settings.with_(panels=panels)
     return settings.with_(allow_modules=(*settings.allow_modules, *allow_modules))
 
 
@@ -39,6 +53,7 @@ def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str,
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
 @_allow_module
+@_panels
 @click.option(
     "--until-caught-up",
     is_flag=True,
@@ -50,11 +65,12 @@ def run(
     spec: Path,
     http_port: int | None,
     allow_modules: tuple[str, ...],
+    panels: str | None,
     until_caught_up: bool,
 ) -> None:
     """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
     pipeline = load_pipeline(spec)
-    settings = _served(settings, http_port, allow_modules)
+    settings = _served(settings, http_port, allow_modules, panels)
     brokers = resolve_brokers(settings)
     with graceful_sigterm(), Runtime(settings, brokers) as runtime:
         name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
@@ -89,10 +105,13 @@ def report_end(ended: Deployment | None, name: str) -> None:
 @click.command()
 @click.option("--http-port", type=int, help="API port (CQRS_HTTP_PORT, default 8765; 0 = any)")
 @_allow_module
+@_panels
 @click.pass_obj
-def serve(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> None:
+def serve(
+    settings: Settings, http_port: int | None, allow_modules: tuple[str, ...], panels: str | None
+) -> None:
     """Run the runtime: resume registered deployments, serve the API, until Ctrl-C."""
-    settings = _served(settings, http_port, allow_modules)
+    settings = _served(settings, http_port, allow_modules, panels)
     with graceful_sigterm(), Runtime(settings, resolve_brokers(settings)) as runtime:
         running = ", ".join(runtime.deployments) or "none yet"
         console.print(f"runtime serving {runtime.url} (deployments: {running}); Ctrl-C to stop")

@@ -1,7 +1,8 @@
-"""What the built-in dashboard draws: the business panels' rows, from the stable views (a panel
-whose view the active deployment does not serve says so), and each deployment's health, from
-its status and the runtime's own metrics (read back from its Prometheus registry, so the page
-and a Prometheus scrape show the same numbers)."""
+"""What the built-in dashboard draws: the domain's panels' rows, from the stable views (a panel
+whose view the active deployment does not serve says so; no panels when the runtime was given
+none, `deploy.panels.load_panels`), and each deployment's health, from its status and the
+runtime's own metrics (read back from its Prometheus registry, so the page and a Prometheus
+scrape show the same numbers)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from core.errors import CqrsError
+from core.panels import Panels
 from deploy.model import Dashboard, DeploymentHealth, DeploymentStatus, PanelData, QueryResult
-from deploy.panels import BUSINESS
 from deploy.records import Record
 
 
@@ -22,9 +23,10 @@ def assemble_dashboard(
     statuses: list[tuple[DeploymentStatus, Record]],
     metrics_registry: CollectorRegistry,
     views: str,
+    domain: Panels | None,
 ) -> Dashboard:
     panels = []
-    for panel in BUSINESS:
+    for panel in domain.panels if domain is not None else ():
         entry = PanelData(key=panel.key, title=panel.title, kind=panel.kind)
         try:
             entry.rows = query(panel.sql(views)).to_json()["rows"]

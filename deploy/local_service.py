@@ -11,6 +11,7 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
 from core.errors import ConfigError, NotFound
+from core.panels import Panels
 from dataflows.source import StartAt
 from deploy import positions
 from deploy.bluegreen import BlueGreen
@@ -55,6 +56,8 @@ class LocalService:
     reader: Reader
     bluegreen: BlueGreen
     supervisor: Supervisor
+    #: the domain's dashboard panels (None: the dashboard shows health only)
+    panels: Panels | None
 
     def health(self) -> Health:
         return Health("ok", self.pid)
@@ -125,7 +128,7 @@ class LocalService:
     def dashboard(self) -> Dashboard:
         statuses = [(self._status(r), r) for r in listed(self.records.all())]
         return assemble_dashboard(
-            self.query, statuses, self.metrics_registry, self.settings.query_database
+            self.query, statuses, self.metrics_registry, self.settings.query_database, self.panels
         )
 
     def deploy_state(self, pipeline: str) -> BlueGreenState:

@@ -1,75 +1,34 @@
-"""The dashboards' panels, defined once: the built-in dashboard runs the business queries, and
-the provisioned Grafana dashboards are generated from the same list
-(`python -m deploy.panels` rewrites `deploy/grafana/dashboards/*.json`).
+"""The dashboards' panels: the runtime's own health panels (PromQL over its metrics, for
+Grafana's Prometheus data source), a domain's panels taken by reference (SQL over the stable
+views: the built-in dashboard runs them, Grafana's ClickHouse data source too), and the Grafana
+dashboards generated from both:
 
-Business panels query the stable views with SQL (Grafana's ClickHouse data source); health
-panels query the runtime's metrics with PromQL (Grafana's Prometheus data source).
+    python -m deploy.panels --panels examples.orders.dashboard:PANELS
+
+rewrites `deploy/grafana/dashboards/*.json` (the orders demo's, as docker-compose provisions
+them). A domain's panels are code, so they are imported as a spec's modules are: only from the
+project's own packages and the modules the operator allows (`--allow-module`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
+from core.panels import Panel, Panels
+from deploy.settings import Settings
+from operators.code import CodeRefused, allow_list, load, only
+
 GRAFANA_DIR = Path(__file__).parent / "grafana" / "dashboards"
+#: the orders demo's panels, as the setting names them
+DEMO_PANELS = "examples.orders.dashboard:PANELS"
+_SETTING = "CQRS_PANELS / --panels"
 
-
-@dataclass(frozen=True)
-class Panel:
-    key: str
-    title: str
-    kind: str  # timeseries, barchart, table, stat
-    query: str  # SQL over `{views}` (business), or PromQL (health)
-    columns: tuple[str, ...] = ()  # what a business query answers
-
-    def sql(self, views: str) -> str:
-        return self.query.format(views=views)
-
-
-BUSINESS = (
-    Panel(
-        "revenue_by_region",
-        "Revenue per minute by region and currency",
-        "timeseries",
-        "SELECT window_start AS time, concat(region, ' ', currency) AS series, "
-        "sum(revenue) AS revenue FROM {views}.revenue_per_minute "
-        "WHERE window_start >= (SELECT max(window_start) FROM {views}.revenue_per_minute) "
-        "- INTERVAL 60 MINUTE GROUP BY time, series ORDER BY time, series",
-        ("time", "series", "revenue"),
-    ),
-    Panel(
-        "paid_by_region",
-        "Paid orders per minute by region",
-        "timeseries",
-        "SELECT window_start AS time, region AS series, sum(paid_orders) AS paid_orders "
-        "FROM {views}.revenue_per_minute "
-        "WHERE window_start >= (SELECT max(window_start) FROM {views}.revenue_per_minute) "
-        "- INTERVAL 60 MINUTE GROUP BY time, series ORDER BY time, series",
-        ("time", "series", "paid_orders"),
-    ),
-    Panel(
-        "orders_by_status",
-        "Orders by status",
-        "barchart",
-        "SELECT status, count() AS orders, round(sum(amount), 2) AS amount "
-        "FROM {views}.orders GROUP BY status ORDER BY status",
-        ("status", "orders", "amount"),
-    ),
-    Panel(
-        "top_skus",
-        "Top SKUs by quantity, last 5 minutes",
-        "barchart",
-        "SELECT tupleElement(item, 1) AS sku, tupleElement(item, 2) AS quantity FROM "
-        "(SELECT top_skus FROM {views}.top_skus_5m ORDER BY window_start DESC LIMIT 1) "
-        "ARRAY JOIN top_skus AS item",
-        ("sku", "quantity"),
-    ),
-)
-
-HEALTH = (
+HEALTH = Panels("Pipelines: health", (
     Panel("throughput", "Commands consumed per second", "timeseries",
           "sum by (deployment) (rate(cqrs_commands_consumed_total[1m]))"),
     Panel("lag", "Consumer lag (records)", "timeseries",
@@ -88,10 +47,42 @@ HEALTH = (
           "cqrs_deployment_progress_ratio"),
     Panel("watermark", "Window watermark delay (s)", "timeseries",
           "max by (deployment, step) (cqrs_window_watermark_delay_seconds)"),
-)  # fmt: skip
+))  # fmt: skip
 
 
-def _grafana_panel(panel: Panel, index: int, datasource: dict[str, str]) -> dict[str, Any]:
+def load_panels(settings: Settings) -> Panels | None:
+    """The domain's panels `settings.panels` names (None when it names none), each query
+    checked; a reference that cannot be used is refused, naming the setting and the fix."""
+    if settings.panels is None:
+        return None
+    fix = f"give module:ATTR of your domain's Panels (the orders demo's: {DEMO_PANELS})"
+    try:
+        with only(allow_list(settings.allow_modules)):
+            found = load(settings.panels)
+    except CodeRefused:
+        module = settings.panels.partition(":")[0]
+        raise ConfigError(
+            f"{_SETTING}: module {module!r} is not one the runtime may import; allow it with "
+            f"--allow-module {module} (CQRS_ALLOW_MODULES)"
+        ) from None
+    except Exception as exc:  # the domain's module failed to import: its error, and ours
+        raise ConfigError(f"{_SETTING}={settings.panels!r}: {exc}; {fix}") from None
+    if not isinstance(found, Panels):
+        what = "nothing" if found is None else f"a {type(found).__name__}"
+        raise ConfigError(
+            f"{_SETTING}={settings.panels!r} names {what}, not a core.panels.Panels; {fix}"
+        )
+    for panel in found.panels:
+        try:
+            panel.sql(settings.query_database)
+        except ValueError as exc:
+            raise ConfigError(f"{_SETTING}={settings.panels!r}: {exc}") from None
+    return found
+
+
+def _grafana_panel(
+    panel: Panel, index: int, datasource: dict[str, str], views: str
+) -> dict[str, Any]:
     if datasource["type"] == "prometheus":
         target = {"refId": "A", "datasource": datasource, "expr": panel.query}
     else:
@@ -100,7 +91,7 @@ def _grafana_panel(panel: Panel, index: int, datasource: dict[str, str]) -> dict
             "datasource": datasource,
             "editorType": "sql",
             "format": 1 if panel.kind == "timeseries" else 2,
-            "rawSql": panel.sql("query"),
+            "rawSql": panel.sql(views),
         }
     return {
         "id": index + 1,
@@ -112,35 +103,53 @@ def _grafana_panel(panel: Panel, index: int, datasource: dict[str, str]) -> dict
     }
 
 
-def grafana(
-    uid: str, title: str, panels: tuple[Panel, ...], datasource: dict[str, str]
-) -> dict[str, Any]:
+def grafana(uid: str, board: Panels, datasource: dict[str, str], views: str) -> dict[str, Any]:
     return {
         "uid": uid,
-        "title": title,
+        "title": board.title,
         "schemaVersion": 39,
         "refresh": "5s",
         "time": {"from": "now-1h", "to": "now"},
-        "panels": [_grafana_panel(p, i, datasource) for i, p in enumerate(panels)],
+        "panels": [_grafana_panel(p, i, datasource, views) for i, p in enumerate(board.panels)],
     }
 
 
-DASHBOARDS = {
-    "business.json": grafana(
-        "cqrs-business", "Orders: business view", BUSINESS,
-        {"type": "grafana-clickhouse-datasource", "uid": "clickhouse"},
-    ),
-    "pipeline-health.json": grafana(
-        "cqrs-health", "Pipelines: health", HEALTH, {"type": "prometheus", "uid": "prometheus"}
-    ),
-}  # fmt: skip
+def dashboards(domain: Panels | None, views: str) -> dict[str, str]:
+    """Each Grafana dashboard's file name and JSON text: the health one always, the business
+    one from the domain's panels when there are any."""
+    boards = {
+        "pipeline-health.json": grafana(
+            "cqrs-health", HEALTH, {"type": "prometheus", "uid": "prometheus"}, views
+        )
+    }
+    if domain is not None:
+        boards["business.json"] = grafana(
+            "cqrs-business",
+            domain,
+            {"type": "grafana-clickhouse-datasource", "uid": "clickhouse"},
+            views,
+        )
+    return {name: json.dumps(board, indent=2) + "\n" for name, board in boards.items()}
 
 
-def render(name: str) -> str:
-    return json.dumps(DASHBOARDS[name], indent=2) + "\n"
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.panels", description="Write the Grafana dashboards' JSON."
+    )
+    parser.add_argument("--panels", help=f"module:ATTR of the domain's Panels ({_SETTING})")
+    parser.add_argument("--out", type=Path, default=GRAFANA_DIR, help="(default %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(panels=args.panels)
+        domain = load_panels(settings)
+    except ConfigError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    if domain is None:
+        print(f"no domain panels ({_SETTING}): the health dashboard only", file=sys.stderr)
+    for name, text in dashboards(domain, settings.query_database).items():
+        (args.out / name).write_text(text)
+        print(f"wrote {args.out / name}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    for name in DASHBOARDS:
-        (GRAFANA_DIR / name).write_text(render(name))
-        print(f"wrote {GRAFANA_DIR / name}", file=sys.stderr)
+    main()

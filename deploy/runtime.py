@@ -36,6 +36,7 @@ from deploy.local_service import LocalService
 from deploy.logs import CommandLogs
 from deploy.memory import release_memory
 from deploy.model import Desired, Stage, State
+from deploy.panels import load_panels
 from deploy.query import Reader
 from deploy.records import Record, Records
 from deploy.runtime_file import RuntimeFile
@@ -67,6 +68,8 @@ class Runtime(LocalService):
         self.metrics = Metrics(self.metrics_registry)
         #: each record's spec, parsed once; a spec from the API is held to the allow-list
         self.specs = Specs(allow_list(settings.allow_modules))
+        #: the domain's dashboard panels, imported (or refused) before anything opens
+        self.panels = load_panels(settings)
         self.logs = CommandLogs(brokers)
         #: one change of the deployments at a time (API threads, the supervisor, blue/green)
         self.lock = threading.RLock()

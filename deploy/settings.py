@@ -18,6 +18,7 @@ from core.errors import ConfigError
 ENV_PREFIX = "CQRS_"
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_REF = re.compile(_MODULE.pattern + r":[A-Za-z_][A-Za-z0-9_]*")
 _DSN_SCHEMES = ("chdb://", "http://", "https://")
 
 
@@ -46,6 +47,9 @@ class Settings:
     #: modules (and their submodules) a spec sent to the runtime may name, besides the
     #: project's own packages
     allow_modules: tuple[str, ...] = ()
+    #: `module:ATTR` of the domain's dashboard panels (a `core.panels.Panels`); None: the
+    #: dashboard shows the runtime's health only
+    panels: str | None = None
     #: seconds a client may take to send a request's head or body
     http_read_timeout: float = 10.0
     #: seconds a query of the query path may run
@@ -79,6 +83,11 @@ class Settings:
                     f"CQRS_ALLOW_MODULES / --allow-module: {module!r} is not a module name "
                     f"(dotted Python identifiers, like mycompany.filters)"
                 )
+        if self.panels is not None and not _REF.fullmatch(self.panels):
+            raise ConfigError(
+                f"CQRS_PANELS / --panels: {self.panels!r} is not a module:ATTR reference (like "
+                f"examples.orders.dashboard:PANELS, the orders demo's panels)"
+            )
         for name, value in (("HTTP_READ_TIMEOUT", self.http_read_timeout),
                             ("QUERY_TIMEOUT", self.query_timeout)):  # fmt: skip
             if not 0 < value <= 3600:

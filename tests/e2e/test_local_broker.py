@@ -8,13 +8,18 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
+from deploy.token import read_token
+from examples.orders.dashboard import PANELS
 from tests.conftest import REPO
 from tests.e2e.test_cli import CQRS, cqrs
 
@@ -74,6 +79,12 @@ def run_the_demo(env, bootstrap):
             if done.returncode == 0 and json.loads(done.stdout)["rows"][0][0] > 0:
                 break
             time.sleep(0.5)
+        # the built-in dashboard draws the orders demo's panels, though no CQRS_PANELS was set
+        data_dir = Path(env["CQRS_DATA_DIR"])
+        request = urllib.request.Request(find_runtime(data_dir).url + "/dashboard/data")
+        request.add_header("Authorization", f"Bearer {read_token(data_dir / 'token')}")
+        drawn = json.loads(urllib.request.urlopen(request, timeout=30).read())["panels"]
+        assert [p["key"] for p in drawn] == [p.key for p in PANELS.panels]
     finally:
         demo.send_signal(signal.SIGTERM)
         out, err = demo.communicate(timeout=60)

@@ -142,4 +142,7 @@ def test_filters_are_listed_from_the_registry():
     ).stdout.splitlines()
     assert "route  Chooses which projections receive each command." in shown
     assert "    routes: list[Route]  (required)" in shown
-    assert any(line.startswith("    max_keys: int  (default 100000)") for line in shown)
+    assert "        to: list[str]  (required)" in shown  # the nested model, under its parameter
+    assert any(
+        line.startswith("    max_keys: int ≥ 1 ≤ 10000000  (default 100000)") for line in shown
+    )

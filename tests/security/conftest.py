@@ -132,6 +132,7 @@ def stack(brokers, tmp_path_factory):
         "CQRS_HTTP_READ_TIMEOUT": str(READ_TIMEOUT_S),
         "CQRS_QUERY_TIMEOUT": str(QUERY_TIMEOUT_S),
         "CQRS_ALLOW_MODULES": "tests.fixtures.user_filters",
+        "CQRS_PANELS": "examples.orders.dashboard:PANELS",
         "CQRS_TEST_IMPORT_MARKER": str(root / "imported"),
         "PYTHONPATH": str(REPO),
     }

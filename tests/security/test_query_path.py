@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from deploy import panels
+from examples.orders.dashboard import PANELS
 from tests.conftest import REPO
 from tests.e2e.test_cli import cqrs
 from tests.security.conftest import QUERY_TIMEOUT_S
@@ -166,7 +166,7 @@ def test_attacks_through_the_runtime_are_refused_with_their_reason(stack):
 def test_dashboard_queries_still_work(stack):
     status, doc = stack.query("SHOW TABLES FROM query")
     views = {row[0] for row in doc["rows"]}
-    served = [p for p in panels.BUSINESS if any(f"{{views}}.{v} " in p.query for v in views)]
+    served = [p for p in PANELS.panels if any(f"{{views}}.{v} " in p.query for v in views)]
     assert len(served) >= 3  # orders v1 serves all but the top SKUs (a v2 projection)
     for panel in served:
         status, doc = stack.query(panel.sql("query"))

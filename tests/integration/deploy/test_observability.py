@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from commands.producer import CommandProducer
 from core.envelope import encode_command
-from deploy import panels
+from deploy.panels import DEMO_PANELS, GRAFANA_DIR
 from deploy.runtime import Runtime
 from deploy.settings import Settings
+from examples.orders.dashboard import PANELS
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.integration.deploy.test_runtime import wait_for
@@ -33,7 +34,7 @@ def settings(tmp_path, brokers, store_dsn, unique, make_topic):
     return Settings(
         data_dir=tmp_path / "data", brokers=brokers, clickhouse=store_dsn, http_port=0,
         topic=make_topic(partitions=3), query_database=f"q_{unique}",
-        control_database=f"c_{unique}",
+        control_database=f"c_{unique}", panels=DEMO_PANELS,
     )  # fmt: skip
 
 
@@ -122,12 +123,6 @@ def load_pipeline_named(path, name):
     return parse_pipeline(named(path, name), str(path))
 
 
-def test_grafana_dashboards_are_generated_from_the_panels():
-    for name in panels.DASHBOARDS:
-        committed = (panels.GRAFANA_DIR / name).read_text()
-        assert committed == panels.render(name), f"run `python -m deploy.panels`: {name} is stale"
-
-
 def test_every_dashboard_query_runs_against_the_stable_views(settings, brokers, unique):
     produce(brokers, settings.topic, OrderGenerator(seed=122, step_ms=100).take(6000))
     name = f"g{unique}"
@@ -137,8 +132,8 @@ def test_every_dashboard_query_runs_against_the_stable_views(settings, brokers, 
         bg.init(named(V2, name), "v2.yaml")
         wait_for(lambda: bg.state(name).green_lag == 0, timeout_s=120)
         bg.promote(name)
-        business = json.loads((panels.GRAFANA_DIR / "business.json").read_text())
-        by_title = {p.title: p for p in panels.BUSINESS}
+        business = json.loads((GRAFANA_DIR / "business.json").read_text())
+        by_title = {p.title: p for p in PANELS.panels}
         for grafana_panel in business["panels"]:
             sql = grafana_panel["targets"][0]["rawSql"].replace(
                 "query.", f"{settings.query_database}."
@@ -166,12 +161,25 @@ def test_every_dashboard_query_runs_against_the_stable_views(settings, brokers, 
         drawn = re.search(r'data-drawn="(\d+)"', dom)
         assert drawn and int(drawn.group(1)) > 20, dom[-2000:]
         assert "not served by the active deployment" not in dom
+        assert all(f'id="panel-{p.key}"' in dom and p.title in dom for p in PANELS.panels)
+        assert re.search(r'<section id="no-panels"[^>]* hidden', dom)
         assert name + "_v2" in dom  # the health table lists the deployments
         shot = ARTIFACTS / "dashboard.png"
         subprocess.run(
             [chromium, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120
         )
         assert shot.exists() and shot.stat().st_size > 10_000
+
+    # given no domain's panels, the page shows the runtime's health and how to add panels
+    with Runtime(settings.with_(panels=None, control_database=f"n_{unique}"), brokers) as bare:
+        dom = subprocess.run(
+            [chromium, *flags, "--dump-dom", bare.dashboard_url],
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+    hint = re.search(r'<section id="no-panels"[^>]*>', dom)
+    assert hint and "hidden" not in hint.group(0), dom[-2000:]
+    assert "cqrs serve --panels mydomain.dashboard:PANELS" in dom and 'id="panel-' not in dom
+    assert '<span id="updated">updated ' in dom  # drawn, no error
 
 
 def free_port():

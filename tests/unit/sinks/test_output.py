@@ -17,7 +17,7 @@ def test_the_listing_has_every_sink_kind_with_its_params():
     kinds = {k.name: k for k in list_sinks()}
     assert sorted(kinds) == ["dlq", "table", "topic"]
     table = {p.name: p for p in kinds["table"].params}
-    assert (table["max_rows"].type, table["max_rows"].default) == ("int", "50000")
+    assert (table["max_rows"].type, table["max_rows"].default) == ("int ≥ 1 ≤ 1000000", "50000")
     assert table["max_delay_ms"].doc.startswith("the longest a row waits")
     assert [p.name for p in kinds["topic"].params] == ["topic"]
     assert kinds["topic"].params[0].required
