@@ -78,6 +78,11 @@ def create_projection_table(
         settings = {"non_replicated_deduplication_window": DEDUP_WINDOW, **table.settings}
         client.command(ddl.create_table(database, replace(table, settings=settings)))
         return
+    if table.name.endswith(ddl.LOCAL_SUFFIX):
+        raise StoreError(
+            f"{database}.{table.name}: on a ClickHouse cluster a projection's name cannot end "
+            f"in {ddl.LOCAL_SUFFIX!r} (its shards' tables are named so); rename the projection"
+        )
     settings = {
         "replicated_deduplication_window": DEDUP_WINDOW,
         "replicated_deduplication_window_seconds": DEDUP_WINDOW_SECONDS,
@@ -85,7 +90,9 @@ def create_projection_table(
     }
     local = replace(table, name=table.name + ddl.LOCAL_SUFFIX, settings=settings)
     client.command(ddl.create_table(database, local, cluster, sharded=True))
-    client.command(ddl.create_distributed(database, table, local.name, cluster, table.order_by))
+    client.command(
+        ddl.create_distributed(database, table.name, local.name, cluster, table.order_by)
+    )
 
 
 def check_dedup_window(client: Client, database: str, table: Table, needed: int) -> None:

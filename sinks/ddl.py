@@ -106,14 +106,14 @@ def _setting_value(value: int | str) -> str:
 
 
 def create_distributed(
-    database: str, table: Table, local: str, cluster: str, shard_by: tuple[str, ...]
+    database: str, name: str, local: str, cluster: str, shard_by: tuple[str, ...]
 ) -> str:
     """The table every shard's `local` table is read and written through. Rows are sharded by
     a hash of `shard_by` (the ORDER BY key), so the versions of one key meet on one shard and
     `FINAL` there replaces them as on one server."""
     key = f"cityHash64({', '.join(ident(c) for c in shard_by)})" if shard_by else "rand()"
     return (
-        f"CREATE TABLE IF NOT EXISTS {qualified(database, table.name)}{on_cluster(cluster)} "
+        f"CREATE TABLE IF NOT EXISTS {qualified(database, name)}{on_cluster(cluster)} "
         f"AS {qualified(database, local)}\nENGINE = Distributed({literal(cluster)}, "
         f"{literal(database)}, {literal(local)}, {key})"
     )

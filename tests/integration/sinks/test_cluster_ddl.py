@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from core.errors import StoreError
+from core.schema import Table
 from deploy.records import Records
 from deploy.stable import StableLayer
 from sinks import ddl
@@ -100,6 +101,16 @@ def test_every_statement_to_a_cluster_is_made_on_every_host(store, orders_pipeli
     assert any(s.startswith("DROP VIEW IF EXISTS `query`.`gone` ON CLUSTER") for s in statements)
     assert all(" SYNC" in s for s in statements if s.startswith("DROP DATABASE"))
     assert "INSERT INTO `cqrs`.`active`" in server.sent
+
+
+def test_a_projection_named_like_a_shard_table_is_refused_on_a_cluster():
+    server = ServerScript(None)
+    table = Table("orders_local", (("k", "String"), ("v", "UInt64")), ("k",), "v")
+    with pytest.raises(StoreError, match="cannot end in '_local'"):
+        create_projection_table(server, "d", table, CLUSTER)
+    assert server.sent == []
+    create_projection_table(server, "d", table)  # one server: the name is free
+    assert len(server.sent) == 1
 
 
 @pytest.mark.parametrize(
