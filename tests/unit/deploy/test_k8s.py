@@ -138,6 +138,12 @@ def test_the_shape_of_the_stack(built):
     for kind, name in (("StatefulSet", "cqrs-runtime"), ("Deployment", "cqrs-edge")):
         annotations = find(base, kind, name)["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true", name
+    for pod in (r["spec"]["template"]["spec"] for r in base if "template" in r.get("spec", {})):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    services = [r for r in base if r["kind"] == "Service"]
+    assert all(r["spec"].get("type", "ClusterIP") == "ClusterIP" for r in services)
     dashboards = next(r for r in base if r["metadata"]["name"].startswith("grafana-dashboards"))
     on_disk = {p.name for p in (REPO / "deploy" / "grafana" / "dashboards").glob("*.json")}
     assert set(dashboards["data"]) == on_disk
