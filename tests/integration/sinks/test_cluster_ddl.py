@@ -10,9 +10,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from core.errors import StoreError
 from core.schema import Table
+from dataflows.metrics import Metrics
+from deploy.deployment import Deployment, DeploymentConfig
 from deploy.records import Records
 from deploy.stable import StableLayer
 from sinks import ddl
@@ -38,6 +41,8 @@ class ServerScript:
         self.sent.append(sql)
         if "system.merge_tree_settings" in sql:
             return str(self.server_window)
+        if sql.startswith("SELECT count()"):
+            return 0
         return None
 
     def query(self, sql: str, **_: Any) -> Any:
@@ -101,6 +106,36 @@ def test_every_statement_to_a_cluster_is_made_on_every_host(store, orders_pipeli
     assert any(s.startswith("DROP VIEW IF EXISTS `query`.`gone` ON CLUSTER") for s in statements)
     assert all(" SYNC" in s for s in statements if s.startswith("DROP DATABASE"))
     assert "INSERT INTO `cqrs`.`active`" in server.sent
+
+
+def test_a_deployment_with_a_cluster_prepares_its_tables_on_every_host(
+    brokers, make_topic, orders_pipeline, tmp_path
+):
+    """The setting reaches what a deployment makes before it runs (a real broker: the DLQ
+    topic and the log's partitions are the broker's)."""
+    topic = make_topic(partitions=3)
+    deployment = Deployment(
+        DeploymentConfig(
+            pipeline=orders_pipeline,
+            brokers=brokers,
+            topic=topic,
+            clickhouse_dsn="http://clickhouse:8123",
+            recovery_root=tmp_path,
+            cluster=CLUSTER,
+        ),
+        Metrics(CollectorRegistry()).for_deployment("orders", 1, orders_pipeline.deployment),
+    )
+    server = ServerScript(None)
+    assert deployment.prepare(server) == [0, 1, 2]
+    name = orders_pipeline.deployment
+    ddl_sent = [s for s in server.sent if DDL.match(s)]
+    assert (
+        ddl_sent[0] == f"CREATE DATABASE IF NOT EXISTS `{name}` ON CLUSTER `cqrs` ENGINE = Atomic"
+    )
+    tables = [t.name for p in orders_pipeline.projections for t in p.output.tables]
+    made = {re.search(rf"`{name}`\.`(\w+)` ON CLUSTER", s).group(1) for s in ddl_sent[1:]}
+    assert made == {"_progress", *tables, *(f"{t}{ddl.LOCAL_SUFFIX}" for t in tables)}
+    assert all(f"ON CLUSTER `{CLUSTER}`" in s for s in ddl_sent)
 
 
 def test_a_projection_named_like_a_shard_table_is_refused_on_a_cluster():
