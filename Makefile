@@ -17,7 +17,16 @@ SYSTEM_TOOLS := prometheus chromium docker-compose kcat
 # confluent-kafka, which must not change the project's environment.
 QUIX_VENV := .cache/bench-quix
 
-.PHONY: install system-tools demo test test-fast soak bench lint format broker-start broker-stop clean
+# deploy/k8s is checked offline: kustomize builds it, kubeconform validates it against the
+# Kubernetes schemas (made from the OpenAPI document of a pinned Kubernetes release, from the Go
+# module proxy) and the operators' resources' schemas (deploy/k8s/schemas). Needs Go 1.22+.
+K8S_TOOLS           := .cache/k8s
+KUSTOMIZE_VERSION   := v5.7.1
+KUBECONFORM_VERSION := v0.7.0
+KUBERNETES_VERSION  := v1.34.2
+K8S_STAMP := $(K8S_TOOLS)/.installed-$(KUSTOMIZE_VERSION)-$(KUBECONFORM_VERSION)-$(KUBERNETES_VERSION)
+
+.PHONY: install system-tools k8s-tools demo test test-fast soak bench lint format broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +39,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cqrs demo
 
+$(K8S_STAMP): deploy/k8s/schemas.py
+	GOBIN=$(abspath $(K8S_TOOLS)/bin) GOTOOLCHAIN=local go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	GOBIN=$(abspath $(K8S_TOOLS)/bin) GOTOOLCHAIN=local go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	dir=$$(cd /tmp && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes@$(KUBERNETES_VERSION) \
+		| $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
+	rm -rf $(K8S_TOOLS)/schemas/kubernetes && \
+	$(PYTHON) deploy/k8s/schemas.py $$dir/api/openapi-spec/swagger.json $(K8S_TOOLS)/schemas/kubernetes
+	touch $@
+
+k8s-tools: $(K8S_STAMP)
+
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
@@ -38,10 +58,10 @@ system-tools:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing >/dev/null; \
 	fi
 
-test: $(STAMP) lint system-tools
+test: $(STAMP) lint system-tools k8s-tools
 	$(BIN)/pytest
 
-test-fast: $(STAMP) system-tools
+test-fast: $(STAMP) system-tools k8s-tools
 	$(BIN)/pytest -m "not slow and not soak"
 
 # `cqrs deploy` cycles against one runtime under a steady producer (twenty at a tenth of the

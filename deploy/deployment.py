@@ -54,6 +54,8 @@ class DeploymentConfig:
     topic: str
     clickhouse_dsn: str
     recovery_root: Path
+    #: the ClickHouse cluster its tables are made on (None: one server, or embedded)
+    cluster: str | None = None
     #: the deployment (and database) name; `<pipeline>_v<version>` unless a replay names one
     name: str | None = None
     start: StartAt = field(default_factory=StartAt)
@@ -102,8 +104,8 @@ class Deployment:
         self._check_recovery(client)
         sinks = self._sinks(partitions)
         DLQ.prepare(client, sinks)
-        client.command(ddl.create_database(self.database))
-        create_progress_table(client, self.database)
+        client.command(ddl.create_database(self.database, cfg.cluster))
+        create_progress_table(client, self.database, cfg.cluster)
         for projection in cfg.pipeline.projections:
             projection.output.prepare(client, sinks)
         if not self.recovery_dir.exists():
@@ -121,6 +123,7 @@ class Deployment:
             clickhouse_dsn=cfg.clickhouse_dsn,
             partitions=partitions,
             client_factory=cfg.client_factory,
+            cluster=cfg.cluster,
             dedup_inserts=self._dedup_needed(partitions),
             on_flush=m.on_flush,
             on_retry=m.on_retry,

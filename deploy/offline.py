@@ -40,7 +40,8 @@ class StoreService:
 
     def list_deployments(self, everything: bool = False) -> list[DeploymentStatus]:
         client = open_client(self.settings.clickhouse_dsn)
-        records = Records(client, self.settings.control_database)
+        s = self.settings
+        records = Records(client, s.control_database, s.clickhouse_cluster)
         records.create_tables()
         specs = Specs(allow_list(self.settings.allow_modules))
         logs = CommandLogs(self._brokers())

@@ -14,7 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from core.schema import Table
 from deploy.model import Desired, Event, Origin, Stage, State
-from sinks.ddl import create_database, create_table, literal, qualified
+from sinks.ddl import create_database, create_table, literal, on_cluster, qualified
 
 DEPLOYMENTS = Table(
     name="deployments",
@@ -78,18 +78,21 @@ class Records:
     """The deployment registry's two tables: one row per deployment (its latest revision
     wins) and its history of events."""
 
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, cluster: str | None = None) -> None:
         self._client = client
         self._database = database
+        self._cluster = cluster
 
     def create_tables(self) -> None:
-        self._client.command(create_database(self._database))
-        self._client.command(create_table(self._database, DEPLOYMENTS))
+        """On a cluster, every host holds the whole registry (replicated, not sharded)."""
+        cluster = self._cluster
+        self._client.command(create_database(self._database, cluster))
+        self._client.command(create_table(self._database, DEPLOYMENTS, cluster))
         self._client.command(  # registries made before specs had an origin
-            f"ALTER TABLE {qualified(self._database, DEPLOYMENTS.name)} "
+            f"ALTER TABLE {qualified(self._database, DEPLOYMENTS.name)}{on_cluster(cluster)} "
             f"ADD COLUMN IF NOT EXISTS origin LowCardinality(String)"
         )
-        self._client.command(create_table(self._database, EVENTS))
+        self._client.command(create_table(self._database, EVENTS, cluster))
 
     def save(self, record: Record) -> None:
         now = int(time.time() * 1000)

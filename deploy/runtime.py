@@ -141,9 +141,11 @@ class Runtime(LocalService):
             # A one-off `cqrs query` may hold the embedded store for a moment: wait for it.
             self._client = open_client(s.clickhouse_dsn, wait_s=30.0)
             self._reader = Reader(s.reader_dsn, s.query_timeout)
-            self._records = Records(self._client, s.control_database)
+            self._records = Records(self._client, s.control_database, s.clickhouse_cluster)
             self._records.create_tables()
-            layer = StableLayer(self._client, s.control_database, s.query_database)
+            layer = StableLayer(
+                self._client, s.control_database, s.query_database, s.clickhouse_cluster
+            )
             layer.create_tables()
             self._bluegreen = BlueGreen(self, layer)
             self._supervisor = Supervisor(self, self.logs, self._client, self.specs)
@@ -206,6 +208,7 @@ class Runtime(LocalService):
                 brokers=self.brokers,
                 topic=record.topic,
                 clickhouse_dsn=self.settings.clickhouse_dsn,
+                cluster=self.settings.clickhouse_cluster,
                 recovery_root=self.settings.recovery_dir,
                 name=record.name,
                 start=StartAt("offsets", offsets=record.start),
@@ -267,9 +270,7 @@ class Runtime(LocalService):
     def drop(self, name: str) -> None:
         """A deployment is gone (retired or aborted): its database and recovery state, then
         what the runtime kept for it, its metric series and its monitoring consumer group."""
-        # SYNC: an Atomic database keeps a dropped table (and what the engine holds for it)
-        # for eight minutes otherwise
-        self.client.command(f"DROP DATABASE IF EXISTS {ddl.ident(name)} SYNC")
+        self.client.command(ddl.drop_database(name, self.settings.clickhouse_cluster))
         shutil.rmtree(self.settings.recovery_dir / name, ignore_errors=True)
         with self.lock:
             deployment = self.deployments.pop(name, None)

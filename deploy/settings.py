@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.schema import is_ident
 
 ENV_PREFIX = "CQRS_"
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}")
@@ -36,6 +37,9 @@ class Settings:
     clickhouse: str | None = None
     #: with a ClickHouse server: the DSN of the read-only user the query path uses
     clickhouse_reader: str | None = None
+    #: with ClickHouse servers: the cluster (in their `remote_servers`) every table, view and
+    #: database is made on, `ON CLUSTER`, replicated and sharded (README, "A ClickHouse server")
+    clickhouse_cluster: str | None = None
     topic: str = "commands"
     http_host: str = "127.0.0.1"
     #: the runtime's API port; 0 picks any free one (the runtime file says which)
@@ -73,6 +77,19 @@ class Settings:
                 f"CQRS_CLICKHOUSE_READER={self.clickhouse_reader!r} must be the http(s):// DSN of "
                 f"a read-only ClickHouse user (embedded stores need none)"
             )
+        if self.clickhouse_cluster is not None:
+            if not is_ident(self.clickhouse_cluster):
+                raise ConfigError(
+                    f"CQRS_CLICKHOUSE_CLUSTER={self.clickhouse_cluster!r} is not a cluster name "
+                    f"this runtime can use: letters, digits and '_', starting with a letter "
+                    f"(rename it in the servers' remote_servers)"
+                )
+            if self.clickhouse is None or self.clickhouse.startswith("chdb://"):
+                raise ConfigError(
+                    f"CQRS_CLICKHOUSE_CLUSTER={self.clickhouse_cluster!r} needs a ClickHouse "
+                    f"server: set CQRS_CLICKHOUSE=http(s)://host:8123 (the embedded engine is one "
+                    f"host), or unset the cluster"
+                )
         if not 0 <= self.http_port < 65536:
             raise ConfigError(
                 f"CQRS_HTTP_PORT={self.http_port} must be a port from 1 to 65535 (0: any free port)"

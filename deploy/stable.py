@@ -18,7 +18,15 @@ from clickhouse_connect.driver.client import Client
 
 from core.schema import Table
 from dataflows.spec import Pipeline
-from sinks.ddl import create_database, create_table, ident, literal, qualified
+from sinks.ddl import (
+    create_database,
+    create_or_replace_view,
+    create_table,
+    drop_view,
+    ident,
+    literal,
+    qualified,
+)
 
 POINTER = Table(
     name="active",
@@ -35,15 +43,21 @@ DEPLOYMENT_COLUMN = "_deployment"
 
 
 class StableLayer:
-    def __init__(self, client: Client, control_db: str, views_db: str) -> None:
+    def __init__(
+        self, client: Client, control_db: str, views_db: str, cluster: str | None = None
+    ) -> None:
         self._client = client
         self._control = control_db
         self._views = views_db
+        #: on a cluster, the pointer is replicated to every host and the views are made on
+        #: each, so a query on any host reads the same deployment (once the switch's insert
+        #: has reached that host's replica: a second or so, not atomically across hosts)
+        self._cluster = cluster
 
     def create_tables(self) -> None:
-        self._client.command(create_database(self._control))
-        self._client.command(create_table(self._control, POINTER))
-        self._client.command(create_database(self._views))
+        self._client.command(create_database(self._control, self._cluster))
+        self._client.command(create_table(self._control, POINTER, self._cluster))
+        self._client.command(create_database(self._views, self._cluster))
 
     def pointer_sql(self, pipeline: str) -> str:
         return (
@@ -86,11 +100,12 @@ class StableLayer:
         pointer = self.pointer_sql(pipeline)
         for name, selects in projections.items():
             self._client.command(
-                f"CREATE OR REPLACE VIEW {qualified(self._views, name)} AS "
-                + self._union(pointer, selects)
+                create_or_replace_view(
+                    self._views, name, self._union(pointer, selects), self._cluster
+                )
             )
         for name in set(retired) - projections.keys():
-            self._client.command(f"DROP VIEW IF EXISTS {qualified(self._views, name)}")
+            self._client.command(drop_view(self._views, name, self._cluster))
 
     def _union(self, pointer: str, selects: list[tuple[str, str]]) -> str:
         described: list[tuple[str, list[tuple[str, str]]]] = []

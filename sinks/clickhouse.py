@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 #: Inserts remembered per table for token deduplication: a retried batch, or one replayed with
 #: the same offset range, within this many inserts is dropped by ClickHouse.
 DEDUP_WINDOW = 10_000
+#: ...and for how long, on a replicated table (a server's default is an hour or a week by
+#: version): a runtime down for a weekend still finds the tokens of what it may repeat
+DEDUP_WINDOW_SECONDS = 7 * 24 * 3600
 
 Row = tuple[Any, ...]
 # per batch of one partition: (first offset, last offset, newest log time in epoch ms, rows in
@@ -65,27 +68,64 @@ Row = tuple[Any, ...]
 SinkItem = tuple[int, int, int, list[Row]]
 
 
-def create_projection_table(client: Client, database: str, table: Table) -> None:
-    """Create the table with the settings this sink's idempotent inserts rely on."""
-    settings = {"non_replicated_deduplication_window": DEDUP_WINDOW, **table.settings}
-    client.command(ddl.create_table(database, replace(table, settings=settings)))
+def create_projection_table(
+    client: Client, database: str, table: Table, cluster: str | None = None
+) -> None:
+    """Create the table with the settings this sink's idempotent inserts rely on. On a
+    cluster: a replicated table on every shard, and the projection's name for the Distributed
+    table over them (inserts through it are synchronous: `_insert`)."""
+    if cluster is None:
+        settings = {"non_replicated_deduplication_window": DEDUP_WINDOW, **table.settings}
+        client.command(ddl.create_table(database, replace(table, settings=settings)))
+        return
+    if table.name.endswith(ddl.LOCAL_SUFFIX):
+        raise StoreError(
+            f"{database}.{table.name}: on a ClickHouse cluster a projection's name cannot end "
+            f"in {ddl.LOCAL_SUFFIX!r} (its shards' tables are named so); rename the projection"
+        )
+    settings = {
+        "replicated_deduplication_window": DEDUP_WINDOW,
+        "replicated_deduplication_window_seconds": DEDUP_WINDOW_SECONDS,
+        **table.settings,
+    }
+    local = replace(table, name=table.name + ddl.LOCAL_SUFFIX, settings=settings)
+    client.command(ddl.create_table(database, local, cluster, sharded=True))
+    client.command(
+        ddl.create_distributed(database, table.name, local.name, cluster, table.order_by)
+    )
 
 
 def check_dedup_window(client: Client, database: str, table: Table, needed: int) -> None:
     """Refuse a table whose deduplication window is smaller than the inserts a crash can
-    repeat: a replayed batch beyond the window would be inserted twice."""
-    engine = client.command(
-        f"SELECT engine_full FROM system.tables WHERE database = {ddl.literal(database)} "
-        f"AND name = {ddl.literal(table.name)}"
+    repeat: a replayed batch beyond the window would be inserted twice. The window is the
+    stored table's (the shard's, under a Distributed one); replicated tables deduplicate by
+    default, with the server's `replicated_deduplication_window` unless the table sets one."""
+    stored = client.query(
+        f"SELECT name, engine, engine_full FROM system.tables "
+        f"WHERE database = {ddl.literal(database)} AND name IN "
+        f"({ddl.literal(table.name)}, {ddl.literal(table.name + ddl.LOCAL_SUFFIX)}) "
+        f"AND engine LIKE '%MergeTree' ORDER BY name"
+    ).result_rows
+    name, engine, engine_full = stored[0] if stored else (table.name, "", "")
+    setting = (
+        "replicated_deduplication_window"
+        if str(engine).startswith("Replicated")
+        else "non_replicated_deduplication_window"
     )
-    found = re.search(r"non_replicated_deduplication_window\s*=\s*(\d+)", str(engine))
-    window = int(found.group(1)) if found else 0
+    found = re.search(rf"\b{setting}\s*=\s*(\d+)", str(engine_full))
+    if found:
+        window = int(found.group(1))
+    else:
+        default = client.command(
+            f"SELECT value FROM system.merge_tree_settings WHERE name = {ddl.literal(setting)}"
+        )
+        window = int(default) if str(default).isdigit() else 0
     if window < needed:
         raise StoreError(
-            f"{database}.{table.name} remembers {window} inserts for deduplication, but a "
+            f"{database}.{name} remembers {window} inserts for deduplication, but a "
             f"restart may repeat up to {needed}; fix it with ALTER TABLE "
-            f"{qualified(database, table.name)} MODIFY SETTING "
-            f"non_replicated_deduplication_window = {max(needed, DEDUP_WINDOW)}"
+            f"{qualified(database, name)} MODIFY SETTING "
+            f"{setting} = {max(needed, DEDUP_WINDOW)}"
         )
 
 
@@ -123,7 +163,7 @@ class TableOutput(SinkOutput):
         return (self.table,)
 
     def prepare(self, client: Client, ctx: SinkContext) -> None:
-        create_projection_table(client, ctx.deployment, self.table)
+        create_projection_table(client, ctx.deployment, self.table, ctx.cluster)
         check_dedup_window(client, ctx.deployment, self.table, ctx.dedup_inserts)
 
     def sink(self, ctx: SinkContext) -> ProjectionSink:
@@ -298,7 +338,13 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
                 rows,
                 column_names=self._names,
                 column_type_names=self._types,
-                settings={"async_insert": 0, "insert_deduplication_token": token},
+                # through a Distributed table (a cluster), the shards' inserts happen before
+                # this returns, each with the token, never from a queue after a crash
+                settings={
+                    "async_insert": 0,
+                    "insert_distributed_sync": 1,
+                    "insert_deduplication_token": token,
+                },
             )
 
         try:

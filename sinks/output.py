@@ -67,6 +67,9 @@ class SinkContext:
     clickhouse_dsn: str
     partitions: Sequence[int]
     client_factory: ClientFactory = open_client
+    #: the ClickHouse cluster the tables are made on (`ON CLUSTER`, replicated, sharded); None:
+    #: one server or the embedded engine
+    cluster: str | None = None
     #: inserts per table that a restart may repeat (the dedup window must hold them)
     dedup_inserts: int = 0
     on_flush: FlushObserver | None = None

@@ -29,8 +29,9 @@ _COLUMNS = PROGRESS.column_names
 _TYPES = [t for _, t in PROGRESS.columns]
 
 
-def create_progress_table(client: Client, database: str) -> None:
-    client.command(create_table(database, PROGRESS))
+def create_progress_table(client: Client, database: str, cluster: str | None = None) -> None:
+    """On a cluster, every host holds all of it: any one answers "caught up"."""
+    client.command(create_table(database, PROGRESS, cluster))
 
 
 def record_progress(

@@ -28,6 +28,11 @@ def test_server_dsn_is_not_embedded():
     assert not s.embedded
 
 
+def test_a_cluster_name_with_a_server():
+    env = {"CQRS_CLICKHOUSE": "http://ch:8123", "CQRS_CLICKHOUSE_CLUSTER": "main"}
+    assert Settings.from_env(env).clickhouse_cluster == "main"
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -38,6 +43,11 @@ def test_server_dsn_is_not_embedded():
         ({"CQRS_ALLOW_MODULES": "ok.mod, ../evil"}, "'../evil' is not a module name"),
         ({"CQRS_QUERY_TIMEOUT": "0"}, "CQRS_QUERY_TIMEOUT=0.0 must be seconds"),
         ({"CQRS_CLICKHOUSE_READER": "chdb:///x"}, "must be the http(s):// DSN"),
+        ({"CQRS_CLICKHOUSE_CLUSTER": "main"}, "needs a ClickHouse server: set CQRS_CLICKHOUSE"),
+        (
+            {"CQRS_CLICKHOUSE": "http://ch:8123", "CQRS_CLICKHOUSE_CLUSTER": "a;b"},
+            "CQRS_CLICKHOUSE_CLUSTER='a;b' is not a cluster name",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable_and_the_fix(env, message):

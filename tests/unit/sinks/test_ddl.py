@@ -2,7 +2,7 @@ import pytest
 
 from core.errors import StoreError
 from core.schema import Table
-from sinks.ddl import create_table, create_view_if_missing, ident
+from sinks.ddl import create_database, create_table, create_view_if_missing, ident
 
 
 def table(**kw):
@@ -16,6 +16,20 @@ def test_replacing_merge_tree_with_version_and_settings():
     assert "ENGINE = ReplacingMergeTree(`v`)" in sql
     assert "ORDER BY (`k`)" in sql
     assert "SETTINGS non_replicated_deduplication_window = 100" in sql
+
+
+def test_on_a_cluster_tables_are_replicated_within_a_shard_or_on_every_host():
+    sharded = create_table("db", table(), "main", sharded=True)
+    assert "CREATE TABLE IF NOT EXISTS `db`.`t` ON CLUSTER `main` (" in sharded
+    path = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
+    assert f"ENGINE = ReplicatedReplacingMergeTree({path}, `v`)" in sharded
+    whole = create_table("db", table(version=None), "main")
+    assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{uuid}/whole', '{replica}')" in whole
+    assert create_database("db", "main") == (
+        "CREATE DATABASE IF NOT EXISTS `db` ON CLUSTER `main` ENGINE = Atomic"
+    )
+    with pytest.raises(StoreError):
+        create_table("db", table(), "main; DROP")
 
 
 def test_plain_merge_tree_without_version():
