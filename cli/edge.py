@@ -69,7 +69,7 @@ def edge(
         log.partitions()  # a missing topic is an error that says how to create it
     token = settings.token or ensure_token(settings.token_file)
     service = Edge(
-        lambda: CommandProducer(brokers, settings.topic, **PRODUCER_SETTINGS),
+        CommandProducer(brokers, settings.topic, **PRODUCER_SETTINGS),
         registry,
         EdgeMetrics(CollectorRegistry()),
         future_ms,
