@@ -3,9 +3,10 @@ ids) against real `cqrs edge` processes, beside kafka-python's producer sending 
 commands to the same broker; then the log is read back and must hold exactly the commands the
 edge answered 202 for (plus, at most, those of requests wrk sent but stopped waiting for).
 
-    python -m bench.edge [--seconds S] [--replicas N ...]   (a broker of its own)
+    python -m bench.edge [--seconds S] [--replicas N ...] [--profile]
 
-`make bench` runs `run()` on its broker.
+On a broker of its own; the figures go to `bench/results/edge-<time>.json` and the table to the
+screen. `make bench` runs `run()` on its broker, and its table gets these rows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from commands.load import produce_load
 from commands.log import CommandLog
 from commands.producer import CommandProducer
 from commands.schemas import check_command
-from core.envelope import Command
+from core.envelope import Command, encode_command
 from examples.orders.generator import OrderGenerator
 from examples.orders.schemas import SCHEMAS
 
@@ -168,6 +169,39 @@ def baseline(brokers: str, topic: str, commands: list[Command], seconds: float) 
             "commands_per_s": rate}  # fmt: skip
 
 
+def librdkafka(brokers: str, topic: str, commands: list[Command], seconds: float) -> dict:
+    """What a C client would give the edge: confluent-kafka's producer (librdkafka, its own
+    threads, no GIL), the same settings, the same commands, fresh ids."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": brokers, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 10, "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    acked, errors = [0], [0]
+
+    def delivered(error: object, _message: object) -> None:
+        (errors if error else acked)[0] += 1
+
+    started = time.monotonic()
+    for n, c in enumerate(itertools.cycle(commands)):
+        if n % 1000 == 0 and time.monotonic() - started >= seconds:
+            break
+        key = c.aggregate_id.encode()
+        value = encode_command(msgspec.structs.replace(c, id=f"rd-{n}"))
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    elapsed = time.monotonic() - started
+    rate = round(acked[0] / elapsed)
+    log(f"confluent-kafka producer: {rate:,} commands/s acknowledged ({errors[0]} errors)")
+    return {"commands": acked[0], "errors": errors[0], "seconds": round(elapsed, 2),
+            "commands_per_s": rate}  # fmt: skip
+
+
 def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling one edge (all its threads) while wrk loads it."""
     py_spy = Path(sys.executable).with_name("py-spy")
@@ -267,6 +301,7 @@ def run(
         with CommandLog(brokers, topic) as command_log:
             command_log.ensure(6)
     results["kafka_python"] = baseline(brokers, "produce6", commands, seconds)
+    results["librdkafka"] = librdkafka(brokers, "produce6", commands, seconds)
     runs: list[dict[str, Any]] = []
     for n in replicas:
         edges = Edges(brokers, "edge6", work / f"edges-{n}", n)
@@ -313,6 +348,16 @@ def rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "make bench",
             ),
         ]
+    rd = e["librdkafka"]["commands_per_s"]
+    out.append(
+        (
+            "7. the edge's client: kafka-python vs librdkafka (no edge, no HTTP)",
+            f"kafka-python producer: {base:,} cmd/s",
+            f"confluent-kafka producer: {rd:,} cmd/s",
+            f"{base / rd:.2f}x",
+            "make bench",
+        )
+    )
     c = e["log"]
     out.append(
         (
@@ -333,6 +378,7 @@ def _statuses(figures: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    from bench.__main__ import machine, render
     from deploy.broker import KafkaDistribution, LocalBroker
 
     parser = argparse.ArgumentParser(prog="python -m bench.edge")
@@ -348,4 +394,8 @@ if __name__ == "__main__":
         figures = run(bootstrap, work / "runs", a.seconds, tuple(a.replicas), a.profile)
     finally:
         broker.stop()
-    print(json.dumps(figures, indent=2))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = REPO / "bench" / "results" / f"edge-{stamp}.json"
+    out.write_text(json.dumps({"machine": machine(), "edge": figures}, indent=2))
+    print(render(rows(figures)))
+    log(f"{out.relative_to(REPO)} written")
