@@ -57,8 +57,6 @@ class CommandProducer:
         self.acked = 0
         self.errors = 0
         self.last_error: str | None = None
-        #: clients replaced because they had wedged
-        self.replaced = 0
         self._generation = 0
         self._outstanding = 0
         self._progress_at = time.monotonic()
@@ -150,7 +148,6 @@ class CommandProducer:
             old, self._producer = self._producer, fresh
             stuck, self._outstanding = self._outstanding, 0
             self._generation += 1
-            self.replaced += 1
             self.errors += stuck
             self.last_error = f"{stuck} records stuck in a wedged Kafka client, not delivered"
         log.warning(
