@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 # built-in dashboard, docker-compose checks docker-compose.yml, kcat writes commands as an outside
 # client would (librdkafka: every codec, headers) (Debian's packages).
 SYSTEM_TOOLS := prometheus chromium docker-compose kcat
+# What `make bench` drives besides Python: wrk loads the edge over HTTP (Debian's package).
+BENCH_TOOLS := wrk
 
 # The peer of the benchmarks lives in a virtualenv of its own: Quix Streams pins its own
 # confluent-kafka, which must not change the project's environment.
@@ -78,6 +80,7 @@ $(QUIX_VENV)/.installed:
 
 bench: $(STAMP) $(QUIX_VENV)/.installed
 	$(BIN)/pip install -q -e '.[bench]'
+	$(MAKE) --no-print-directory system-tools SYSTEM_TOOLS="$(BENCH_TOOLS)"
 	$(BIN)/python -m bench
 
 lint: $(STAMP)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -44,7 +43,6 @@ from api.edge_openapi import openapi_document
 from commands.edge import AnswerCache, BodyError, Checked, Refused, parse_body
 from commands.producer import CommandProducer
 from commands.schemas import SchemaRegistry
-from core.errors import CqrsError
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,6 @@ PRODUCER_SETTINGS: dict[str, Any] = {
     "max_block_ms": 2000,
 }
 PROBE_EVERY_S = 1.0
-#: appends failing this long make the edge replace its producer: after a broker restart that
-#: expired batches, kafka-python's idempotent producer was seen never to deliver again
-RESET_AFTER_S = 2 * DELIVERY_TIMEOUT_MS / 1000
 
 
 class EdgeMetrics:
@@ -94,22 +89,19 @@ class Edge:
 
     def __init__(
         self,
-        make_producer: Callable[[], CommandProducer],
+        producer: CommandProducer,
         schemas: SchemaRegistry,
         metrics: EdgeMetrics,
         max_future_ms: int = 3_600_000,
     ) -> None:
-        self._make_producer = make_producer
-        self.producer = make_producer()
+        self.producer = producer
         self.schemas = schemas
         self.metrics = metrics
         self.max_future_ms = max_future_ms
         self._answers = AnswerCache()
         self._pending: dict[str, tuple[int, asyncio.Future[tuple[int, int]]]] = {}
         self._failing = False
-        self._failing_since = 0.0
         self._probed = 0.0
-        self._reset: asyncio.Task[None] | None = None
 
     @property
     def failing(self) -> bool:
@@ -147,9 +139,7 @@ class Edge:
                 results[item.index] = _accepted(item, *known)
             elif pending is not None:
                 waits[item.index] = pending[1]
-            elif self._failing and (
-                self._reset is not None or time.monotonic() - self._probed < PROBE_EVERY_S
-            ):
+            elif self._failing and time.monotonic() - self._probed < PROBE_EVERY_S:
                 results[item.index] = _unavailable(item, "the broker is not answering")
             else:
                 self._probed = time.monotonic()
@@ -220,26 +210,9 @@ class Edge:
             del self._pending[command_id]
 
     def _fail(self) -> None:
-        now = time.monotonic()
-        if not self._failing:
-            self._failing, self._failing_since = True, now
-        elif now - self._failing_since > RESET_AFTER_S and self._reset is None:
-            self._reset = asyncio.get_running_loop().create_task(self._replace_producer())
-
-    async def _replace_producer(self) -> None:
-        """A new producer (made off the event loop: it waits for the broker); the old one is
-        closed at once, failing what it still holds (those commands were answered 503)."""
-        try:
-            fresh = await asyncio.to_thread(self._make_producer)
-        except CqrsError as exc:
-            log.warning("the broker is still unreachable: %s", exc)
-        else:
-            old, self.producer = self.producer, fresh
-            log.warning("appends failed for %.0f s: the producer was replaced", RESET_AFTER_S)
-            await asyncio.to_thread(old.close, 0)
-        finally:
-            self._failing_since = time.monotonic()
-            self._reset = None
+        """Appends fail: answer 503 at once but for a probe a second. A client that wedged
+        after a broker restart is replaced by the producer itself (`commands.producer`)."""
+        self._failing = True
 
     def close(self) -> None:
         self.producer.close()

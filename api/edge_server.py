@@ -25,11 +25,13 @@ def serve_edge(
     extra_hosts: tuple[str, ...] = (),
     tls: tuple[str, str] | None = None,
     announce: Callable[[str], None] = print,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGTERM or SIGINT (uvicorn's handlers, in the main thread): then no new
     connection is taken, the requests in flight are answered, and this returns; the caller
-    closes the producer, which flushes what is still on its way."""
-    sock = bind(host, port, 1024, "the edge", "--port")
+    closes the producer, which flushes what is still on its way. With `reuse_port`, edges
+    started on one port share it (replicas on one machine)."""
+    sock = bind(host, port, 1024, "the edge", "--port", reuse_port)
     port = sock.getsockname()[1]
     guard = Guard(
         create_edge_app(edge, rate_per_s),

@@ -88,12 +88,17 @@ class ApiServer:
         self._socket.close()
 
 
-def bind(host: str, port: int, backlog: int, what: str, fix: str) -> socket.socket:
+def bind(
+    host: str, port: int, backlog: int, what: str, fix: str, reuse_port: bool = False
+) -> socket.socket:
     """A listening socket bound here, before uvicorn starts: the port (0: any free one) is
-    known at once, and a port in use is refused with what to change."""
+    known at once, and a port in use is refused with what to change. `reuse_port` lets
+    processes of one user share the port (SO_REUSEPORT: Linux spreads connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(backlog)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import edge
 from commands.log import CommandLog
 from deploy.broker import KafkaDistribution, LocalBroker
 
@@ -158,6 +159,7 @@ def main(commands: int, memory_commands: int) -> None:
         s["s4_replay"] = replay(brokers)
         s["s5_memory"] = job("ours", "s5-memory", topic="memory6", spec=ORDERS_SPEC, **common)
         s["s6_two_processes"] = two_processes(brokers)
+        s["s7_edge"] = edge.run(brokers, WORK / "s7-edge")
         results["scenarios"] = s
     finally:
         broker.stop()
@@ -349,6 +351,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         ours6,
         "one process",
     )
+    rows += edge.rows(s["s7_edge"])
     return rows
 
 

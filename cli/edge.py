@@ -38,6 +38,11 @@ File = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="requests per second per client address")  # fmt: skip
 @click.option("--max-future", default="1h", show_default=True,
               help="how far event time may run ahead of the edge's clock")  # fmt: skip
+@click.option("--reuse-port", is_flag=True,
+              help="share --port with other edges started with this flag (replicas on one "
+                   "machine: Linux spreads connections over them; each keeps its own answer "
+                   "cache: a retry on a new connection may append again, for dedupe to drop)",
+              )  # fmt: skip
 @click.pass_obj
 def edge(
     settings: Settings,
@@ -49,6 +54,7 @@ def edge(
     max_body: int,
     rate_limit: int,
     max_future: str,
+    reuse_port: bool,
 ) -> None:
     """Take commands over HTTP (POST /commands), check them, append them to the log."""
     if (certfile is None) != (keyfile is None):
@@ -63,7 +69,7 @@ def edge(
         log.partitions()  # a missing topic is an error that says how to create it
     token = settings.token or ensure_token(settings.token_file)
     service = Edge(
-        lambda: CommandProducer(brokers, settings.topic, **PRODUCER_SETTINGS),
+        CommandProducer(brokers, settings.topic, **PRODUCER_SETTINGS),
         registry,
         EdgeMetrics(CollectorRegistry()),
         future_ms,
@@ -79,6 +85,7 @@ def edge(
             settings.allowed_hosts,
             (str(certfile), str(keyfile)) if certfile and keyfile else None,
             announce=lambda url: console.print(f"edge on {url}", highlight=False),
+            reuse_port=reuse_port,
         )
     finally:
         service.close()
