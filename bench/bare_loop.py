@@ -41,7 +41,11 @@ class _Table:
     def flush(self, force: bool = False) -> None:
         if len(self.rows) >= self.batch_rows or (force and self.rows):
             self.client.insert(  # type: ignore[attr-defined]
-                self.target, self.rows, column_names=self.names, settings={"async_insert": 0}
+                self.target,
+                list(zip(*self.rows, strict=True)),  # by columns, as the project's sink does
+                column_names=self.names,
+                column_oriented=True,
+                settings={"async_insert": 0},
             )
             self.inserts += 1
             self.rows = []
