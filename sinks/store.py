@@ -138,8 +138,8 @@ def _trim_library() -> None:
     into the process (readahead around what its initialisers touch), of which the engine then
     runs a fraction: paged out, the rest no longer counts against the process or its cgroup,
     and what the engine runs comes back on first use (`python -m bench.engine_memory` has the
-    figures). Only read-only mappings of the library file are advised; an older kernel refuses
-    the advice and nothing changes."""
+    figures). Only read-only mappings of the library file are advised, and the kernel takes only
+    the pages no other process maps; an older kernel refuses the advice and nothing changes."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for line in Path("/proc/self/maps").read_text().splitlines():

@@ -13,11 +13,12 @@ PROBE = textwrap.dedent(
     from sinks import store
 
     def library_mb():
+        # pages of the library only this process maps (the kernel leaves shared ones be)
         kb, counting = 0, False
         for line in Path("/proc/self/smaps").read_text().splitlines():
             if "-" in line.split(" ", 1)[0]:
                 counting = line.endswith("_chdb.abi3.so")
-            elif counting and line.startswith("Rss:"):
+            elif counting and line.startswith("Private_Clean:"):
                 kb += int(line.split()[1])
         return kb // 1024
 
@@ -38,5 +39,7 @@ def test_trimming_the_library_gives_back_most_of_its_pages_and_the_engine_runs_o
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["answer"] == 499500
-    assert figures["before"] > 100  # what the engine's start read in (~250 MB here)
-    assert figures["after"] < figures["before"] / 2
+    # what the engine's start read in (~250 MB alone; less when another process, this one
+    # say, maps the same pages): given back, nearly all
+    assert figures["before"] > 20
+    assert figures["after"] < min(8, figures["before"] / 4)
