@@ -7,6 +7,7 @@ delays, side by side on one broker in one run: what the flush delay buys against
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def spec_with_delay(delay_ms: int) -> Path:
 
 def main(rate: int, seconds: int, delays: list[int]) -> dict[int, dict[str, Any]]:
     WORK.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "latency-broker", ignore_errors=True)  # a fresh log: only this run's topic
     broker = LocalBroker(WORK / "latency-broker", KafkaDistribution(REPO / ".cache"))
     brokers = broker.start().bootstrap
     results = {}

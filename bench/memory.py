@@ -39,6 +39,7 @@ def run(checkout: Path, brokers: str, name: str) -> dict[str, Any]:
 
 def main(commands: int, against: Path | None) -> dict[str, dict[str, Any]]:
     WORK.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "memory-broker", ignore_errors=True)  # a fresh log: only this run's topic
     broker = LocalBroker(WORK / "memory-broker", KafkaDistribution(REPO / ".cache"))
     brokers = broker.start().bootstrap
     results = {}
