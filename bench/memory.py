@@ -20,16 +20,15 @@ from bench.__main__ import ORDERS_SPEC, REPO, WORK, fill, log
 from deploy.broker import KafkaDistribution, LocalBroker
 
 
-def run(checkout: Path, brokers: str, name: str) -> dict[str, Any]:
-    """The `ours` job of `checkout`'s own bench worker, with its code first on the path."""
+def run(checkout: Path, name: str, kind: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A job of `checkout`'s own bench worker, with its code first on the path."""
     work = WORK / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log(f"{name} …")
-    args = {"brokers": brokers, "topic": "memory6", "spec": ORDERS_SPEC, "work": str(work)}
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.worker", "ours", json.dumps(args)],
+        [sys.executable, "-m", "bench.worker", kind, json.dumps({**args, "work": str(work)})],
         capture_output=True, text=True, env=env, cwd=checkout, timeout=3600,
     )  # fmt: skip
     if done.returncode != 0:
@@ -45,9 +44,10 @@ def main(commands: int, against: Path | None) -> dict[str, dict[str, Any]]:
     results = {}
     try:
         fill(brokers, "memory6", 6, commands)
-        results["this checkout"] = run(REPO, brokers, "memory-this")
+        args = {"brokers": brokers, "topic": "memory6", "spec": ORDERS_SPEC}
+        results["this checkout"] = run(REPO, "memory-this", "ours", args)
         if against is not None:
-            results[str(against)] = run(against.resolve(), brokers, "memory-against")
+            results[str(against)] = run(against.resolve(), "memory-against", "ours", args)
     finally:
         broker.stop()
     for name, r in results.items():
