@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 import operators.builtin  # noqa: F401 - the spec names built-in filters
 from core.envelope import Envelope, LogRecord, MalformedCommand, decode_command
+from core.schema import Table
 from dataflows.spec import load_pipeline
 from examples.orders import schemas as orders
 from examples.orders.order_state import OrderState, apply
@@ -33,15 +34,21 @@ BATCH_ROWS = 50_000
 class _Table:
     """Rows for one table, inserted whenever `batch_rows` of them are waiting."""
 
-    def __init__(self, client: object, target: str, names: list[str], batch_rows: int) -> None:
-        self.client, self.target, self.names, self.batch_rows = client, target, names, batch_rows
+    def __init__(self, client: object, target: str, table: Table, batch_rows: int) -> None:
+        self.client, self.target, self.batch_rows = client, target, batch_rows
+        self.names, self.types = table.column_names, [t for _, t in table.columns]
         self.rows: list[tuple[object, ...]] = []
         self.inserts = 0
 
     def flush(self, force: bool = False) -> None:
         if len(self.rows) >= self.batch_rows or (force and self.rows):
             self.client.insert(  # type: ignore[attr-defined]
-                self.target, self.rows, column_names=self.names, settings={"async_insert": 0}
+                self.target,
+                list(zip(*self.rows, strict=True)),  # by columns, as the project's sink does
+                column_names=self.names,
+                column_type_names=self.types,  # as the sink: no DESCRIBE before each insert
+                column_oriented=True,
+                settings={"async_insert": 0},
             )
             self.inserts += 1
             self.rows = []
@@ -79,7 +86,7 @@ def bare_loop(
         tables[table.name] = _Table(
             client,
             qualified(database, table.name),
-            table.column_names,
+            table,
             (batch_rows or {}).get(table.name, BATCH_ROWS),
         )
     order_rows, revenue_rows = tables["orders"], tables["revenue_per_minute"]

@@ -25,7 +25,8 @@ class FaultyClient:
 
     def insert(self, table: str, data: Any, **kw: Any) -> Any:
         if "_progress" not in table:
-            self._plan.before_insert(table, data, kw.get("settings", {}))
+            rows = list(zip(*data, strict=True)) if kw.get("column_oriented") else data
+            self._plan.before_insert(table, rows, kw.get("settings", {}))
         return self._real.insert(table, data, **kw)
 
 

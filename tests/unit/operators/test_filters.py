@@ -2,6 +2,7 @@
 
 import gc
 import hashlib
+from array import array
 
 import msgspec
 import pytest
@@ -144,7 +145,7 @@ def test_dedupe_drops_repeats_and_stays_bounded():
     assert dedupe.process(state, [env(id_="id0", ts=60_000)]) != [Skipped("step", "deduplicated")]
     # and never more than max_keys
     dedupe.process(state, [env(id_=f"n{i}", ts=60_000 + i) for i in range(500)])
-    assert state.size == len(state.seen) == 100
+    assert state.size == len(state) == 100
     assert dedupe.process(state, [env(id_="n499", ts=61_000)]) == [Skipped("step", "deduplicated")]
     assert dedupe.process(state, [env(id_="n0", ts=61_000)]) != [Skipped("step", "deduplicated")]
 
@@ -155,8 +156,10 @@ def test_dedupe_state_and_envelopes_stay_out_of_the_cycle_collector():
     state = dedupe.restore(None)
     batch = [env(id_=f"id{i}", ts=1000 + i) for i in range(2000)]
     dedupe.process(state, batch)
-    assert len(state.seen) == 1000
-    assert not gc.is_tracked(state.seen)
+    assert len(state) == 1000
+    # flat arrays (one object each, whatever they hold) and ints: no object per id
+    parts = [getattr(state, part) for part in state.__slots__]
+    assert all(type(p) is array or (type(p) is int and not gc.is_tracked(p)) for p in parts)
     assert not any(gc.is_tracked(e) or gc.is_tracked(e.command) for e in batch)
 
 
@@ -223,5 +226,5 @@ def test_dedupe_snapshot_of_a_wrapped_ring_restores_the_same_ids():
     dedupe.process(state, [env(id_=f"i{n}", ts=n) for n in range(25)])
     assert state.head != 0  # the ring has wrapped
     restored = dedupe.restore(dedupe.snapshot(state))
-    assert restored.seen == state.seen and restored.size == 10
+    assert dedupe.snapshot(restored) == dedupe.snapshot(state) and restored.size == 10
     assert list(restored.times[: restored.size]) == list(range(15, 25))
