@@ -1,0 +1,85 @@
+"""Process 1 to N-1 of a deployment's Bytewax cluster (`python -m deploy.cluster_process`).
+
+The runtime writes one JSON line to stdin (`deploy.cluster.payload`, with the cluster's
+addresses and this process's id); this process builds the same dataflow, says `ready` on
+stdout, and runs its share until the cluster ends. It then keeps reading stdin: `stop` ends its
+partitions gracefully, and the end of stdin means the runtime is gone (even by kill -9), so it
+exits at once rather than outlive it. It never opens the store.
+
+The spec is parsed again here without an allow-list: it is the text the runtime parsed (and
+held to its allow-list) when the deployment was registered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from dataflows.metrics import Metrics
+from dataflows.source import StartAt
+from dataflows.spec import parse_pipeline
+from deploy.cluster import READY, STOP
+from deploy.deployment import Deployment, DeploymentConfig
+
+#: exit code of a child whose runtime went away
+ORPHANED = 70
+
+
+def _ints(doc: dict[str, Any] | None) -> dict[int, Any] | None:
+    """JSON's keys are text: the partitions they name, as numbers."""
+    return None if doc is None else {int(k): v for k, v in doc.items()}
+
+
+def config_from(doc: dict[str, Any]) -> DeploymentConfig:
+    start = doc["start"]
+    return DeploymentConfig(
+        pipeline=parse_pipeline(doc["spec"], doc["source"]),
+        brokers=doc["brokers"],
+        topic=doc["topic"],
+        clickhouse_dsn=doc["clickhouse_dsn"],
+        recovery_root=Path(doc["recovery_root"]),
+        name=doc["name"],
+        start=StartAt(start["kind"], start["timestamp_ms"], _ints(start["offsets"])),
+        stop_at=_ints(doc["stop_at"]),
+        epoch=timedelta(seconds=doc["epoch_s"]),
+        partitions=doc["partitions"],
+        skips={p: frozenset(o) for p, o in (_ints(doc["skips"]) or {}).items()},
+        careful=_ints(doc["careful"]) or {},
+        processes=doc["processes"],
+        workers=doc["workers"],
+    )
+
+
+def _follow_runtime(deployment: Deployment) -> None:
+    """`stop` from the runtime stops gracefully; the end of stdin ends this process."""
+    for line in sys.stdin:
+        if line.strip() == STOP:
+            deployment.stop(timeout_s=0)
+    os._exit(ORPHANED)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    ready_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # stdout carries `ready` only
+    doc = json.loads(sys.stdin.readline())
+    config = config_from(doc)
+    metrics = Metrics(CollectorRegistry())  # the runtime's metrics come from process 0
+    pipeline = config.pipeline
+    deployment = Deployment(config, metrics.for_deployment(pipeline.name, pipeline.version, ""))
+    threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
+    ready_out.write(READY + "\n")
+    ready_out.flush()
+    deployment.run_member(doc["partitions"], doc["addresses"], doc["proc_id"])
+
+
+if __name__ == "__main__":
+    main()

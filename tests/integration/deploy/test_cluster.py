@@ -1,0 +1,113 @@
+"""A deployment as a Bytewax cluster of processes on one machine, on the real broker and the
+embedded engine: one deployment lives through a cluster run cut by kill -9 of a child, a
+resume on one process from the snapshots of two, and a resume on two from those of one. After
+each stage the projections (orders and windows) equal the oracle of every command so far:
+nothing missing, nothing doubled, and no reject in the DLQ."""
+
+import os
+import signal
+import time
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry
+
+from commands.log import CommandLog
+from dataflows.metrics import Metrics
+from deploy.deployment import Deployment, DeploymentConfig, State
+from examples.orders.generator import OrderGenerator
+from sinks.dlq import dlq_topic
+from sinks.progress import read_progress
+from tests.conftest import produce, read_log
+from tests.oracles import (
+    ORDER_COLUMNS,
+    diff_orders,
+    diff_windows,
+    expected_orders,
+    expected_revenue_per_minute,
+)
+
+#: commands in all: 100,000 for the cluster run that is killed, then 50,000 per rescale
+FIRST, MORE = 100_000, 50_000
+EPOCH = timedelta(seconds=1)  # snapshots often, so the kill lands after some
+
+
+def consumed_here(registry: CollectorRegistry, name: str) -> dict[str, float]:
+    """Commands read per partition by this process (process 0), from its metrics."""
+    found = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if (
+                sample.name == "cqrs_commands_consumed_total"
+                and sample.labels["deployment"] == name
+            ):
+                found[sample.labels["partition"]] = sample.value
+    return found
+
+
+def assert_equals_oracle(store, pipeline, commands):
+    db = pipeline.deployment
+    rows = list(store.query(f"SELECT {ORDER_COLUMNS} FROM `{db}`.orders FINAL").named_results())
+    assert diff_orders(expected_orders(commands), rows) == []
+    revenue = next(p for p in pipeline.projections if p.name == "revenue_per_minute")
+    windows = list(
+        store.query(revenue.projector.view(f"`{db}`.`revenue_per_minute`")).named_results()
+    )
+    want = expected_revenue_per_minute(commands)
+    assert diff_windows(want, windows, ("window_start", "region", "currency")) == []
+
+
+def test_a_cluster_equals_the_oracle_through_a_kill_and_rescales(
+    brokers, make_topic, orders_pipeline, run_bounded, store, store_dsn, tmp_path
+):
+    topic = make_topic(partitions=4)
+    generator = OrderGenerator(seed=71, step_ms=20)
+    commands = generator.take(FIRST)
+    produce(brokers, topic, commands)
+    with CommandLog(brokers, topic) as log:
+        ends = log.end_offsets()
+    total = sum(ends.values())
+
+    # 1. two processes, killed midway: one child dies by SIGKILL after the first snapshots
+    registry = CollectorRegistry()
+    name = orders_pipeline.deployment
+    killed = Deployment(
+        DeploymentConfig(
+            pipeline=orders_pipeline, brokers=brokers, topic=topic, clickhouse_dsn=store_dsn,
+            recovery_root=tmp_path / "recovery", stop_at=ends, epoch=EPOCH, processes=2,
+        ),
+        Metrics(registry).for_deployment(orders_pipeline.name, 1, name),
+    )  # fmt: skip
+    killed.start(killed.prepare(store))
+    deadline = time.monotonic() + 300
+    while sum(o + 1 for o in read_progress(store, name).get("orders", {}).values()) < total // 4:
+        assert killed.join(0) is False, f"the run ended before the kill: {killed.state}"
+        assert time.monotonic() < deadline, "the cluster wrote nothing in 300 s"
+        time.sleep(0.1)
+    cluster = killed.cluster
+    assert cluster is not None and len(cluster.pids) == 1
+    child = cluster.pids[0]
+    os.kill(child, signal.SIGKILL)
+    assert killed.join(120), "process 0 did not end after its peer was killed"
+    assert killed.state is State.FAILED
+    assert not os.path.exists(f"/proc/{child}"), "the killed child was not reaped"
+    here = consumed_here(registry, name)
+    assert 0 < len(here) < len(ends), f"process 0 read partitions {sorted(here)}: no split"
+
+    again = run_bounded(orders_pipeline, topic, epoch=EPOCH, processes=2)
+    assert again.state is State.COMPLETED
+    assert_equals_oracle(store, orders_pipeline, commands)
+
+    # 2. resumed on one process from the snapshots of two, then on two from those of one
+    for processes in (1, 2):
+        more = generator.take(MORE)
+        produce(brokers, topic, more)
+        commands += more
+        run = run_bounded(orders_pipeline, topic, epoch=EPOCH, processes=processes)
+        assert run.state is State.COMPLETED
+        assert_equals_oracle(store, orders_pipeline, commands)
+
+    assert read_log(brokers, dlq_topic(topic)) == []
+    with CommandLog(brokers, topic) as log:
+        ends = log.end_offsets()
+    progress = read_progress(store, name)
+    assert {p: o + 1 for p, o in progress["orders"].items()} == ends
