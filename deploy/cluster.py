@@ -8,6 +8,11 @@ dataflow from the same spec and settings, read their share of the log partitions
 open the store. Their DLQ and topic sinks write to Kafka themselves, flushing before their
 epoch closes as in one process, so a snapshot never covers a reject still in a buffer.
 
+A child reports what its source and steps observe (commands read, positions, lag, rejects) to
+the runtime as JSON lines on its stdout; the runtime applies them to the deployment's metrics,
+so lag per partition and the counts stay whole whichever process reads a partition, and the
+deployment knows which process reads which partition.
+
 The cluster is one unit: a child that dies breaks Bytewax's exchange and process 0's run
 raises, so the supervisor restarts the whole cluster from the last snapshot. Each child reads
 its stdin until the end, and a stdin that ends (the runtime gone, even by kill -9) ends the
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -45,6 +51,12 @@ READY_TIMEOUT_S = 120.0
 EXIT_TIMEOUT_S = 30.0
 READY = "ready"
 STOP = "stop"
+#: the metric callbacks a child reports, by name (`dataflows.metrics.DeploymentMetrics`)
+REPORTED = frozenset(
+    {"on_consumed", "on_step", "on_rejected", "on_skipped", "on_accepted", "on_watermark"}
+)
+#: (process id, callback name, its arguments): a report of a child
+Report = Callable[[int, str, list[Any]], None]
 
 
 class ClusterError(CqrsError):
@@ -63,8 +75,11 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 class Cluster:
     """The child processes of one run of a deployment, from their start to their end."""
 
-    def __init__(self, name: str, payload: dict[str, Any], processes: int, workers: int) -> None:
+    def __init__(
+        self, name: str, payload: dict[str, Any], processes: int, workers: int, report: Report
+    ) -> None:
         self.name = name
+        self._report = report
         self.processes = processes
         self.workers = workers
         self.addresses = [f"127.0.0.1:{p}" for p in free_ports(processes)]
@@ -95,6 +110,11 @@ class Cluster:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for proc_id, child in enumerate(self._children, start=1):
             self._await_ready(proc_id, child, deadline)
+        for proc_id, child in enumerate(self._children, start=1):
+            threading.Thread(
+                target=self._read_reports, args=(proc_id, child), name=f"{self.name}-{proc_id}",
+                daemon=True,
+            ).start()  # fmt: skip
         log.info("%s: cluster of %d processes, children %s", self.name, self.processes, self.pids)
 
     def _await_ready(self, proc_id: int, child: subprocess.Popen[bytes], deadline: float) -> None:
@@ -108,6 +128,18 @@ class Cluster:
                 f"{self.name}: process {proc_id} of {self.processes} did not start "
                 f"(exit code {child.poll()}; its error is in the runtime's log above)"
             )
+
+    def _read_reports(self, proc_id: int, child: subprocess.Popen[bytes]) -> None:
+        """Apply a child's reports until its stdout ends (it must never fill: the child would
+        block on it)."""
+        assert child.stdout is not None
+        for line in child.stdout:
+            try:
+                method, args = json.loads(line)
+                if method in REPORTED:
+                    self._report(proc_id, method, args)
+            except Exception:  # a report is for monitoring: it never stops the cluster
+                log.exception("%s: process %d sent a bad report %r", self.name, proc_id, line)
 
     def stop(self) -> None:
         """Ask every child to end its partitions at their next batch (a graceful stop)."""

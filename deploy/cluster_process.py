@@ -2,7 +2,8 @@
 
 The runtime writes one JSON line to stdin (`deploy.cluster.payload`, with the cluster's
 addresses and this process's id); this process builds the same dataflow, says `ready` on
-stdout, and runs its share until the cluster ends. It then keeps reading stdin: `stop` ends its
+stdout, and runs its share until the cluster ends, reporting what its metrics would count on
+stdout. It then keeps reading stdin: `stop` ends its
 partitions gracefully, and the end of stdin means the runtime is gone (even by kill -9), so it
 exits at once rather than outlive it. It never opens the store.
 
@@ -17,20 +18,44 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
-from prometheus_client import CollectorRegistry
-
-from dataflows.metrics import Metrics
+from dataflows.metrics import DeploymentMetrics
 from dataflows.source import StartAt
 from dataflows.spec import parse_pipeline
-from deploy.cluster import READY, STOP
+from deploy.cluster import READY, REPORTED, STOP
 from deploy.deployment import Deployment, DeploymentConfig
 
 #: exit code of a child whose runtime went away
 ORPHANED = 70
+
+
+class Reporter:
+    """Stands in for the deployment's metrics here: each callback the source and the steps
+    make goes to the runtime as a JSON line (the runtime's metrics are the ones served)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()  # workers of this process report from their threads
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in REPORTED:
+            return _ignore
+
+        def report(*args: Any) -> None:
+            line = json.dumps([method, args]) + "\n"
+            with self._lock:
+                self._out.write(line)
+                self._out.flush()
+
+        return report
+
+
+def _ignore(*args: Any) -> None:
+    return None
 
 
 def _ints(doc: dict[str, Any] | None) -> dict[int, Any] | None:
@@ -72,9 +97,7 @@ def main() -> None:
     sys.stdout = sys.stderr  # stdout carries `ready` only
     doc = json.loads(sys.stdin.readline())
     config = config_from(doc)
-    metrics = Metrics(CollectorRegistry())  # the runtime's metrics come from process 0
-    pipeline = config.pipeline
-    deployment = Deployment(config, metrics.for_deployment(pipeline.name, pipeline.version, ""))
+    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
     threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
     ready_out.write(READY + "\n")
     ready_out.flush()

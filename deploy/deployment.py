@@ -91,6 +91,8 @@ class Deployment:
         self.partitions: list[int] = []
         #: the child processes of a cluster run (while it runs)
         self.cluster: Cluster | None = None
+        #: which process of the cluster reads each partition (0: this one), as reported
+        self.placement: dict[int, int] = {}
 
     @property
     def recovery_dir(self) -> Path:
@@ -184,7 +186,9 @@ class Deployment:
 
     def _run_cluster(self, flow: Dataflow, partitions: list[int], recovery: RecoveryConfig) -> None:
         cfg = self.config
-        cluster = Cluster(self.name, payload(cfg, partitions), cfg.processes, cfg.workers)
+        cluster = Cluster(
+            self.name, payload(cfg, partitions), cfg.processes, cfg.workers, self._reported
+        )
         self.cluster = cluster
         try:
             cluster.start()
@@ -204,6 +208,16 @@ class Deployment:
         finally:
             self.cluster = None
         cluster.finish()
+
+    def _consumed(self, partition: int, records: int, next_offset: int, lag: int | None) -> None:
+        self.placement[partition] = 0
+        self.metrics.on_consumed(partition, records, next_offset, lag)
+
+    def _reported(self, proc_id: int, method: str, args: list[Any]) -> None:
+        """What a child's source and steps observed, on this deployment's metrics."""
+        if method == "on_consumed":
+            self.placement[args[0]] = proc_id
+        getattr(self.metrics, method)(*args)
 
     def run_member(self, partitions: list[int], addresses: list[str], proc_id: int) -> None:
         """Run as process `proc_id` > 0 of a cluster: never opens the store (its table sinks
@@ -235,7 +249,7 @@ class Deployment:
             start=cfg.start,
             stop_at=cfg.stop_at,
             stop_event=self._stop,
-            on_consumed=self.metrics.on_consumed,
+            on_consumed=self._consumed,
             partitions=partitions,
             skips=cfg.skips,
             dlq=dlq_topic(cfg.topic),
