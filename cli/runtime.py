@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +17,7 @@ from core.errors import CqrsError
 from dataflows.spec import load_pipeline
 from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
+from deploy.cluster import MAX_PROCESSES, MAX_WORKERS
 from deploy.deployment import Deployment
 from deploy.runtime import Runtime
 from deploy.settings import Settings
@@ -27,6 +30,25 @@ _allow_module = click.option(
     help="a module (with its submodules) that specs sent to this runtime's API may name, "
     "besides the project's own (repeatable; CQRS_ALLOW_MODULES)",
 )
+
+
+def shape(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--processes N --workers W`: the deployment as a Bytewax cluster on this machine."""
+    command = click.option(
+        "--workers",
+        type=click.IntRange(1, MAX_WORKERS),
+        default=1,
+        show_default=True,
+        help="Bytewax workers in each process (threads: they share the GIL)",
+    )(command)
+    return click.option(
+        "--processes",
+        type=click.IntRange(1, MAX_PROCESSES),
+        default=1,
+        show_default=True,
+        help="processes of the deployment's cluster on this machine; the log's partitions "
+        "are spread over them, the runtime's own process writes ClickHouse",
+    )(command)
 
 
 def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str, ...]) -> Settings:
@@ -44,6 +66,7 @@ def _served(settings: Settings, http_port: int | None, allow_modules: tuple[str,
     is_flag=True,
     help="stop at the log's end offsets as of the start, instead of tailing",
 )
+@shape
 @click.pass_obj
 def run(
     settings: Settings,
@@ -51,13 +74,17 @@ def run(
     http_port: int | None,
     allow_modules: tuple[str, ...],
     until_caught_up: bool,
+    processes: int,
+    workers: int,
 ) -> None:
-    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
+    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C. Another
+    --processes/--workers than the last run's resumes it on the new shape."""
     pipeline = load_pipeline(spec)
     settings = _served(settings, http_port, allow_modules)
     brokers = resolve_brokers(settings)
     with graceful_sigterm(), Runtime(settings, brokers) as runtime:
-        name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
+        text = spec.read_text()
+        name = runtime.ensure(pipeline, text, until_caught_up, processes, workers).name
         console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")
         ended = _wait(runtime, name)
     report_end(ended, name)

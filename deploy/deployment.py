@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,7 +35,7 @@ from dataflows.spec import Pipeline, Projection
 from deploy import recovery_dir
 from deploy.cluster import Cluster, payload
 from deploy.memory import tune_collector
-from deploy.model import State
+from deploy.model import ProcessStatus, State
 from sinks import ddl
 from sinks.dlq import DLQ, dlq_topic
 from sinks.output import ClientFactory, SinkContext
@@ -218,6 +219,15 @@ class Deployment:
         if method == "on_consumed":
             self.placement[args[0]] = proc_id
         getattr(self.metrics, method)(*args)
+
+    def processes_status(self) -> list[ProcessStatus]:
+        """Each process of this run and the partitions it reads (as far as reported)."""
+        cluster = self.cluster
+        pids = [os.getpid(), *(cluster.pids if cluster is not None else [])]
+        return [
+            ProcessStatus(i, pid, sorted(p for p, at in self.placement.items() if at == i))
+            for i, pid in enumerate(pids)
+        ]
 
     def run_member(self, partitions: list[int], addresses: list[str], proc_id: int) -> None:
         """Run as process `proc_id` > 0 of a cluster: never opens the store (its table sinks

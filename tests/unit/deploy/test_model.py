@@ -45,11 +45,12 @@ def roundtrip(value):
 
 def test_a_status_has_the_keys_of_before_and_counters_only_where_the_deployment_runs():
     doc = roundtrip(status())
-    assert list(doc) == STATUS_KEYS
+    assert list(doc) == [*STATUS_KEYS, "processes", "workers"]  # the shape: 1 x 1 by default
+    assert (doc["processes"], doc["workers"]) == (1, 1)
     assert (doc["state"], doc["desired"], doc["stage"]) == ("running", "running", "")
     assert doc["lag"] == {"0": 2} and doc["stop"] is None  # partitions as JSON keys
     live = roundtrip(status(consumed=10.0, accepted=9.0))
-    assert list(live) == [*STATUS_KEYS, "consumed", "accepted"]
+    assert list(live) == [*STATUS_KEYS, "consumed", "accepted", "processes", "workers"]
     decoded = msgspec.json.decode(msgspec.json.encode(status()), type=DeploymentStatus)
     assert decoded == status() and decoded.lag == {0: 2} and decoded.consumed is msgspec.UNSET
 
