@@ -158,6 +158,9 @@ def main(commands: int, memory_commands: int) -> None:
         s["s4_replay"] = replay(brokers)
         s["s5_memory"] = job("ours", "s5-memory", topic="memory6", spec=ORDERS_SPEC, **common)
         s["s6_two_processes"] = two_processes(brokers)
+        from bench import cluster  # scenario 7 imports this module's helpers
+
+        s["s7_cluster"] = cluster.scenario(brokers, "orders6")
         results["scenarios"] = s
     finally:
         broker.stop()
@@ -349,6 +352,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         ours6,
         "one process",
     )
+    if "s7_cluster" in s:
+        from bench import cluster
+
+        rows += cluster.rows(s["s7_cluster"])
     return rows
 
 
