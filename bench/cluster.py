@@ -55,7 +55,7 @@ def replay(brokers: str, topic: str, processes: int, profile: Path | None = None
     runtime = psutil.Process(run.pid)
     while run.poll() is None:
         try:
-            for p in [runtime, *runtime.children()]:
+            for p in [runtime, *runtime.children(recursive=True)]:
                 peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
         except psutil.Error:
             pass  # a process ended between the listing and the sample
