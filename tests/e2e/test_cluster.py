@@ -46,7 +46,7 @@ def test_a_two_process_two_worker_run_shows_its_shape_restarts_as_one_and_leaves
     with CommandLog(brokers, topic) as log:
         log.ensure(4)
     generator = OrderGenerator(seed=81, step_ms=20)
-    commands = generator.take(20_000)
+    commands = generator.take(10_000)
     produce(brokers, topic, commands)
     run = subprocess.Popen(
         [CQRS, "--log-level", "WARNING", "run", SPEC, "--processes", "2", "--workers", "2"],
@@ -63,7 +63,7 @@ def test_a_two_process_two_worker_run_shows_its_shape_restarts_as_one_and_leaves
         assert f"1 (pid {one['pid']})" in wide, wide
 
         os.kill(one["pid"], signal.SIGKILL)
-        more = generator.take(5_000)
+        more = generator.take(2_000)
         produce(brokers, topic, more)
         commands += more
         again = wait_for(
