@@ -14,9 +14,10 @@ so lag per partition and the counts stay whole whichever process reads a partiti
 deployment knows which process reads which partition.
 
 The cluster is one unit: a child that dies breaks Bytewax's exchange and process 0's run
-raises, so the supervisor restarts the whole cluster from the last snapshot. Each child reads
-its stdin until the end, and a stdin that ends (the runtime gone, even by kill -9) ends the
-child at once: no orphan outlives its runtime. The same pipe carries `stop`, the graceful stop.
+raises, so the supervisor restarts the whole cluster from the last snapshot. No orphan outlives
+its runtime (even one killed by kill -9): a child reads its stdin until the end and exits
+there, and on Linux the kernel kills it when the runtime's thread that started it ends
+(`deploy.cluster_process`). The same pipe carries `stop`, the graceful stop.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import select
 import socket
 import subprocess
@@ -96,7 +98,8 @@ class Cluster:
         """Start processes 1 to N-1 and wait until each has built its dataflow (a child that
         cannot parse its spec fails here, before process 0 waits for it on the network)."""
         for proc_id in range(1, self.processes):
-            doc = {**self._payload, "addresses": self.addresses, "proc_id": proc_id}
+            doc = {**self._payload, "addresses": self.addresses, "proc_id": proc_id,
+                   "parent": os.getpid()}  # fmt: skip
             child = subprocess.Popen(
                 [sys.executable, "-m", "deploy.cluster_process"],
                 stdin=subprocess.PIPE,

@@ -3,9 +3,11 @@
 The runtime writes one JSON line to stdin (`deploy.cluster.payload`, with the cluster's
 addresses and this process's id); this process builds the same dataflow, says `ready` on
 stdout, and runs its share until the cluster ends, reporting what its metrics would count on
-stdout. It then keeps reading stdin: `stop` ends its
-partitions gracefully, and the end of stdin means the runtime is gone (even by kill -9), so it
-exits at once rather than outlive it. It never opens the store.
+stdout. It then keeps reading stdin: `stop` ends its partitions gracefully, and the end of
+stdin means the runtime is gone, so it exits at once rather than outlive it. That needs this
+process's Python to run, which a Bytewax worker stuck in Rust may not let it do, so on Linux
+the kernel also kills it when the runtime's thread that started it ends (`PR_SET_PDEATHSIG`:
+that thread ends only after the cluster has). It never opens the store.
 
 The spec is parsed again here without an allow-list: it is the text the runtime parsed (and
 held to its allow-list) when the deployment was registered.
@@ -13,9 +15,11 @@ held to its allow-list) when the deployment was registered.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -31,6 +35,8 @@ from deploy.deployment import Deployment, DeploymentConfig
 
 #: exit code of a child whose runtime went away
 ORPHANED = 70
+#: prctl(2): the signal this process gets when its parent thread ends
+PR_SET_PDEATHSIG = 1
 
 
 class Reporter:
@@ -91,11 +97,22 @@ def _follow_runtime(deployment: Deployment) -> None:
     os._exit(ORPHANED)
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL from the kernel when the thread that started this process ends (Linux); a
+    parent already gone by now (this process was adopted) ends it here."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(ORPHANED)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     ready_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # stdout carries `ready` only
     doc = json.loads(sys.stdin.readline())
+    _die_with_parent(doc["parent"])
     config = config_from(doc)
     deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
     threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
