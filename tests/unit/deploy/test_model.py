@@ -95,3 +95,18 @@ def test_bodies_keep_their_names_and_bounds():
         msgspec.json.decode(b'{"wait": 301}', type=PromoteRequest)
     with pytest.raises(msgspec.ValidationError, match="origin"):
         msgspec.json.decode(b'{"spec": "s", "origin": "local"}', type=ReplayRequest)
+
+
+def test_a_cluster_shape_from_a_client_is_bounded():
+    """A request may not ask the runtime for more processes or workers than one machine is
+    allowed (8 each), nor for none: refused, naming the field."""
+    from deploy.model import InitRequest, ReplayRequest
+
+    ok = msgspec.json.decode(b'{"spec": "x", "processes": 8, "workers": 2}', type=ReplayRequest)
+    assert (ok.processes, ok.workers) == (8, 2)
+    for body, field in ((b'{"spec": "x", "processes": 9}', "processes"),
+                        (b'{"spec": "x", "workers": 0}', "workers"),
+                        (b'{"spec": "x", "processes": "2"}', "processes")):  # fmt: skip
+        for request in (ReplayRequest, InitRequest):
+            with pytest.raises(msgspec.ValidationError, match=rf"\$\.{field}"):
+                msgspec.json.decode(body, type=request)
