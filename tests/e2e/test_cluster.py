@@ -1,7 +1,8 @@
 """`cqrs run --processes 2 --workers 2` as a user runs it: the registry and `cqrs status` show the shape,
 the processes and the partitions each reads; a child killed by SIGKILL brings the cluster down
 and back as one, from its snapshots, and the projection still equals the oracle; a runtime
-killed by SIGKILL leaves no child behind."""
+killed by SIGKILL leaves no child behind; and the next `cqrs run --processes 1` resumes on one
+process from those snapshots."""
 
 import json
 import os
@@ -76,12 +77,7 @@ def test_a_two_process_two_worker_run_shows_its_shape_restarts_as_one_and_leaves
             "the cluster back after its child was killed",
         )
         assert sum(again["next"].values()) == sum(again["end"].values())
-        doc = json.loads(
-            cqrs(env, "query", f"SELECT {ORDER_COLUMNS} FROM orders_v1.orders FINAL",
-                 "--format", "json").stdout
-        )  # fmt: skip
-        rows = [dict(zip(doc["columns"], row, strict=True)) for row in doc["rows"]]
-        assert diff_orders(expected_orders(commands), rows) == []
+        assert diff_orders(expected_orders(commands), query_orders(env)) == []
 
         child = again["cluster"][1]["pid"]
         run.send_signal(signal.SIGKILL)
@@ -90,10 +86,26 @@ def test_a_two_process_two_worker_run_shows_its_shape_restarts_as_one_and_leaves
         while os.path.exists(f"/proc/{child}") and _state(child) != "Z":
             assert time.monotonic() < deadline, f"child {child} outlived its runtime"
             time.sleep(0.1)
+
+        # the next run asks for one process: it resumes from the snapshots of two
+        done = cqrs(env, "run", SPEC, "--until-caught-up", "--processes", "1")
+        assert "orders_v1 completed" in done.stderr
+        after = status(env)
+        assert (after["processes"], after["workers"]) == (1, 1)
+        assert after["next"] == after["end"]
+        assert diff_orders(expected_orders(commands), query_orders(env)) == []
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def query_orders(env):
+    doc = json.loads(
+        cqrs(env, "query", f"SELECT {ORDER_COLUMNS} FROM orders_v1.orders FINAL",
+             "--format", "json").stdout
+    )  # fmt: skip
+    return [dict(zip(doc["columns"], row, strict=True)) for row in doc["rows"]]
 
 
 def _state(pid):
