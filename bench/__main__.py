@@ -160,6 +160,9 @@ def main(commands: int, memory_commands: int) -> None:
         s["s5_memory"] = job("ours", "s5-memory", topic="memory6", spec=ORDERS_SPEC, **common)
         s["s6_two_processes"] = two_processes(brokers)
         s["s7_edge"] = edge.run(brokers, WORK / "s7-edge")
+        from bench import cluster  # scenario 8 imports this module's helpers
+
+        s["s8_cluster"] = cluster.scenario(brokers, "orders6")
         results["scenarios"] = s
     finally:
         broker.stop()
@@ -352,6 +355,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         "one process",
     )
     rows += edge.rows(s["s7_edge"])
+    if "s8_cluster" in s:
+        from bench import cluster
+
+        rows += cluster.rows(s["s8_cluster"])
     return rows
 
 

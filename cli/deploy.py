@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.progress import TextColumn
 from rich.text import Text
 
+from cli.runtime import shape
 from cli.ui import console, out, progress_bar
 from core.errors import CqrsError
 from deploy import bootstrap
@@ -70,16 +71,17 @@ PROMOTE_GRACE_S = 30.0
 )
 @click.option("--keep-blue", is_flag=True, help="stop after promote; clean up by hand")
 @click.option("--keep-green", is_flag=True, help="if await or promote fails, leave green in flight")
+@shape()
 @click.pass_obj
 def deploy_all(
     settings: Settings, spec: Path, max_behind: float, timeout: float, rollback_window: float,
-    keep_blue: bool, keep_green: bool,
+    keep_blue: bool, keep_green: bool, processes: int, workers: int,
 ) -> None:  # fmt: skip
     """The whole lifecycle for SPEC. A failed await or promote aborts green again (blue never
     stopped serving), so the pipeline is left as it was and the next deploy is not refused;
     `--keep-green` leaves green in flight instead."""
     client = bootstrap.runtime_service(settings)
-    state = client.deploy_init(InitRequest(spec.read_text(), str(spec)))
+    state = client.deploy_init(InitRequest(spec.read_text(), str(spec), processes, workers))
     pipeline, green, blue = state.pipeline, state.green, state.active
     _show(state)
     if green is not None:
@@ -136,10 +138,11 @@ def _undo(client: Service, pipeline: str, green: str, blue: str, cause: CqrsErro
 
 @deploy.command("init")
 @click.argument("spec", type=click.Path(path_type=Path))
+@shape()
 @click.pass_obj
-def deploy_init(settings: Settings, spec: Path) -> None:
+def deploy_init(settings: Settings, spec: Path, processes: int, workers: int) -> None:
     """Start green from the earliest offset, tailing, beside blue."""
-    request = InitRequest(spec.read_text(), str(spec))
+    request = InitRequest(spec.read_text(), str(spec), processes, workers)
     _show(bootstrap.runtime_service(settings).deploy_init(request))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.progress import TextColumn
 
-from cli.runtime import graceful_sigterm, report_end
+from cli.runtime import graceful_sigterm, report_end, shape
 from cli.ui import console, progress_bar
 from core.errors import CqrsError
 from dataflows.spec import load_pipeline
@@ -35,6 +35,7 @@ from deploy.settings import Settings
 @click.option("--into", help="the new deployment's database (default <pipeline>_v<version>)")
 @click.option("--follow", is_flag=True, help="keep tailing after the end: become live")
 @click.option("--detach", is_flag=True, help="with a runtime running: return at once")
+@shape()
 @click.pass_obj
 def replay(
     settings: Settings,
@@ -44,12 +45,16 @@ def replay(
     into: str | None,
     follow: bool,
     detach: bool,
+    processes: int,
+    workers: int,
 ) -> None:
     """Rebuild a pipeline's projections from the log, into a new database."""
     if follow and until:
         raise click.UsageError("--until and --follow exclude each other: a bound, or tailing")
     pipeline = load_pipeline(spec)
-    request = ReplayRequest(spec.read_text(), str(spec), start, until, follow, into)
+    request = ReplayRequest(
+        spec.read_text(), str(spec), start, until, follow, into, processes, workers
+    )
     with contextlib.ExitStack() as stack:
         svc = stack.enter_context(bootstrap.runtime_or_local(settings))
         if isinstance(svc, RuntimeClient):  # the runtime that runs, over its API

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +17,7 @@ from core.errors import CqrsError
 from dataflows.spec import load_pipeline
 from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
+from deploy.cluster import MAX_PROCESSES, MAX_WORKERS
 from deploy.deployment import Deployment
 from deploy.runtime import Runtime
 from deploy.settings import Settings
@@ -34,6 +37,33 @@ _panels = click.option(
     help="the domain's dashboard panels (CQRS_PANELS; the orders demo's: "
     "examples.orders.dashboard:PANELS); none: the dashboard shows health only",
 )
+
+
+def shape(registered: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--processes N --workers W`: the deployment as a Bytewax cluster on this machine. With
+    `registered`, a flag left out keeps the shape the deployment was registered with (a restart
+    does not rescale it); otherwise a new deployment gets one process of one worker."""
+    default = None if registered else 1
+    kept = "; default: as registered, 1 for a new deployment" if registered else ""
+
+    def options(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--workers",
+            type=click.IntRange(1, MAX_WORKERS),
+            default=default,
+            show_default=not registered,
+            help=f"Bytewax workers in each process (threads: they share the GIL){kept}",
+        )(command)
+        return click.option(
+            "--processes",
+            type=click.IntRange(1, MAX_PROCESSES),
+            default=default,
+            show_default=not registered,
+            help="processes of the deployment's cluster on this machine; the log's partitions "
+            f"are spread over them, the runtime's own process writes ClickHouse{kept}",
+        )(command)
+
+    return options
 
 
 def _served(
@@ -59,6 +89,7 @@ def _served(
     is_flag=True,
     help="stop at the log's end offsets as of the start, instead of tailing",
 )
+@shape(registered=True)
 @click.pass_obj
 def run(
     settings: Settings,
@@ -67,13 +98,17 @@ def run(
     allow_modules: tuple[str, ...],
     panels: str | None,
     until_caught_up: bool,
+    processes: int | None,
+    workers: int | None,
 ) -> None:
-    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C."""
+    """Run a pipeline's deployment in a runtime of this process, until Ctrl-C. Another
+    --processes/--workers than the registered shape resumes it on the new shape."""
     pipeline = load_pipeline(spec)
     settings = _served(settings, http_port, allow_modules, panels)
     brokers = resolve_brokers(settings)
     with graceful_sigterm(), Runtime(settings, brokers) as runtime:
-        name = runtime.ensure(pipeline, spec.read_text(), stop_now=until_caught_up).name
+        text = spec.read_text()
+        name = runtime.ensure(pipeline, text, until_caught_up, processes, workers).name
         console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")
         ended = _wait(runtime, name)
     report_end(ended, name)

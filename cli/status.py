@@ -20,8 +20,9 @@ from deploy.settings import Settings
 @click.option("--wide", is_flag=True, help="every column: exact offsets, rows, commands taken in")
 @click.pass_obj
 def status(settings: Settings, as_json: bool, everything: bool, wide: bool) -> None:
-    """Every deployment: state, lag, how far behind and progress (--wide: also the rows per
-    projection and the commands taken in and accepted; --json: per partition)."""
+    """Every deployment: state, lag, how far behind and progress (--wide: also its processes
+    and the partitions each reads, the rows per projection and the commands taken in and
+    accepted; --json: per partition)."""
     statuses = bootstrap.service(settings).list_deployments(everything)
     if as_json:
         click.echo(msgspec.json.encode(statuses).decode())
@@ -31,7 +32,7 @@ def status(settings: Settings, as_json: bool, everything: bool, wide: bool) -> N
 
 #: the columns that fit 80 terminal columns; `--wide` adds the rest
 COMPACT = ("deployment", "state", "lag", "behind", "progress")
-WIDE = (*COMPACT, "rows", "in / accepted")
+WIDE = (*COMPACT, "procs", "partitions", "rows", "in / accepted")
 
 
 def status_table(statuses: list[DeploymentStatus], wide: bool = False) -> FittedTable:
@@ -47,10 +48,27 @@ def status_table(statuses: list[DeploymentStatus], wide: bool = False) -> Fitted
         behind = f"{s.behind_s:.1f}s" if s.behind_s is not None else "?"
         row = [s.name, state, f"{lag:,}", behind, _progress(s, wide)]
         if wide:
+            row += [_shape(s), _placement(s)]
             row.append(", ".join(f"{k} {v:,}" for k, v in s.rows.items()))
             row.append(_taken_in(s))
         rows.append(row)
-    return FittedTable(WIDE if wide else COMPACT, rows, wrap=("state", "rows", "in / accepted"))
+    wrap = ("state", "partitions", "rows", "in / accepted")
+    return FittedTable(WIDE if wide else COMPACT, rows, wrap=wrap)
+
+
+def _shape(s: DeploymentStatus) -> str:
+    """Processes, and workers in each when more than one: `2`, `2x4`."""
+    return str(s.processes) if s.workers == 1 else f"{s.processes}x{s.workers}"
+
+
+def _placement(s: DeploymentStatus) -> str:
+    """Which process (its pid) reads which log partitions: known to the runtime that runs
+    the deployment only."""
+    if s.cluster is msgspec.UNSET:
+        return ""
+    return "; ".join(
+        f"{p.process} (pid {p.pid}): {','.join(map(str, p.partitions)) or '-'}" for p in s.cluster
+    )
 
 
 def _progress(s: DeploymentStatus, exact: bool) -> str:

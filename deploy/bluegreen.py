@@ -74,8 +74,16 @@ class BlueGreen:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def init(self, spec_text: str, source: str, origin: Origin = Origin.LOCAL) -> BlueGreenState:
-        """A spec from the API (`Origin.API`) may name only allowed modules."""
+    def init(
+        self,
+        spec_text: str,
+        source: str,
+        origin: Origin = Origin.LOCAL,
+        processes: int = 1,
+        workers: int = 1,
+    ) -> BlueGreenState:
+        """A spec from the API (`Origin.API`) may name only allowed modules. Green runs as
+        a cluster of `processes` by `workers` when asked (blue keeps its own shape)."""
         rt = self._host
         pipeline = rt.specs.parse(spec_text, source, origin)
         name = pipeline.deployment
@@ -117,6 +125,7 @@ class BlueGreen:
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=spec_text,
                 source=source, topic=topic, start=starts, stop=None, origin=origin,
                 stage=Stage.GREEN if active is not None else Stage.ACTIVE,
+                processes=processes, workers=workers,
             )  # fmt: skip
             rt.records.save(record)
             rt.records.note(record, "init", f"green beside {active.name}" if active else "first")

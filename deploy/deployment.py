@@ -2,23 +2,27 @@
 Bytewax recovery directory, and its DLQ.
 
 It runs its Bytewax execution in a thread of the runtime (with embedded ClickHouse only one
-process may open the store). Stopping is graceful: the source ends its partitions, Bytewax
-closes the epoch, the sinks flush and the last snapshot is written.
+process may open the store); with `processes` > 1 that thread is process 0 of a Bytewax
+cluster whose other processes are children of the runtime (`deploy.cluster`). Stopping is
+graceful: the source ends its partitions, Bytewax closes the epoch, the sinks flush and the
+last snapshot is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import Sink
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import FixedPartitionedSink, Sink
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 from clickhouse_connect.driver.client import Client
 
 from commands.log import CommandLog
@@ -28,8 +32,10 @@ from dataflows.executor import Observers
 from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
+from deploy import recovery_dir
+from deploy.cluster import Cluster, payload
 from deploy.memory import tune_collector
-from deploy.model import State
+from deploy.model import ProcessStatus, State
 from sinks import ddl
 from sinks.dlq import DLQ, dlq_topic
 from sinks.output import ClientFactory, SinkContext
@@ -43,8 +49,6 @@ log = logging.getLogger(__name__)
 #: few seconds of log, while a snapshot (open orders, dedupe ids, open windows per partition)
 #: is written to SQLite a handful of times a minute rather than every second.
 EPOCH = timedelta(seconds=5)
-#: one Bytewax worker per deployment, so one recovery partition
-RECOVERY_PARTITIONS = 1
 
 
 @dataclass
@@ -71,6 +75,9 @@ class DeploymentConfig:
     skips: dict[int, frozenset[int]] = field(default_factory=dict)
     #: per partition, an offset up to which the source reads one record per batch
     careful: dict[int, int] = field(default_factory=dict)
+    #: the shape of the Bytewax cluster: processes on this machine, workers in each
+    processes: int = 1
+    workers: int = 1
 
 
 class Deployment:
@@ -85,6 +92,10 @@ class Deployment:
         self._thread: threading.Thread | None = None
         #: the partitions this run reads (set when it starts)
         self.partitions: list[int] = []
+        #: the child processes of a cluster run (while it runs)
+        self.cluster: Cluster | None = None
+        #: which process of the cluster reads each partition (0: this one), as reported
+        self.placement: dict[int, int] = {}
 
     @property
     def recovery_dir(self) -> Path:
@@ -110,7 +121,7 @@ class Deployment:
             projection.output.prepare(client, sinks)
         if not self.recovery_dir.exists():
             self.recovery_dir.mkdir(parents=True)
-            init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
+            init_db_dir(self.recovery_dir, recovery_dir.PARTITIONS)
         return partitions
 
     def _sinks(self, partitions: list[int]) -> SinkContext:
@@ -138,15 +149,8 @@ class Deployment:
         return int(2 * len(partitions) * per_epoch)
 
     def _check_recovery(self, client: Client) -> None:
-        parts = [self.recovery_dir / f"part-{i}.sqlite3" for i in range(RECOVERY_PARTITIONS)]
         if self.recovery_dir.exists():
-            missing = [p.name for p in parts if not p.exists()]
-            if missing:
-                raise RecoveryError(
-                    f"{self.name}: recovery partition(s) {missing} are missing from "
-                    f"{self.recovery_dir}; resuming would reprocess or skip commands. Restore "
-                    f"them, or rebuild the projections with a replay into a new database"
-                )
+            recovery_dir.check(self.name, self.recovery_dir)
             return
         exists = client.command(
             f"SELECT count() FROM system.tables WHERE database = {ddl.literal(self.database)} "
@@ -160,16 +164,105 @@ class Deployment:
             )
 
     def run(self, partitions: list[int]) -> None:
-        """Run the dataflow in this thread until it completes, fails or is stopped."""
+        """Run the dataflow in this thread until it completes, fails or is stopped: alone, or
+        as process 0 of a cluster whose other processes this run starts and ends."""
         cfg = self.config
         self.partitions = list(partitions)
+        flow, opened = self._flow(partitions, holds_store=True)
+        self.state = State.RUNNING
+        tune_collector()
+        recovery = RecoveryConfig(str(self.recovery_dir))
+        try:
+            if cfg.processes == 1 and cfg.workers == 1:
+                run_main(flow, epoch_interval=cfg.epoch, recovery_config=recovery)
+            else:
+                self._run_cluster(flow, partitions, recovery)
+        except BaseException as exc:
+            self.state = State.FAILED
+            self.error = exc
+            # The Python error and its traceback, under the text of Bytewax's Rust panic.
+            log.error("deployment %s failed: %s", self.name, exc, exc_info=exc)
+            raise
+        finally:
+            for part in opened:
+                part.close_all()
+        self.state = State.STOPPED if self._stop.is_set() else State.COMPLETED
+
+    def _run_cluster(self, flow: Dataflow, partitions: list[int], recovery: RecoveryConfig) -> None:
+        cfg = self.config
+        cluster = Cluster(
+            self.name, payload(cfg, partitions), cfg.processes, cfg.workers, self._reported
+        )
+        self.cluster = cluster
+        try:
+            cluster.start()
+            if self._stop.is_set():  # stopped while the children started
+                cluster.stop()
+            cluster_main(
+                flow,
+                cluster.addresses if cfg.processes > 1 else [],
+                0,
+                epoch_interval=cfg.epoch,
+                recovery_config=recovery,
+                worker_count_per_proc=cfg.workers,
+            )
+        except BaseException:
+            cluster.kill()
+            raise
+        finally:
+            self.cluster = None
+        cluster.finish()
+
+    def _consumed(self, partition: int, records: int, next_offset: int, lag: int | None) -> None:
+        self.placement[partition] = 0
+        self.metrics.on_consumed(partition, records, next_offset, lag)
+
+    def _reported(self, proc_id: int, method: str, args: list[Any]) -> None:
+        """What a child's source and steps observed, on this deployment's metrics."""
+        if method == "on_consumed":
+            self.placement[args[0]] = proc_id
+        getattr(self.metrics, method)(*args)
+
+    def processes_status(self) -> list[ProcessStatus]:
+        """Each process of this run and the partitions it reads (as far as reported)."""
+        cluster = self.cluster
+        pids = [os.getpid(), *(cluster.pids if cluster is not None else [])]
+        return [
+            ProcessStatus(i, pid, sorted(p for p, at in self.placement.items() if at == i))
+            for i, pid in enumerate(pids)
+        ]
+
+    def run_member(self, partitions: list[int], addresses: list[str], proc_id: int) -> None:
+        """Run as process `proc_id` > 0 of a cluster: never opens the store (its table sinks
+        list no partitions here, so their rows go to process 0)."""
+        cfg = self.config
+        self.partitions = list(partitions)
+        flow, opened = self._flow(partitions, holds_store=False)
+        self.state = State.RUNNING
+        tune_collector()
+        try:
+            cluster_main(
+                flow,
+                addresses,
+                proc_id,
+                epoch_interval=cfg.epoch,
+                recovery_config=RecoveryConfig(str(self.recovery_dir)),
+                worker_count_per_proc=cfg.workers,
+            )
+        finally:
+            for part in opened:
+                part.close_all()
+
+    def _flow(self, partitions: list[int], holds_store: bool) -> tuple[Dataflow, list[Any]]:
+        """The deployment's dataflow, and what it opens (to close when the run ends)."""
+        cfg = self.config
         source = CommandLogSource(
             cfg.brokers,
             cfg.topic,
             start=cfg.start,
             stop_at=cfg.stop_at,
             stop_event=self._stop,
-            on_consumed=self.metrics.on_consumed,
+            on_consumed=self._consumed,
             partitions=partitions,
             skips=cfg.skips,
             dlq=dlq_topic(cfg.topic),
@@ -177,11 +270,13 @@ class Deployment:
         )
 
         sinks = self._sinks(partitions)
-        opened: list[CommandLogSource | Sink[Any]] = [source]
+        opened: list[Any] = [source]
 
         def projection_sink(projection: Projection) -> Sink[Any]:
             sink = projection.output.sink(sinks)
             opened.append(sink)
+            if not holds_store and isinstance(sink, FixedPartitionedSink):
+                return Elsewhere(sink)
             return sink
 
         m = self.metrics
@@ -201,24 +296,7 @@ class Deployment:
                 on_watermark=m.on_watermark,
             ),
         )
-        self.state = State.RUNNING
-        tune_collector()
-        try:
-            run_main(
-                flow,
-                epoch_interval=cfg.epoch,
-                recovery_config=RecoveryConfig(str(self.recovery_dir)),
-            )
-        except BaseException as exc:
-            self.state = State.FAILED
-            self.error = exc
-            # The Python error and its traceback, under the text of Bytewax's Rust panic.
-            log.error("deployment %s failed: %s", self.name, exc, exc_info=exc)
-            raise
-        finally:
-            for part in opened:
-                part.close_all()
-        self.state = State.STOPPED if self._stop.is_set() else State.COMPLETED
+        return flow, opened
 
     def start(self, partitions: list[int]) -> None:
         """Run in a thread of its own."""
@@ -235,10 +313,14 @@ class Deployment:
             self.run(partitions)
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        """Ask the source to end, then wait for the final flush and snapshot."""
+        """Ask the source to end (in every process of a cluster), then wait for the final
+        flush and snapshot."""
         if self.state == State.RUNNING:
             self.state = State.STOPPING
         self._stop.set()
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.stop()
         self.join(timeout_s)
 
     def join(self, timeout_s: float | None = None) -> bool:
@@ -246,3 +328,20 @@ class Deployment:
             self._thread.join(timeout_s)
             return not self._thread.is_alive()
         return True
+
+
+class Elsewhere(FixedPartitionedSink[Any, Any]):
+    """A partitioned sink whose partitions all live in another process (process 0, which
+    holds the store): it routes items as the real sink does, and builds none here."""
+
+    def __init__(self, sink: FixedPartitionedSink[Any, Any]) -> None:
+        self._sink = sink
+
+    def list_parts(self) -> list[str]:
+        return []
+
+    def part_fn(self, item_key: str) -> int:
+        return self._sink.part_fn(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
+        raise AssertionError(f"{for_part} of {step_id} is built in process 0 only")

@@ -92,6 +92,7 @@ class LocalService:
             record = Record(
                 name=name, pipeline=pipeline.name, version=pipeline.version, spec=request.spec,
                 source=request.source, topic=topic, start=starts, stop=stops, origin=origin,
+                processes=request.processes, workers=request.workers,
             )  # fmt: skip
             self.records.save(record)
             self.records.note(record, "created", f"from {start or pipeline.spec.source.start}")
@@ -138,7 +139,9 @@ class LocalService:
         return self.bluegreen.history(pipeline)
 
     def deploy_init(self, request: InitRequest, origin: Origin = Origin.LOCAL) -> BlueGreenState:
-        return self.bluegreen.init(request.spec, request.source, origin)
+        return self.bluegreen.init(
+            request.spec, request.source, origin, request.processes, request.workers
+        )
 
     def deploy_promote(self, pipeline: str, request: PromoteRequest) -> BlueGreenState:
         return self.bluegreen.promote(pipeline, request.force, request.max_behind, request.wait)
@@ -165,6 +168,7 @@ class LocalService:
             status.accepted = metric_total(
                 self.metrics_registry, "cqrs_commands_accepted_total", record
             )
+            status.cluster = live.processes_status()
         return status
 
     def _record(self, name: str) -> Record:

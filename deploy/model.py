@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from deploy.cluster import MAX_PROCESSES, MAX_WORKERS
+
 
 class State(StrEnum):
     """How a deployment's run is doing (set by the run; recorded in the registry)."""
@@ -81,6 +83,20 @@ class Health(msgspec.Struct):
     pid: int
 
 
+#: a deployment's cluster on one machine: processes, and Bytewax workers in each
+Processes = Annotated[int, msgspec.Meta(ge=1, le=MAX_PROCESSES)]
+Workers = Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)]
+
+
+class ProcessStatus(msgspec.Struct):
+    """One process of a running deployment's cluster (0: the runtime's own) and the log
+    partitions it reads."""
+
+    process: int
+    pid: int
+    partitions: list[int]
+
+
 class DeploymentStatus(msgspec.Struct, kw_only=True):
     """What `cqrs status` shows of one deployment (see `deploy.status.describe`)."""
 
@@ -105,6 +121,10 @@ class DeploymentStatus(msgspec.Struct, kw_only=True):
     #: commands read and accepted, counted by the runtime that runs it (absent elsewhere)
     consumed: float | UnsetType = UNSET
     accepted: float | UnsetType = UNSET
+    #: its shape (registered), and while it runs in the answering runtime, its processes
+    processes: int = 1
+    workers: int = 1
+    cluster: list[ProcessStatus] | UnsetType = UNSET
 
 
 class DeploymentHealth(DeploymentStatus, kw_only=True):
@@ -221,11 +241,15 @@ class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
     until: str | None = None
     follow: bool = False
     into: str | None = None
+    processes: Processes = 1
+    workers: Workers = 1
 
 
 class InitRequest(msgspec.Struct, forbid_unknown_fields=True):
     spec: Text
     source: Text = "<request>"
+    processes: Processes = 1
+    workers: Workers = 1
 
 
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -35,6 +35,8 @@ DEPLOYMENTS = Table(
         ("updated_at", "DateTime64(3, 'UTC')"),
         ("revision", "UInt64"),
         ("origin", "LowCardinality(String)"),
+        ("processes", "UInt16"),
+        ("workers", "UInt16"),
     ),
     order_by=("name",),
     version="revision",
@@ -72,6 +74,9 @@ class Record(msgspec.Struct):
     error: str = ""
     created_at: int = 0
     origin: Origin = Origin.LOCAL
+    #: its Bytewax cluster on one machine: processes, and workers in each
+    processes: int = 1
+    workers: int = 1
 
 
 class Records:
@@ -92,6 +97,11 @@ class Records:
             f"ALTER TABLE {qualified(self._database, DEPLOYMENTS.name)}{on_cluster(cluster)} "
             f"ADD COLUMN IF NOT EXISTS origin LowCardinality(String)"
         )
+        for shape in ("processes", "workers"):  # registries made before clusters: one
+            self._client.command(
+                f"ALTER TABLE {qualified(self._database, DEPLOYMENTS.name)}{on_cluster(cluster)} "
+                f"ADD COLUMN IF NOT EXISTS {shape} UInt16 DEFAULT 1"
+            )
         self._client.command(create_table(self._database, EVENTS, cluster))
 
     def save(self, record: Record) -> None:
@@ -102,7 +112,7 @@ class Records:
             record.name, record.pipeline, record.version, record.spec, record.source,
             record.topic, _json(record.start), _json(record.stop), record.desired,
             record.state, record.stage, record.error[:2000], record.created_at, now,
-            time.time_ns(), record.origin,
+            time.time_ns(), record.origin, record.processes, record.workers,
         )  # fmt: skip
         self._client.insert(
             qualified(self._database, DEPLOYMENTS.name),
@@ -155,7 +165,7 @@ class Records:
     def _select(self, where: str) -> list[Record]:
         result = self._client.query(
             "SELECT name, pipeline, version, spec, source, topic, start, stop, desired, state, "
-            "stage, error, toUnixTimestamp64Milli(created_at), origin "
+            "stage, error, toUnixTimestamp64Milli(created_at), origin, processes, workers "
             f"FROM {qualified(self._database, DEPLOYMENTS.name)} FINAL {where} ORDER BY name"
         )
         return [
@@ -174,6 +184,8 @@ class Records:
                 error=r[11],
                 created_at=r[12],
                 origin=Origin(r[13] or Origin.LOCAL),
+                processes=max(1, r[14]),
+                workers=max(1, r[15]),
             )
             for r in result.result_rows
         ]

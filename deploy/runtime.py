@@ -215,6 +215,8 @@ class Runtime(LocalService):
                 stop_at=stop_override if stop_override is not None else record.stop,
                 skips=self.records.skips(record.name),
                 careful=self.supervisor.careful(record.name),
+                processes=record.processes,
+                workers=record.workers,
             ),
             self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
@@ -297,11 +299,20 @@ class Runtime(LocalService):
             return None
         return str(root_cause(ended.error))
 
-    def ensure(self, pipeline: Pipeline, spec_text: str, stop_now: bool = False) -> Deployment:
+    def ensure(
+        self,
+        pipeline: Pipeline,
+        spec_text: str,
+        stop_now: bool = False,
+        processes: int | None = None,
+        workers: int | None = None,
+    ) -> Deployment:
         """Run a pipeline's own deployment (`cqrs run`): registered on first use, resumed after.
         The first deployment of a pipeline becomes its active one (the stable views read it);
         a later version runs beside it, outside the views, until `cqrs deploy` promotes one.
-        `stop_now` bounds this run at the log's current end without changing the record."""
+        `stop_now` bounds this run at the log's current end without changing the record. A
+        shape (`processes`, `workers`) other than the registered one rescales it: it resumes
+        from its snapshots on the new shape; None keeps the registered one (1 when new)."""
         name = pipeline.deployment
         with self.lock:
             record = self.records.get(name)
@@ -321,12 +332,16 @@ class Runtime(LocalService):
                     f"{name} is registered with another spec; a changed pipeline needs a new "
                     f"version (and a new deployment)"
                 )
+            processes = record.processes if processes is None else processes
+            workers = record.workers if workers is None else workers
+            rescaled = (record.processes, record.workers) != (processes, workers)
             record.desired = Desired.RUNNING
+            record.processes, record.workers = processes, workers
             self.records.save(record)
             stop = self.logs.end_offsets(topic) if stop_now else None
             resumed = self.deployments.get(name)
-            if stop is not None and resumed is not None and resumed.join(0) is False:
-                resumed.stop()  # resumed on open, tailing: this run wants a bound instead
+            if (stop is not None or rescaled) and resumed is not None and resumed.join(0) is False:
+                resumed.stop()  # resumed on open as it was: this run wants a bound or a shape
             deployment = self.launch(record, stop_override=stop)
             if record.stage == Stage.ACTIVE and layer.active(pipeline.name) != name:
                 layer.switch(pipeline.name, name)

@@ -109,6 +109,8 @@ def describe(
         done=done,
         total=total,
         rows=rows,
+        processes=record.processes,
+        workers=record.workers,
     )
 
 

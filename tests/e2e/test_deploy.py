@@ -187,11 +187,12 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         assert {everything[n][1] for n in ("orders_v1", "orders_v2", "orders_v3")} == {"retired"}
         (wide,) = [cells(line) for line in cqrs(narrow, "status", "--wide").stdout.splitlines()
                    if cells(line)]  # fmt: skip
-        assert wide[0] == "orders_v4" and len(wide) == 7, wide
+        assert wide[0] == "orders_v4" and len(wide) == 9, wide
+        assert wide[5] == "1" and re.fullmatch(r"0 \(pid \d+\): [\d,]+", wide[6]), wide
         assert re.fullmatch(
-            r"orders [\d,]+, revenue_per_minute [\d,]+, top_skus_5m [\d,]+", wide[5]
+            r"orders [\d,]+, revenue_per_minute [\d,]+, top_skus_5m [\d,]+", wide[7]
         )
-        assert re.fullmatch(r"[\d,]+ / [\d,]+", wide[6]), wide
+        assert re.fullmatch(r"[\d,]+ / [\d,]+", wide[8]), wide
         history = cqrs(narrow, "deploy", "history", "orders").stdout.splitlines()
         assert "orders_v3 (retired): top_skus_5m step changed: sliding" in history
         assert "orders_v4 (active): the same spec as orders_v3 but its version" in history

@@ -73,7 +73,7 @@ def test_a_deployment_that_wrote_nothing_yet(store, db):
         "stage": "", "error": None, "follow": False, "start": {0: 10, 1: 0},
         "stop": {0: 50, 1: 30}, "next": {0: 10, 1: 0}, "end": {0: 60, 1: 40},
         "lag": {0: 50, 1: 40}, "behind": None, "behind_s": None, "done": 0, "total": 70,
-        "rows": {},
+        "rows": {}, "processes": 1, "workers": 1,
     }  # fmt: skip
     create(store, db)  # tables, but no progress rows: still nothing written
     assert written(store, db, TABLES) == {}

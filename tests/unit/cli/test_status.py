@@ -26,7 +26,14 @@ def status(name, **changed):
 
 
 STATUSES = [
-    status("revenue_by_region_v12"),
+    status(
+        "revenue_by_region_v12",
+        processes=2,
+        cluster=[
+            {"process": 0, "pid": 100, "partitions": [0]},
+            {"process": 1, "pid": 101, "partitions": [1]},
+        ],
+    ),
     status("orders_v2", state="stopped", desired="stopped", lag={"0": 0}, behind_s=None),
     status("orders_v3", follow=True, done=5, total=5, behind_s=0.0),
     status("empty_v1", state="completed", done=0, total=0, lag={}),
@@ -41,7 +48,7 @@ COMPACT_ROWS = [
 ]
 WIDE_ROW = [
     "revenue_by_region_v12", "running", "1,234,567", "12.2s", "12,345,678/12,345,679",
-    "orders 1,234,567, revenue_per_minute 98,765, top_skus_5m 4,321", "12,345,678 / 12,300,000",
+    "2", "0 (pid 100): 0; 1 (pid 101): 1", "orders 1,234,567, revenue_per_minute 98,765, top_skus_5m 4,321", "12,345,678 / 12,300,000",
 ]  # fmt: skip
 
 

@@ -45,11 +45,12 @@ def roundtrip(value):
 
 def test_a_status_has_the_keys_of_before_and_counters_only_where_the_deployment_runs():
     doc = roundtrip(status())
-    assert list(doc) == STATUS_KEYS
+    assert list(doc) == [*STATUS_KEYS, "processes", "workers"]  # the shape: 1 x 1 by default
+    assert (doc["processes"], doc["workers"]) == (1, 1)
     assert (doc["state"], doc["desired"], doc["stage"]) == ("running", "running", "")
     assert doc["lag"] == {"0": 2} and doc["stop"] is None  # partitions as JSON keys
     live = roundtrip(status(consumed=10.0, accepted=9.0))
-    assert list(live) == [*STATUS_KEYS, "consumed", "accepted"]
+    assert list(live) == [*STATUS_KEYS, "consumed", "accepted", "processes", "workers"]
     decoded = msgspec.json.decode(msgspec.json.encode(status()), type=DeploymentStatus)
     assert decoded == status() and decoded.lag == {0: 2} and decoded.consumed is msgspec.UNSET
 
@@ -94,3 +95,18 @@ def test_bodies_keep_their_names_and_bounds():
         msgspec.json.decode(b'{"wait": 301}', type=PromoteRequest)
     with pytest.raises(msgspec.ValidationError, match="origin"):
         msgspec.json.decode(b'{"spec": "s", "origin": "local"}', type=ReplayRequest)
+
+
+def test_a_cluster_shape_from_a_client_is_bounded():
+    """A request may not ask the runtime for more processes or workers than one machine is
+    allowed (8 each), nor for none: refused, naming the field."""
+    from deploy.model import InitRequest, ReplayRequest
+
+    ok = msgspec.json.decode(b'{"spec": "x", "processes": 8, "workers": 2}', type=ReplayRequest)
+    assert (ok.processes, ok.workers) == (8, 2)
+    for body, field in ((b'{"spec": "x", "processes": 9}', "processes"),
+                        (b'{"spec": "x", "workers": 0}', "workers"),
+                        (b'{"spec": "x", "processes": "2"}', "processes")):  # fmt: skip
+        for request in (ReplayRequest, InitRequest):
+            with pytest.raises(msgspec.ValidationError, match=rf"\$\.{field}"):
+                msgspec.json.decode(body, type=request)

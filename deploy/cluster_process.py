@@ -1,0 +1,125 @@
+"""Process 1 to N-1 of a deployment's Bytewax cluster (`python -m deploy.cluster_process`).
+
+The runtime writes one JSON line to stdin (`deploy.cluster.payload`, with the cluster's
+addresses and this process's id); this process builds the same dataflow, says `ready` on
+stdout, and runs its share until the cluster ends, reporting what its metrics would count on
+stdout. It then keeps reading stdin: `stop` ends its partitions gracefully, and the end of
+stdin means the runtime is gone, so it exits at once rather than outlive it. That needs this
+process's Python to run, which a Bytewax worker stuck in Rust may not let it do, so on Linux
+the kernel also kills it when the runtime's thread that started it ends (`PR_SET_PDEATHSIG`:
+that thread ends only after the cluster has). It never opens the store.
+
+The spec is parsed again here without an allow-list: it is the text the runtime parsed (and
+held to its allow-list) when the deployment was registered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from dataflows.metrics import DeploymentMetrics
+from dataflows.source import StartAt
+from dataflows.spec import parse_pipeline
+from deploy.cluster import READY, REPORTED, STOP
+from deploy.deployment import Deployment, DeploymentConfig
+
+#: exit code of a child whose runtime went away
+ORPHANED = 70
+#: prctl(2): the signal this process gets when its parent thread ends
+PR_SET_PDEATHSIG = 1
+
+
+class Reporter:
+    """Stands in for the deployment's metrics here: each callback the source and the steps
+    make goes to the runtime as a JSON line (the runtime's metrics are the ones served)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()  # workers of this process report from their threads
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in REPORTED:
+            return _ignore
+
+        def report(*args: Any) -> None:
+            line = json.dumps([method, args]) + "\n"
+            with self._lock:
+                self._out.write(line)
+                self._out.flush()
+
+        return report
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+def _ints(doc: dict[str, Any] | None) -> dict[int, Any] | None:
+    """JSON's keys are text: the partitions they name, as numbers."""
+    return None if doc is None else {int(k): v for k, v in doc.items()}
+
+
+def config_from(doc: dict[str, Any]) -> DeploymentConfig:
+    start = doc["start"]
+    return DeploymentConfig(
+        pipeline=parse_pipeline(doc["spec"], doc["source"]),
+        brokers=doc["brokers"],
+        topic=doc["topic"],
+        clickhouse_dsn=doc["clickhouse_dsn"],
+        recovery_root=Path(doc["recovery_root"]),
+        name=doc["name"],
+        start=StartAt(start["kind"], start["timestamp_ms"], _ints(start["offsets"])),
+        stop_at=_ints(doc["stop_at"]),
+        epoch=timedelta(seconds=doc["epoch_s"]),
+        partitions=doc["partitions"],
+        skips={p: frozenset(o) for p, o in (_ints(doc["skips"]) or {}).items()},
+        careful=_ints(doc["careful"]) or {},
+        processes=doc["processes"],
+        workers=doc["workers"],
+    )
+
+
+def _follow_runtime(deployment: Deployment) -> None:
+    """`stop` from the runtime stops gracefully; the end of stdin ends this process."""
+    for line in sys.stdin:
+        if line.strip() == STOP:
+            deployment.stop(timeout_s=0)
+    os._exit(ORPHANED)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL from the kernel when the thread that started this process ends (Linux); a
+    parent already gone by now (this process was adopted) ends it here."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(ORPHANED)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    ready_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # stdout carries `ready` only
+    doc = json.loads(sys.stdin.readline())
+    _die_with_parent(doc["parent"])
+    config = config_from(doc)
+    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
+    threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
+    ready_out.write(READY + "\n")
+    ready_out.flush()
+    deployment.run_member(doc["partitions"], doc["addresses"], doc["proc_id"])
+
+
+if __name__ == "__main__":
+    main()
