@@ -333,8 +333,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         the rows ClickHouse refuses are found, send those to the DLQ, and write the rest."""
 
         def insert() -> None:
-            # By columns: transposing here costs less than clickhouse-connect's own pivot of
-            # rows (python -m bench.insert_codec)
+            # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
             self._client.insert(
                 self._target,
                 list(zip(*rows, strict=True)),
