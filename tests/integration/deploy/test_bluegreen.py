@@ -57,6 +57,10 @@ def settings(tmp_path, brokers, store_dsn, unique, make_topic):
     )
 
 
+def _count(runtime, q, view):
+    return runtime.query(f"SELECT count() FROM {q}.{view}").rows[0][0]
+
+
 class Readers:
     """Threads reading every stable view, and a query joining two, in a loop."""
 
@@ -121,6 +125,9 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
         bg = runtime.bluegreen
         assert bg.state(P).active == f"{P}_v1"
         wait_for(lambda: runtime.get_deployment(f"{P}_v1").done >= 30_000)
+        # a window's rows are written after the orders' (when it closes, then on the sink's
+        # flush): the readers count emptiness from the moment every view has rows
+        wait_for(lambda: all(_count(runtime, q, view) > 0 for view in VIEWS))
         feeder = threading.Thread(target=feed)
         feeder.start()
         with Readers(runtime, q) as readers, _stops(stop_feeding, feeder):

@@ -128,7 +128,9 @@ def test_a_cluster_equals_the_oracle_through_a_kill_and_rescales(
     registry = CollectorRegistry()
     again = run_bounded(orders_pipeline, topic, registry, epoch=EPOCH, processes=2)
     assert again.state is State.COMPLETED
-    assert sorted(again.placement) == sorted(ends) and set(again.placement.values()) == {0, 1}
+    # placement is what the processes reported reading: a partition this run found already
+    # read to its end may report nothing, so it is a subset here
+    assert set(again.placement) <= set(ends) and set(again.placement.values()) <= {0, 1}
     # the child's reports reach process 0's metrics: every partition read to its end
     assert per_partition(registry, "cqrs_source_next_offset", name) == {
         str(p): float(end) for p, end in ends.items()
