@@ -11,7 +11,7 @@ import uvicorn
 
 from api.edge import DELIVERY_TIMEOUT_MS, Edge, create_edge_app
 from api.security import Guard, Limits, allowed_hosts
-from api.server import bind, protocol
+from api.server import bind, server_config
 from commands.edge import CONTENT_TYPES
 
 
@@ -41,15 +41,9 @@ def serve_edge(
         public=frozenset({"/health"}),
         content_types=CONTENT_TYPES,
     )
-    config = uvicorn.Config(
+    config = server_config(
         guard,
-        http=protocol(limits.read_timeout_s),
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=5,
+        limits.read_timeout_s,
         timeout_graceful_shutdown=DELIVERY_TIMEOUT_MS // 1000 + 5,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,

@@ -52,17 +52,7 @@ class ApiServer:
             allowed_hosts(host, self.port, extra_hosts),
             self.limits,
         )
-        config = uvicorn.Config(
-            app,
-            http=protocol(self.limits.read_timeout_s),
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=5,
-        )
+        config = server_config(app, self.limits.read_timeout_s, timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
@@ -108,6 +98,23 @@ def bind(
             f"cannot serve {what} on {host}:{port} ({exc.strerror}); pick another port with {fix}"
         ) from None
     return sock
+
+
+def server_config(app: Any, read_timeout_s: float, **options: Any) -> uvicorn.Config:
+    """uvicorn as every HTTP surface here runs it: the read timeout's protocol, no proxy headers
+    trusted (a client cannot claim another address), no server banner, no access log (the
+    metrics count requests); `options` add what differs (shutdown grace, TLS)."""
+    return uvicorn.Config(
+        app,
+        http=protocol(read_timeout_s),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        **options,
+    )
 
 
 def protocol(read_timeout_s: float) -> type[H11Protocol]:
