@@ -106,7 +106,7 @@ def run(
     pipeline = load_pipeline(spec)
     settings = _served(settings, http_port, allow_modules, panels)
     brokers = resolve_brokers(settings)
-    with graceful_sigterm(), Runtime(settings, brokers) as runtime:
+    with graceful_sigterm(), Runtime(settings, brokers, reserved={pipeline.deployment}) as runtime:
         text = spec.read_text()
         name = runtime.ensure(pipeline, text, until_caught_up, processes, workers).name
         console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")

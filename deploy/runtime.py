@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Collection
 
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
@@ -58,10 +59,15 @@ class Runtime(LocalService):
         settings: Settings,
         brokers: str,
         metrics_registry: CollectorRegistry | None = None,
+        reserved: Collection[str] = (),
     ) -> None:
+        """`reserved`: deployments the caller starts itself with `ensure` right after opening
+        (`cqrs run`'s own): open does not resume them, so they start once, on the shape and
+        bound `ensure` asks for, rather than on the registered ones and then again."""
         self.settings = settings
         self.brokers = brokers
         self.pid = os.getpid()
+        self._reserved = frozenset(reserved)
         self.metrics_registry = (
             metrics_registry if metrics_registry is not None else CollectorRegistry()
         )
@@ -161,6 +167,8 @@ class Runtime(LocalService):
             raise
         log.info("runtime %d serving %s on data dir %s", self.pid, self.url, s.data_dir)
         for record in self.records.all():
+            if record.name in self._reserved:
+                continue
             if record.desired == Desired.RUNNING and record.state != State.COMPLETED:
                 try:
                     self.launch(record, note="resumed")
@@ -341,7 +349,7 @@ class Runtime(LocalService):
             stop = self.logs.end_offsets(topic) if stop_now else None
             resumed = self.deployments.get(name)
             if (stop is not None or rescaled) and resumed is not None and resumed.join(0) is False:
-                resumed.stop()  # resumed on open as it was: this run wants a bound or a shape
+                resumed.stop()  # running as it was: this run wants a bound or a shape
             deployment = self.launch(record, stop_override=stop)
             if record.stage == Stage.ACTIVE and layer.active(pipeline.name) != name:
                 layer.switch(pipeline.name, name)
