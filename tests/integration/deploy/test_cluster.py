@@ -32,9 +32,11 @@ from tests.oracles import (
     expected_revenue_per_minute,
 )
 
-#: commands in all: 60,000 for the cluster run that is killed, then 20,000 per rescale (the
-#: issue asks for 200,000; 100,000 keep the suite within its budget and the kill midway)
-FIRST, MORE = 60_000, 20_000
+#: commands in all: 60% for the cluster run that is killed, then 20% per rescale. The suite
+#: runs 100,000; the issue's acceptance, 200,000, costs more than the suite's budget allows and
+#: runs outside it: `make acceptance-cluster` (CQRS_CLUSTER_COMMANDS=200000)
+TOTAL = int(os.environ.get("CQRS_CLUSTER_COMMANDS", "100000"))
+FIRST, MORE = TOTAL * 3 // 5, TOTAL // 5
 EPOCH = timedelta(seconds=1)  # snapshots often, so the kill lands after some
 
 
