@@ -9,8 +9,8 @@ process's Python to run, which a Bytewax worker stuck in Rust may not let it do,
 the kernel also kills it when the runtime's thread that started it ends (`PR_SET_PDEATHSIG`:
 that thread ends only after the cluster has). It never opens the store.
 
-The spec is parsed again here without an allow-list: it is the text the runtime parsed (and
-held to its allow-list) when the deployment was registered.
+Its configuration is read from the payload as a member's on another host is
+(`deploy.member.config_from`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any, TextIO, cast
 
 from dataflows.metrics import DeploymentMetrics
-from dataflows.source import StartAt
-from dataflows.spec import parse_pipeline
 from deploy.cluster import READY, REPORTED, STOP
-from deploy.deployment import Deployment, DeploymentConfig
+from deploy.deployment import Deployment
+from deploy.member import config_from
 
 #: exit code of a child whose runtime went away
 ORPHANED = 70
@@ -62,31 +59,6 @@ class Reporter:
 
 def _ignore(*args: Any) -> None:
     return None
-
-
-def _ints(doc: dict[str, Any] | None) -> dict[int, Any] | None:
-    """JSON's keys are text: the partitions they name, as numbers."""
-    return None if doc is None else {int(k): v for k, v in doc.items()}
-
-
-def config_from(doc: dict[str, Any]) -> DeploymentConfig:
-    start = doc["start"]
-    return DeploymentConfig(
-        pipeline=parse_pipeline(doc["spec"], doc["source"]),
-        brokers=doc["brokers"],
-        topic=doc["topic"],
-        clickhouse_dsn=doc["clickhouse_dsn"],
-        recovery_root=Path(doc["recovery_root"]),
-        name=doc["name"],
-        start=StartAt(start["kind"], start["timestamp_ms"], _ints(start["offsets"])),
-        stop_at=_ints(doc["stop_at"]),
-        epoch=timedelta(seconds=doc["epoch_s"]),
-        partitions=doc["partitions"],
-        skips={p: frozenset(o) for p, o in (_ints(doc["skips"]) or {}).items()},
-        careful=_ints(doc["careful"]) or {},
-        processes=doc["processes"],
-        workers=doc["workers"],
-    )
 
 
 def _follow_runtime(deployment: Deployment) -> None:

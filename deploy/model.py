@@ -265,3 +265,27 @@ class SkipRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class Empty(msgspec.Struct, forbid_unknown_fields=True):
     """The body of a step that takes no options: `{}`."""
+
+
+# -- a cluster across hosts (`cqrs run --addresses … --process-id i`) -------------------------
+
+
+class MemberReport(msgspec.Struct, forbid_unknown_fields=True):
+    """What a member (process i > 0 on another host) tells process 0 each time it asks for its
+    run: who it is and the log partitions it reads, for `cqrs status`."""
+
+    process: Annotated[int, msgspec.Meta(ge=1, lt=MAX_PROCESSES)]
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    partitions: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=2**31)]],
+                          msgspec.Meta(max_length=100_000)] = []  # fmt: skip
+
+
+class MemberRun(msgspec.Struct):
+    """Process 0's current run of a deployment, as a member needs it: its id (a new one each
+    time the cluster restarts: a member whose run ended joins the next), whether process 0 is
+    stopping it (the member then ends its partitions too), and what to build
+    (`deploy.cluster.shared_payload`)."""
+
+    run: str
+    stopping: bool
+    payload: dict[str, Any]
