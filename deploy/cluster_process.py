@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from deploy.member import config_from
 
 #: exit code of a child whose runtime went away
 ORPHANED = 70
+#: exit code of a child whose cluster port someone else took
+PORT_TAKEN = 71
 #: prctl(2): the signal this process gets when its parent thread ends
 PR_SET_PDEATHSIG = 1
 
@@ -79,6 +82,21 @@ def _die_with_parent(parent: int) -> None:
         os._exit(ORPHANED)
 
 
+def _check_port(address: str) -> None:
+    """Exit before `ready` if this process's port is taken (someone took it after the runtime
+    chose it): past `ready`, process 0 would wait for this process forever in Bytewax's
+    connection setup. The port stays free for Bytewax's own bind (which reuses the address)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except OSError as exc:
+        print(f"cluster port {address} is taken ({exc}): the runtime restarts the cluster on "
+              f"other ports", file=sys.stderr)  # fmt: skip
+        os._exit(PORT_TAKEN)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     ready_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
@@ -88,6 +106,7 @@ def main() -> None:
     config = config_from(doc)
     deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
     threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
+    _check_port(doc["addresses"][doc["proc_id"]])
     ready_out.write(READY + "\n")
     ready_out.flush()
     deployment.run_member(doc["partitions"], doc["addresses"], doc["proc_id"])

@@ -2,6 +2,7 @@
 configuration, through JSON (less what the member's own host says); which processes write the
 store; the addresses of a cluster across hosts, checked."""
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import pytest
 from core.errors import ConfigError
 from dataflows.source import StartAt
 from dataflows.spec import load_pipeline
-from deploy.cluster import LOCAL_KEYS, check_addresses, free_ports, payload, shared_payload
+from deploy.cluster import (
+    LOCAL_KEYS,
+    Cluster,
+    ClusterError,
+    check_addresses,
+    free_ports,
+    payload,
+    shared_payload,
+)
+from deploy.cluster_process import PORT_TAKEN
 from deploy.deployment import DeploymentConfig
 from deploy.member import config_from
 from deploy.shares import writes_store
@@ -77,3 +87,19 @@ def test_addresses_of_a_cluster_across_hosts():
 def test_free_ports_differ():
     ports = free_ports(4)
     assert len(set(ports)) == 4 and all(p > 0 for p in ports)
+
+
+def test_a_child_whose_port_was_taken_fails_before_it_says_ready():
+    """Past `ready`, process 0 would wait for it forever in Bytewax's connection setup."""
+    pipeline = load_pipeline(REPO / "examples" / "orders" / "specs" / "orders.yaml")
+    config = DeploymentConfig(
+        pipeline=pipeline, brokers="127.0.0.1:1", topic="t", clickhouse_dsn="chdb://x",
+        recovery_root=Path("/r"), name="orders_v1", processes=2,
+    )  # fmt: skip
+    cluster = Cluster("orders_v1", payload(config, [0]), 2, 1, lambda *report: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cluster.addresses[1] = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ClusterError, match=f"exit code {PORT_TAKEN}"):
+            cluster.start()
