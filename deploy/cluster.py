@@ -18,6 +18,11 @@ raises, so the supervisor restarts the whole cluster from the last snapshot. No 
 its runtime (even one killed by kill -9): a child reads its stdin until the end and exits
 there, and on Linux the kernel kills it when the runtime's thread that started it ends
 (`deploy.cluster_process`). The same pipe carries `stop`, the graceful stop.
+
+A cluster across hosts (`cqrs run --addresses … --process-id i`) has no children: its other
+processes are members on their hosts (`deploy.member`), which get the same payload, less what
+their own settings say (`shared_payload`), from process 0's API. Its addresses are checked
+here (`check_addresses`).
 """
 
 from __future__ import annotations

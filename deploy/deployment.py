@@ -3,7 +3,8 @@ Bytewax recovery directory, and its DLQ.
 
 It runs its Bytewax execution in a thread of the runtime (with embedded ClickHouse only one
 process may open the store); with `processes` > 1 that thread is process 0 of a Bytewax
-cluster whose other processes are children of the runtime (`deploy.cluster`). Stopping is
+cluster whose other processes are children of the runtime (`deploy.cluster`), or members on
+other hosts that ask it for their run (`member_run`, `deploy.member`). Stopping is
 graceful: the source ends its partitions, Bytewax closes the epoch, the sinks flush and the
 last snapshot is written.
 """
