@@ -237,7 +237,7 @@ class Deployment:
         try:
             cluster_main(
                 flow,
-                addresses,
+                addresses if len(addresses) > 1 else [],  # one process: no exchange to bind
                 0,
                 epoch_interval=cfg.epoch,
                 recovery_config=recovery,
