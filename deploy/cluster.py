@@ -99,6 +99,28 @@ def check_addresses(addresses: list[str], process_id: int) -> None:
         )
 
 
+class Reporter:
+    """Stands in for a deployment's metrics in a process other than 0: each callback its
+    source and steps make goes to `send` (a child's stdout, a member's next ask), and process
+    0 applies it to the metrics it serves (`Deployment._reported`)."""
+
+    def __init__(self, send: Callable[[str, list[Any]], None]) -> None:
+        self._send = send
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in REPORTED:
+            return _ignore
+
+        def report(*args: Any) -> None:
+            self._send(method, list(args))
+
+        return report
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports no one listens on now, held open together so they differ."""
     with contextlib.ExitStack() as stack:

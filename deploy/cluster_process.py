@@ -23,11 +23,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 from dataflows.metrics import DeploymentMetrics
-from deploy.cluster import READY, REPORTED, STOP
+from deploy.cluster import READY, STOP, Reporter
 from deploy.deployment import Deployment
 from deploy.member import config_from
 
@@ -39,29 +38,18 @@ PORT_TAKEN = 71
 PR_SET_PDEATHSIG = 1
 
 
-class Reporter:
-    """Stands in for the deployment's metrics here: each callback the source and the steps
-    make goes to the runtime as a JSON line (the runtime's metrics are the ones served)."""
+class Lines:
+    """A child's reports, as JSON lines on its stdout to the runtime."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._lock = threading.Lock()  # workers of this process report from their threads
 
-    def __getattr__(self, method: str) -> Callable[..., None]:
-        if method not in REPORTED:
-            return _ignore
-
-        def report(*args: Any) -> None:
-            line = json.dumps([method, args]) + "\n"
-            with self._lock:
-                self._out.write(line)
-                self._out.flush()
-
-        return report
-
-
-def _ignore(*args: Any) -> None:
-    return None
+    def send(self, method: str, args: list[Any]) -> None:
+        line = json.dumps([method, args]) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
 
 
 def _follow_runtime(deployment: Deployment) -> None:
@@ -104,7 +92,7 @@ def main() -> None:
     doc = json.loads(sys.stdin.readline())
     _die_with_parent(doc["parent"])
     config = config_from(doc)
-    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
+    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(Lines(ready_out).send)))
     threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
     _check_port(doc["addresses"][doc["proc_id"]])
     ready_out.write(READY + "\n")

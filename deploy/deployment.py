@@ -36,7 +36,7 @@ from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
 from deploy import recovery_dir
-from deploy.cluster import Cluster, payload, shared_payload
+from deploy.cluster import REPORTED, Cluster, payload, shared_payload
 from deploy.memory import tune_collector
 from deploy.model import MemberReport, MemberRun, ProcessStatus, State
 from deploy.shares import Elsewhere, writes_store
@@ -260,6 +260,12 @@ class Deployment:
         self._members[report.process] = ProcessStatus(
             report.process, report.pid, sorted(report.partitions)
         )
+        for method, args in report.reports:
+            try:
+                if method in REPORTED:
+                    self._reported(report.process, method, args)
+            except Exception:  # a report is for monitoring: it never stops the cluster
+                log.exception("%s: process %d sent a bad report", self.name, report.process)
         return msgspec.structs.replace(shared, stopping=self._stop.is_set())
 
     def _consumed(self, partition: int, records: int, next_offset: int, lag: int | None) -> None:

@@ -9,6 +9,8 @@ the keys its own settings give: broker, store DSN, recovery directory), and join
 cluster. While the run goes, a watcher asks again every `POLL_S`: when process 0 is stopping,
 has started another run, or cannot be reached for `LOST_S`, the member ends its partitions.
 When its run ends or fails, it asks for the next one (with a growing pause), until SIGTERM.
+Each ask carries what its source and steps observed since the last (as a local child's stdout
+does), so process 0's metrics count every partition's commands, rejects and lag.
 
 Recovery: Bytewax needs the cluster as a whole to hold every recovery partition, any process
 any of them, and reads the one copy it finds (bytewax.recovery). Process 0 makes them all in
@@ -21,19 +23,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import Any, cast
 
 from core.errors import ConfigError, CqrsError
-from dataflows.metrics import Metrics
+from dataflows.metrics import DeploymentMetrics
 from dataflows.source import StartAt
 from dataflows.spec import parse_pipeline
 from deploy.client import RequestRefused, RuntimeClient
+from deploy.cluster import Reporter
 from deploy.deployment import Deployment, DeploymentConfig
-from deploy.model import MemberReport, MemberRun
+from deploy.model import MAX_REPORTS, MemberReport, MemberRun
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,8 @@ class Member:
         self._local = local
         self._workers = workers
         self._leaving = threading.Event()
-        self._metrics = Metrics(CollectorRegistry())
+        #: what this member's source and steps observed, until its next ask carries it
+        self._pending: deque[tuple[str, list[Any]]] = deque(maxlen=MAX_REPORTS)
         self.deployment: Deployment | None = None
         #: runs joined so far (their ids), oldest first
         self.runs: list[str] = []
@@ -135,7 +138,8 @@ class Member:
     def _report(self) -> MemberReport:
         deployment = self.deployment
         partitions = sorted(deployment.placement) if deployment is not None else []
-        return MemberReport(self._process_id, os.getpid(), partitions)
+        reports = [self._pending.popleft() for _ in range(len(self._pending))]
+        return MemberReport(self._process_id, os.getpid(), partitions, reports)
 
     def _next_run(self) -> MemberRun | None:
         """Process 0's run, if one runs that this member has not joined yet."""
@@ -164,10 +168,8 @@ class Member:
                 f"--workers {self._workers}: process 0 runs {config.workers} in each process; "
                 f"give every process the same --workers"
             )
-        deployment = Deployment(
-            config,
-            self._metrics.for_deployment(config.pipeline.name, config.pipeline.version, self.name),
-        )
+        reporter = Reporter(lambda method, args: self._pending.append((method, args)))
+        deployment = Deployment(config, cast(DeploymentMetrics, reporter))
         _empty_recovery(deployment.recovery_dir)
         self.deployment = deployment
         self.runs.append(run.run)

@@ -269,6 +269,9 @@ class Empty(msgspec.Struct, forbid_unknown_fields=True):
 
 # -- a cluster across hosts (`cqrs run --addresses … --process-id i`) -------------------------
 
+#: reports a member keeps between two asks (past that the oldest go: they are for monitoring)
+MAX_REPORTS = 10_000
+
 
 class MemberReport(msgspec.Struct, forbid_unknown_fields=True):
     """What a member (process i > 0 on another host) tells process 0 each time it asks for its
@@ -278,6 +281,9 @@ class MemberReport(msgspec.Struct, forbid_unknown_fields=True):
     pid: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
     partitions: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=2**31)]],
                           msgspec.Meta(max_length=100_000)] = []  # fmt: skip
+    #: what its source and steps observed since its last ask, for process 0's metrics
+    #: (`deploy.cluster.REPORTED` callbacks and their arguments; others are ignored)
+    reports: Annotated[list[tuple[str, list[Any]]], msgspec.Meta(max_length=MAX_REPORTS)] = []
 
 
 class MemberRun(msgspec.Struct):

@@ -2,10 +2,12 @@
 is `cqrs run SPEC --addresses a,b --process-id 0` on its data dir (the runtime: API, registry,
 the embedded store), process 1 the same command with `--process-id 1` on another data dir, as
 another host would be, taking its run from process 0's API. The orders equal the oracle, status
-shows the shape and what each process reads; a member killed by SIGKILL brings the cluster down,
-and it comes back, exact, once the member is started again; SIGTERM to both ends both cleanly.
+shows the shape and what each process reads, process 0's metrics count every partition; a
+member killed by SIGKILL brings the cluster down, and it comes back, exact, once the member is
+started again; SIGTERM to both ends both cleanly.
 """
 
+import re
 import secrets
 import signal
 import subprocess
@@ -15,7 +17,7 @@ import msgspec
 
 from commands.log import CommandLog
 from core.errors import CqrsError
-from deploy.client import RuntimeClient
+from deploy.client import RuntimeClient, call
 from deploy.cluster import free_ports
 from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
@@ -52,6 +54,13 @@ def test_a_cluster_across_two_hosts_equals_the_oracle_survives_a_killed_member_a
             assert time.monotonic() < deadline, f"{what} not within {timeout_s}s: {found}"
             time.sleep(0.3)
 
+    def consumed_per_partition():
+        text = call(api_client.url, api_client.token, "GET", "/metrics").decode()
+        found = re.finditer(
+            r'cqrs_commands_consumed_total\{[^}]*partition="(\d+)"[^}]*\} (\S+)', text
+        )
+        return {int(m.group(1)): float(m.group(2)) for m in found}
+
     def orders():
         done = api_client.query(f"SELECT {ORDER_COLUMNS} FROM orders_v1.orders FINAL")
         return [dict(zip(done.columns, row, strict=True)) for row in done.rows]
@@ -72,6 +81,12 @@ def test_a_cluster_across_two_hosts_equals_the_oracle_survives_a_killed_member_a
         assert first["cluster"][1]["pid"] == member.pid
         assert diff_orders(expected_orders(commands), orders()) == []
         assert not (tmp_path / "other-host" / "clickhouse").exists()  # the store is process 0's
+        # process 0's metrics count the member's partitions too (its reports ride on its asks)
+        deadline = time.monotonic() + 60
+        while sum((consumed := consumed_per_partition()).values()) < len(commands):
+            assert time.monotonic() < deadline, consumed
+            time.sleep(0.3)
+        assert all(consumed.get(p, 0) > 0 for p in reads_one), (reads_one, consumed)
 
         member.send_signal(signal.SIGKILL)
         member.wait()

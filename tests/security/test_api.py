@@ -200,6 +200,8 @@ def test_every_route(stack):
     assert status == 404 and "runs no cluster across hosts" in doc["error"], doc
     for bad, field in [({"process": 0, "pid": 1}, "process"), ({"process": 1, "pid": -1}, "pid"),
                        ({"process": 1, "pid": 1, "partitions": ["x"]}, "partitions"),
+                       ({"process": 1, "pid": 1, "reports": [[1, []]]}, "reports"),
+                       ({"process": 1, "pid": 1, "reports": [["on_step", []]] * 10_001}, "reports"),
                        ({"process": 1, "pid": 1, "run": "x"}, "run")]:  # fmt: skip
         status, _, doc = stack.call("POST", "/deployments/orders_v1/member", bad)
         assert status == 400 and field in doc["error"], (bad, doc)

@@ -75,8 +75,11 @@ def test_a_member_joins_each_run_once_and_none_that_stops():
     assert member(MemberRun("r2", stopping=True, payload={}))._next_run() is None
     assert member(RequestRefused("none runs"))._next_run() is None
     asked = member(RequestRefused("none runs"))
+    asked._pending.append(("on_accepted", [3]))
     asked._next_run()
-    assert [(r.process, r.partitions) for r in asked._client.reports] == [(1, [])]
+    asked._next_run()  # each observation is carried once
+    sent = [(r.process, r.partitions, r.reports) for r in asked._client.reports]
+    assert sent == [(1, [], [("on_accepted", [3])]), (1, [], [])]
 
 
 def test_a_member_holds_no_recovery_partition(tmp_path):
