@@ -15,9 +15,10 @@ Routes (JSON in and out):
 - `POST /deployments/{name}/start`, `…/stop`
 - `POST /deployments/{name}/skip` `{"partition", "offset"}`: pass over a record no restart gets
   past (it goes to the DLQ as skipped_by_operator), then run again
-- `POST /deployments/{name}/member` `{"process", "pid", "partitions"}`: a member of a cluster
-  across hosts asks for the run it joins (`deploy.member`): the spec and settings, which only
-  the token's holder may read, like every route here
+- `POST /deployments/{name}/member` `{"process", "pid", "partitions", "reports"}`: a member of
+  a cluster across hosts asks for the run it joins (`deploy.member`), bringing what it observed
+  for the metrics: the answer holds the spec and settings, which only the token's holder may
+  read, like every route here
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
