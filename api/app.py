@@ -15,6 +15,10 @@ Routes (JSON in and out):
 - `POST /deployments/{name}/start`, `…/stop`
 - `POST /deployments/{name}/skip` `{"partition", "offset"}`: pass over a record no restart gets
   past (it goes to the DLQ as skipped_by_operator), then run again
+- `POST /deployments/{name}/member` `{"process", "pid", "partitions", "reports"}`: a member of
+  a cluster across hosts asks for the run it joins (`deploy.member`), bringing what it observed
+  for the metrics: the answer holds the spec and settings, which only the token's holder may
+  read, like every route here
 - `POST /query` `{"sql"}` → `{"columns", "types", "rows"}`, through the read-only query path
 - `GET /deploy/{pipeline}`, `GET /deploy/{pipeline}/history`
 - `POST /deploy/init` `{"spec", "source"}`; `POST /deploy/{pipeline}/promote` `{"force",
@@ -52,6 +56,8 @@ from deploy.model import (
     Health,
     History,
     InitRequest,
+    MemberReport,
+    MemberRun,
     Origin,
     PromoteRequest,
     QueryRequest,
@@ -116,6 +122,10 @@ def create_app(service: Service, metrics_registry: CollectorRegistry, max_thread
     def skip(name: FromPath[str], data: JSONBody[SkipRequest]) -> DeploymentStatus:
         return service.skip(name, data.partition, data.offset)
 
+    @post("/deployments/{name:str}/member", sync_to_thread=True, status_code=200)
+    def member(name: FromPath[str], data: JSONBody[MemberReport]) -> MemberRun:
+        return service.member_run(name, data)
+
     @post("/deployments/{name:str}/{action:str}", sync_to_thread=True, status_code=200)
     def control(
         name: FromPath[str], action: FromPath[str], data: JSONBody[Empty]
@@ -165,6 +175,7 @@ def create_app(service: Service, metrics_registry: CollectorRegistry, max_thread
             deployment,
             replay,
             skip,
+            member,
             control,
             query,
             deploy_state,

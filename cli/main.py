@@ -22,7 +22,7 @@ _VALUED = ("--data-dir", "--brokers", "--clickhouse", "--topic", "--log-level")
 def main() -> None:
     args = sys.argv[1:]
     command, data_dir = _command(args)
-    if command in RUNTIME_COMMANDS and "--help" not in args:
+    if command in RUNTIME_COMMANDS and "--help" not in args and not _member(args):
         try:
             settings = Settings.from_env(data_dir=Path(data_dir) if data_dir else None)
         except CqrsError:
@@ -32,6 +32,16 @@ def main() -> None:
     from cli.app import run
 
     run()
+
+
+def _member(args: list[str]) -> bool:
+    """`run --process-id i` with i > 0 is a member of a cluster across hosts: no runtime."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name == "--process-id":
+            value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+            return value.strip() not in ("", "0")
+    return False
 
 
 def _command(args: list[str]) -> tuple[str | None, str | None]:

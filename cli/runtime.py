@@ -4,7 +4,10 @@ command groups share to run a runtime in this process or to reach the one that r
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,15 +16,18 @@ from typing import Any
 import click
 
 from cli.ui import console
-from core.errors import CqrsError
+from core.errors import ConfigError, CqrsError
 from dataflows.spec import load_pipeline
 from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
-from deploy.cluster import MAX_PROCESSES, MAX_WORKERS
+from deploy.client import connect
+from deploy.cluster import MAX_PROCESSES, MAX_WORKERS, check_addresses
 from deploy.deployment import Deployment
+from deploy.member import LEAVE_S, STUCK, Member
 from deploy.runtime import Runtime
 from deploy.settings import Settings
 from deploy.supervisor import root_cause
+from deploy.token import read_token
 
 _allow_module = click.option(
     "--allow-module",
@@ -90,6 +96,24 @@ def _served(
     help="stop at the log's end offsets as of the start, instead of tailing",
 )
 @shape(registered=True)
+@click.option(
+    "--addresses",
+    metavar="HOST:PORT,…",
+    help="a cluster across hosts: the Bytewax address of each process, process 0 (the runtime, "
+    "which serves the API) first; every process gets the same list (with --process-id)",
+)
+@click.option(
+    "--process-id",
+    type=click.IntRange(0, MAX_PROCESSES - 1),
+    help="this process's index in --addresses; a process other than 0 is a member: it serves "
+    "no API and takes its run from process 0's",
+)
+@click.option(
+    "--runtime-url",
+    metavar="URL",
+    help="a member's way to process 0's API (default: http://<host of the first address>:"
+    "<CQRS_HTTP_PORT>); the token is CQRS_TOKEN or the data dir's, process 0's",
+)
 @click.pass_obj
 def run(
     settings: Settings,
@@ -100,18 +124,102 @@ def run(
     until_caught_up: bool,
     processes: int | None,
     workers: int | None,
+    addresses: str | None,
+    process_id: int | None,
+    runtime_url: str | None,
 ) -> None:
     """Run a pipeline's deployment in a runtime of this process, until Ctrl-C. Another
-    --processes/--workers than the registered shape resumes it on the new shape."""
+    --processes/--workers than the registered shape resumes it on the new shape. With
+    --addresses/--process-id the deployment is one Bytewax cluster across hosts."""
     pipeline = load_pipeline(spec)
+    hosts = _hosts(addresses, process_id, processes, runtime_url)
+    if hosts and process_id:
+        run_member(settings, pipeline.deployment, hosts, process_id, workers, runtime_url)
+        return
+    if hosts:
+        processes = len(hosts)
     settings = _served(settings, http_port, allow_modules, panels)
     brokers = resolve_brokers(settings)
-    with graceful_sigterm(), Runtime(settings, brokers, reserved={pipeline.deployment}) as runtime:
+    runtime = Runtime(
+        settings,
+        brokers,
+        reserved={pipeline.deployment},
+        hosts={pipeline.deployment: hosts} if hosts else None,
+    )
+    with graceful_sigterm(), runtime:
         text = spec.read_text()
         name = runtime.ensure(pipeline, text, until_caught_up, processes, workers).name
         console.print(f"{name} running; API {runtime.url}; dashboard {runtime.dashboard_url}")
         ended = _wait(runtime, name)
     report_end(ended, name)
+
+
+def _hosts(
+    addresses: str | None,
+    process_id: int | None,
+    processes: int | None,
+    runtime_url: str | None,
+) -> list[str]:
+    """`--addresses` as a list (empty: no cluster across hosts), the flags checked together."""
+    if (addresses is None) != (process_id is None):
+        raise click.UsageError("--addresses and --process-id go together: give both, or neither")
+    if addresses is None or process_id is None:
+        if runtime_url is not None:
+            raise click.UsageError("--runtime-url is for a member: give it with --process-id")
+        return []
+    if processes is not None:
+        raise click.UsageError(
+            "--processes starts processes on this machine; with --addresses each process is "
+            "started on its own host: leave --processes out"
+        )
+    if runtime_url is not None and process_id == 0:
+        raise click.UsageError("--runtime-url is for a member (--process-id > 0): leave it out")
+    hosts = [a.strip() for a in addresses.split(",")]
+    try:
+        check_addresses(hosts, process_id)
+    except CqrsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--addresses/--process-id") from None
+    return hosts
+
+
+def run_member(
+    settings: Settings,
+    name: str,
+    hosts: list[str],
+    process_id: int,
+    workers: int | None,
+    runtime_url: str | None,
+) -> None:
+    """Process `process_id` of the cluster: joins process 0's runs until SIGTERM or Ctrl-C."""
+    url = runtime_url or f"http://{hosts[0].rpartition(':')[0]}:{settings.http_port}"
+    if not (settings.token or read_token(settings.token_file)):
+        raise ConfigError(
+            f"process {process_id} needs process 0's API token: set CQRS_TOKEN to it (process 0 "
+            f"keeps it in its data dir's token file, or takes it from CQRS_TOKEN)"
+        )
+    brokers = resolve_brokers(settings)
+    local = {"brokers": brokers, "clickhouse_dsn": settings.clickhouse_dsn,
+             "recovery_root": str(settings.recovery_dir)}  # fmt: skip
+    member = Member(connect(settings, url, timeout_s=10.0), name, hosts, process_id, local, workers)
+    serving = threading.Thread(target=member.serve, name="member", daemon=True)
+    console.print(f"{name}: process {process_id} of {len(hosts)}, joining {url}")
+    with graceful_sigterm():
+        serving.start()
+        try:
+            while serving.is_alive():
+                serving.join(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping (ending this process's partitions with the cluster)…")
+            member.leave()
+            serving.join(LEAVE_S)
+    if member.error is not None:
+        raise member.error
+    console.print(f"{name}: process {process_id} stopped")
+    # Bytewax's worker threads may still hold Python objects when the interpreter would tear
+    # down (it then aborts): the run's work is done and flushed, so leave without teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if not serving.is_alive() else STUCK)
 
 
 def _wait(runtime: Runtime, name: str) -> Deployment | None:

@@ -21,6 +21,8 @@ from deploy.model import (
     Health,
     History,
     InitRequest,
+    MemberReport,
+    MemberRun,
     Origin,
     PromoteRequest,
     QueryRequest,
@@ -38,9 +40,9 @@ class RequestRefused(CqrsError):
     """The runtime refused the request; the message says why."""
 
 
-def connect(settings: Settings, url: str) -> RuntimeClient:
+def connect(settings: Settings, url: str, timeout_s: float = 60.0) -> RuntimeClient:
     """A client of the runtime at `url`, with the data dir's token."""
-    return RuntimeClient(url, settings.token or read_token(settings.token_file))
+    return RuntimeClient(url, settings.token or read_token(settings.token_file), timeout_s)
 
 
 class RuntimeClient:
@@ -75,6 +77,9 @@ class RuntimeClient:
     def skip(self, name: str, partition: int, offset: int) -> DeploymentStatus:
         body = SkipRequest(partition, offset)
         return self._call("POST", f"/deployments/{name}/skip", DeploymentStatus, body)
+
+    def member_run(self, name: str, report: MemberReport) -> MemberRun:
+        return self._call("POST", f"/deployments/{name}/member", MemberRun, report)
 
     def query(self, sql: str) -> QueryResult:
         doc = self._call("POST", "/query", dict[str, Any], QueryRequest(sql))

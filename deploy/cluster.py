@@ -18,6 +18,11 @@ raises, so the supervisor restarts the whole cluster from the last snapshot. No 
 its runtime (even one killed by kill -9): a child reads its stdin until the end and exits
 there, and on Linux the kernel kills it when the runtime's thread that started it ends
 (`deploy.cluster_process`). The same pipe carries `stop`, the graceful stop.
+
+A cluster across hosts (`cqrs run --addresses … --process-id i`) has no children: its other
+processes are members on their hosts (`deploy.member`), which get the same payload, less what
+their own settings say (`shared_payload`), from process 0's API. Its addresses are checked
+here (`check_addresses`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import select
 import socket
 import subprocess
@@ -37,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from core.errors import CqrsError
+from core.errors import ConfigError, CqrsError
 
 if TYPE_CHECKING:
     from deploy.deployment import DeploymentConfig
@@ -63,6 +69,56 @@ Report = Callable[[int, str, list[Any]], None]
 
 class ClusterError(CqrsError):
     """A process of a deployment's cluster failed to start or ended badly."""
+
+
+def check_addresses(addresses: list[str], process_id: int) -> None:
+    """Refuse a cluster across hosts that Bytewax could not form: the messages name the flag
+    (`cqrs run --addresses … --process-id i`) and the fix."""
+    if not 1 <= len(addresses) <= MAX_PROCESSES:
+        raise ConfigError(
+            f"--addresses names {len(addresses)} processes; a cluster has 1 to {MAX_PROCESSES}: "
+            f"host:port of each process, comma-separated, process 0 first"
+        )
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if (
+            not host
+            or not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", host)
+            or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535)
+        ):
+            raise ConfigError(
+                f"--addresses: {address!r} is not host:port (a host name or address, and a "
+                f"port from 1 to 65535), e.g. cqrs-runtime-0.cqrs-runtime:9000"
+            )
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(f"--addresses names a process twice: {','.join(addresses)}")
+    if not 0 <= process_id < len(addresses):
+        raise ConfigError(
+            f"--process-id {process_id} is not a process of --addresses (0 to "
+            f"{len(addresses) - 1}): give each process its index in the list"
+        )
+
+
+class Reporter:
+    """Stands in for a deployment's metrics in a process other than 0: each callback its
+    source and steps make goes to `send` (a child's stdout, a member's next ask), and process
+    0 applies it to the metrics it serves (`Deployment._reported`)."""
+
+    def __init__(self, send: Callable[[str, list[Any]], None]) -> None:
+        self._send = send
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in REPORTED:
+            return _ignore
+
+        def report(*args: Any) -> None:
+            self._send(method, list(args))
+
+        return report
+
+
+def _ignore(*args: Any) -> None:
+    return None
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -205,3 +261,13 @@ def payload(config: DeploymentConfig, partitions: list[int]) -> dict[str, Any]:
         "processes": config.processes,
         "workers": config.workers,
     }  # fmt: skip
+
+
+#: where a process finds the broker, the store and its recovery directory: its own settings
+#: say that on another host (and a DSN may hold a password, which no answer should carry)
+LOCAL_KEYS = ("brokers", "clickhouse_dsn", "recovery_root")
+
+
+def shared_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """The payload a member on another host gets from process 0: all but the local keys."""
+    return {k: v for k, v in doc.items() if k not in LOCAL_KEYS}

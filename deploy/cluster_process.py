@@ -9,8 +9,8 @@ process's Python to run, which a Bytewax worker stuck in Rust may not let it do,
 the kernel also kills it when the runtime's thread that started it ends (`PR_SET_PDEATHSIG`:
 that thread ends only after the cluster has). It never opens the store.
 
-The spec is parsed again here without an allow-list: it is the text the runtime parsed (and
-held to its allow-list) when the deployment was registered.
+Its configuration is read from the payload as a member's on another host is
+(`deploy.member.config_from`).
 """
 
 from __future__ import annotations
@@ -20,73 +20,36 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any, TextIO, cast
 
 from dataflows.metrics import DeploymentMetrics
-from dataflows.source import StartAt
-from dataflows.spec import parse_pipeline
-from deploy.cluster import READY, REPORTED, STOP
-from deploy.deployment import Deployment, DeploymentConfig
+from deploy.cluster import READY, STOP, Reporter
+from deploy.deployment import Deployment
+from deploy.member import config_from
 
 #: exit code of a child whose runtime went away
 ORPHANED = 70
+#: exit code of a child whose cluster port someone else took
+PORT_TAKEN = 71
 #: prctl(2): the signal this process gets when its parent thread ends
 PR_SET_PDEATHSIG = 1
 
 
-class Reporter:
-    """Stands in for the deployment's metrics here: each callback the source and the steps
-    make goes to the runtime as a JSON line (the runtime's metrics are the ones served)."""
+class Lines:
+    """A child's reports, as JSON lines on its stdout to the runtime."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._lock = threading.Lock()  # workers of this process report from their threads
 
-    def __getattr__(self, method: str) -> Callable[..., None]:
-        if method not in REPORTED:
-            return _ignore
-
-        def report(*args: Any) -> None:
-            line = json.dumps([method, args]) + "\n"
-            with self._lock:
-                self._out.write(line)
-                self._out.flush()
-
-        return report
-
-
-def _ignore(*args: Any) -> None:
-    return None
-
-
-def _ints(doc: dict[str, Any] | None) -> dict[int, Any] | None:
-    """JSON's keys are text: the partitions they name, as numbers."""
-    return None if doc is None else {int(k): v for k, v in doc.items()}
-
-
-def config_from(doc: dict[str, Any]) -> DeploymentConfig:
-    start = doc["start"]
-    return DeploymentConfig(
-        pipeline=parse_pipeline(doc["spec"], doc["source"]),
-        brokers=doc["brokers"],
-        topic=doc["topic"],
-        clickhouse_dsn=doc["clickhouse_dsn"],
-        recovery_root=Path(doc["recovery_root"]),
-        name=doc["name"],
-        start=StartAt(start["kind"], start["timestamp_ms"], _ints(start["offsets"])),
-        stop_at=_ints(doc["stop_at"]),
-        epoch=timedelta(seconds=doc["epoch_s"]),
-        partitions=doc["partitions"],
-        skips={p: frozenset(o) for p, o in (_ints(doc["skips"]) or {}).items()},
-        careful=_ints(doc["careful"]) or {},
-        processes=doc["processes"],
-        workers=doc["workers"],
-    )
+    def send(self, method: str, args: list[Any]) -> None:
+        line = json.dumps([method, args]) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
 
 
 def _follow_runtime(deployment: Deployment) -> None:
@@ -107,6 +70,21 @@ def _die_with_parent(parent: int) -> None:
         os._exit(ORPHANED)
 
 
+def _check_port(address: str) -> None:
+    """Exit before `ready` if this process's port is taken (someone took it after the runtime
+    chose it): past `ready`, process 0 would wait for this process forever in Bytewax's
+    connection setup. The port stays free for Bytewax's own bind (which reuses the address)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except OSError as exc:
+        print(f"cluster port {address} is taken ({exc}): the runtime restarts the cluster on "
+              f"other ports", file=sys.stderr)  # fmt: skip
+        os._exit(PORT_TAKEN)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     ready_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
@@ -114,8 +92,9 @@ def main() -> None:
     doc = json.loads(sys.stdin.readline())
     _die_with_parent(doc["parent"])
     config = config_from(doc)
-    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(ready_out)))
+    deployment = Deployment(config, cast(DeploymentMetrics, Reporter(Lines(ready_out).send)))
     threading.Thread(target=_follow_runtime, args=(deployment,), daemon=True).start()
+    _check_port(doc["addresses"][doc["proc_id"]])
     ready_out.write(READY + "\n")
     ready_out.flush()
     deployment.run_member(doc["partitions"], doc["addresses"], doc["proc_id"])

@@ -3,7 +3,8 @@ Bytewax recovery directory, and its DLQ.
 
 It runs its Bytewax execution in a thread of the runtime (with embedded ClickHouse only one
 process may open the store); with `processes` > 1 that thread is process 0 of a Bytewax
-cluster whose other processes are children of the runtime (`deploy.cluster`). Stopping is
+cluster whose other processes are children of the runtime (`deploy.cluster`), or members on
+other hosts that ask it for their run (`member_run`, `deploy.member`). Stopping is
 graceful: the source ends its partitions, Bytewax closes the epoch, the sinks flush and the
 last snapshot is written.
 """
@@ -14,11 +15,13 @@ import contextlib
 import logging
 import os
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import FixedPartitionedSink, Sink
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -33,9 +36,10 @@ from dataflows.metrics import DeploymentMetrics
 from dataflows.source import CommandLogSource, StartAt
 from dataflows.spec import Pipeline, Projection
 from deploy import recovery_dir
-from deploy.cluster import Cluster, payload
+from deploy.cluster import REPORTED, Cluster, payload, shared_payload
 from deploy.memory import tune_collector
-from deploy.model import ProcessStatus, State
+from deploy.model import MemberReport, MemberRun, ProcessStatus, State
+from deploy.shares import Elsewhere, writes_store
 from sinks import ddl
 from sinks.dlq import DLQ, dlq_topic
 from sinks.output import ClientFactory, SinkContext
@@ -78,6 +82,9 @@ class DeploymentConfig:
     #: the shape of the Bytewax cluster: processes on this machine, workers in each
     processes: int = 1
     workers: int = 1
+    #: a cluster across hosts (`cqrs run --addresses`), of which this process is process 0:
+    #: it starts no process itself; the members ask it for their run (`member_run`)
+    addresses: list[str] | None = None
 
 
 class Deployment:
@@ -96,6 +103,9 @@ class Deployment:
         self.cluster: Cluster | None = None
         #: which process of the cluster reads each partition (0: this one), as reported
         self.placement: dict[int, int] = {}
+        #: the run members on other hosts join (while one runs), and what they reported
+        self._shared: MemberRun | None = None
+        self._members: dict[int, ProcessStatus] = {}
 
     @property
     def recovery_dir(self) -> Path:
@@ -168,7 +178,7 @@ class Deployment:
         as process 0 of a cluster whose other processes this run starts and ends."""
         cfg = self.config
         self.partitions = list(partitions)
-        flow, opened = self._flow(partitions, holds_store=True)
+        flow, opened = self._flow(partitions, process_id=0)
         self.state = State.RUNNING
         tune_collector()
         recovery = RecoveryConfig(str(self.recovery_dir))
@@ -190,6 +200,9 @@ class Deployment:
 
     def _run_cluster(self, flow: Dataflow, partitions: list[int], recovery: RecoveryConfig) -> None:
         cfg = self.config
+        if cfg.addresses is not None:
+            self._run_across_hosts(flow, partitions, recovery, cfg.addresses)
+            return
         cluster = Cluster(
             self.name, payload(cfg, partitions), cfg.processes, cfg.workers, self._reported
         )
@@ -213,6 +226,48 @@ class Deployment:
             self.cluster = None
         cluster.finish()
 
+    def _run_across_hosts(
+        self, flow: Dataflow, partitions: list[int], recovery: RecoveryConfig, addresses: list[str]
+    ) -> None:
+        """Process 0 of a cluster whose members run on other hosts: each asks for this run
+        (`member_run`) and joins it; Bytewax waits for all of them to connect."""
+        cfg = self.config
+        self._members = {}
+        self._shared = MemberRun(uuid.uuid4().hex, False, shared_payload(payload(cfg, partitions)))
+        try:
+            cluster_main(
+                flow,
+                addresses if len(addresses) > 1 else [],  # one process: no exchange to bind
+                0,
+                epoch_interval=cfg.epoch,
+                recovery_config=recovery,
+                worker_count_per_proc=cfg.workers,
+            )
+        finally:
+            self._shared = None
+
+    def member_run(self, report: MemberReport) -> MemberRun | None:
+        """The run a member joins (None when none runs), noting what the member reported; it
+        says `stopping` once this process stops, so the member ends its partitions too."""
+        shared = self._shared
+        if shared is None:
+            return None
+        if report.process >= self.config.processes:
+            raise ConfigError(
+                f"{self.name} runs on {self.config.processes} processes: there is no process "
+                f"{report.process}; check the member's --addresses and --process-id"
+            )
+        self._members[report.process] = ProcessStatus(
+            report.process, report.pid, sorted(report.partitions)
+        )
+        for method, args in report.reports:
+            try:
+                if method in REPORTED:
+                    self._reported(report.process, method, args)
+            except Exception:  # a report is for monitoring: it never stops the cluster
+                log.exception("%s: process %d sent a bad report", self.name, report.process)
+        return msgspec.structs.replace(shared, stopping=self._stop.is_set())
+
     def _consumed(self, partition: int, records: int, next_offset: int, lag: int | None) -> None:
         self.placement[partition] = 0
         self.metrics.on_consumed(partition, records, next_offset, lag)
@@ -225,6 +280,11 @@ class Deployment:
 
     def processes_status(self) -> list[ProcessStatus]:
         """Each process of this run and the partitions it reads (as far as reported)."""
+        if self.config.addresses is not None:
+            mine = ProcessStatus(0, os.getpid(), sorted(p for p, at in self.placement.items()
+                                                        if at == 0))  # fmt: skip
+            others = range(1, self.config.processes)
+            return [mine, *(self._members.get(i, ProcessStatus(i, 0, [])) for i in others)]
         cluster = self.cluster
         pids = [os.getpid(), *(cluster.pids if cluster is not None else [])]
         return [
@@ -233,11 +293,11 @@ class Deployment:
         ]
 
     def run_member(self, partitions: list[int], addresses: list[str], proc_id: int) -> None:
-        """Run as process `proc_id` > 0 of a cluster: never opens the store (its table sinks
-        list no partitions here, so their rows go to process 0)."""
+        """Run as process `proc_id` > 0 of a cluster (a child of the runtime, or a member on
+        another host): with the embedded engine it never opens the store (`writes_store`)."""
         cfg = self.config
         self.partitions = list(partitions)
-        flow, opened = self._flow(partitions, holds_store=False)
+        flow, opened = self._flow(partitions, process_id=proc_id)
         self.state = State.RUNNING
         tune_collector()
         try:
@@ -253,9 +313,10 @@ class Deployment:
             for part in opened:
                 part.close_all()
 
-    def _flow(self, partitions: list[int], holds_store: bool) -> tuple[Dataflow, list[Any]]:
+    def _flow(self, partitions: list[int], process_id: int) -> tuple[Dataflow, list[Any]]:
         """The deployment's dataflow, and what it opens (to close when the run ends)."""
         cfg = self.config
+        holds_store = writes_store(cfg.clickhouse_dsn, process_id)
         source = CommandLogSource(
             cfg.brokers,
             cfg.topic,
@@ -328,20 +389,3 @@ class Deployment:
             self._thread.join(timeout_s)
             return not self._thread.is_alive()
         return True
-
-
-class Elsewhere(FixedPartitionedSink[Any, Any]):
-    """A partitioned sink whose partitions all live in another process (process 0, which
-    holds the store): it routes items as the real sink does, and builds none here."""
-
-    def __init__(self, sink: FixedPartitionedSink[Any, Any]) -> None:
-        self._sink = sink
-
-    def list_parts(self) -> list[str]:
-        return []
-
-    def part_fn(self, item_key: str) -> int:
-        return self._sink.part_fn(item_key)
-
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
-        raise AssertionError(f"{for_part} of {step_id} is built in process 0 only")

@@ -265,3 +265,33 @@ class SkipRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class Empty(msgspec.Struct, forbid_unknown_fields=True):
     """The body of a step that takes no options: `{}`."""
+
+
+# -- a cluster across hosts (`cqrs run --addresses … --process-id i`) -------------------------
+
+#: reports a member keeps between two asks (past that the oldest go: they are for monitoring)
+MAX_REPORTS = 10_000
+
+
+class MemberReport(msgspec.Struct, forbid_unknown_fields=True):
+    """What a member (process i > 0 on another host) tells process 0 each time it asks for its
+    run: who it is and the log partitions it reads, for `cqrs status`."""
+
+    process: Annotated[int, msgspec.Meta(ge=1, lt=MAX_PROCESSES)]
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    partitions: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=2**31)]],
+                          msgspec.Meta(max_length=100_000)] = []  # fmt: skip
+    #: what its source and steps observed since its last ask, for process 0's metrics
+    #: (`deploy.cluster.REPORTED` callbacks and their arguments; others are ignored)
+    reports: Annotated[list[tuple[str, list[Any]]], msgspec.Meta(max_length=MAX_REPORTS)] = []
+
+
+class MemberRun(msgspec.Struct):
+    """Process 0's current run of a deployment, as a member needs it: its id (a new one each
+    time the cluster restarts: a member whose run ended joins the next), whether process 0 is
+    stopping it (the member then ends its partitions too), and what to build
+    (`deploy.cluster.shared_payload`)."""
+
+    run: str
+    stopping: bool
+    payload: dict[str, Any]

@@ -18,6 +18,8 @@ from deploy.model import (
     Health,
     History,
     InitRequest,
+    MemberReport,
+    MemberRun,
     Origin,
     PromoteRequest,
     QueryResult,
@@ -77,6 +79,9 @@ class StoreService:
         self._refuse()
 
     def replay(self, request: ReplayRequest, origin: Origin = Origin.LOCAL) -> DeploymentStatus:
+        self._refuse()
+
+    def member_run(self, name: str, report: MemberReport) -> MemberRun:
         self._refuse()
 
     def start(self, name: str) -> DeploymentStatus:

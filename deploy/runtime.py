@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from api.security import Limits
 from api.server import ApiServer
-from core.errors import ConfigError, CqrsError
+from core.errors import ConfigError, CqrsError, NotFound
 from dataflows.metrics import Metrics
 from dataflows.source import StartAt
 from dataflows.spec import Pipeline
@@ -36,7 +36,7 @@ from deploy.deployment import Deployment, DeploymentConfig
 from deploy.local_service import LocalService
 from deploy.logs import CommandLogs
 from deploy.memory import release_memory
-from deploy.model import Desired, Stage, State
+from deploy.model import Desired, MemberReport, MemberRun, Stage, State
 from deploy.panels import load_panels
 from deploy.query import Reader
 from deploy.records import Record, Records
@@ -60,11 +60,15 @@ class Runtime(LocalService):
         brokers: str,
         metrics_registry: CollectorRegistry | None = None,
         reserved: Collection[str] = (),
+        hosts: dict[str, list[str]] | None = None,
     ) -> None:
         """`reserved`: deployments the caller starts itself with `ensure` right after opening
         (`cqrs run`'s own): open does not resume them, so they start once, on the shape and
         bound `ensure` asks for, rather than on the registered ones and then again."""
         self.settings = settings
+        #: deployments that run as a cluster across hosts, this process their process 0:
+        #: their Bytewax addresses by name (`cqrs run --addresses … --process-id 0`)
+        self.hosts = hosts or {}
         self.brokers = brokers
         self.pid = os.getpid()
         self._reserved = frozenset(reserved)
@@ -225,6 +229,7 @@ class Runtime(LocalService):
                 careful=self.supervisor.careful(record.name),
                 processes=record.processes,
                 workers=record.workers,
+                addresses=self.hosts.get(record.name),
             ),
             self.metrics.for_deployment(pipeline.name, pipeline.version, record.name),
         )
@@ -292,6 +297,15 @@ class Runtime(LocalService):
         self.logs.delete_group(name)
         del deployment  # the last reference: what it held goes before the heap is trimmed
         release_memory()
+
+    def member_run(self, name: str, report: MemberReport) -> MemberRun:
+        """The run a member of a cluster across hosts joins (`deploy.member`)."""
+        with self.lock:
+            deployment = self.deployments.get(name)
+        run = deployment.member_run(report) if deployment is not None else None
+        if run is None:
+            raise NotFound(f"{name} runs no cluster across hosts in this runtime now")
+        return run
 
     def settled(self, name: str) -> Deployment | None:
         """The deployment if it has ended for good (completed, stopped, or failed in a way a

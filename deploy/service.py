@@ -20,6 +20,8 @@ from deploy.model import (
     Health,
     History,
     InitRequest,
+    MemberReport,
+    MemberRun,
     Origin,
     PromoteRequest,
     QueryResult,
@@ -43,6 +45,9 @@ class Service(Protocol):
     def start(self, name: str) -> DeploymentStatus: ...
     def stop(self, name: str) -> DeploymentStatus: ...
     def skip(self, name: str, partition: int, offset: int) -> DeploymentStatus: ...
+    def member_run(self, name: str, report: MemberReport) -> MemberRun:
+        """For a member of a cluster across hosts: the run of process 0 it joins."""
+        ...
 
     # -- reading -------------------------------------------------------------------------------
     def query(self, sql: str) -> QueryResult: ...

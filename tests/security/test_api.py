@@ -74,7 +74,8 @@ def test_browsers_and_strangers_are_refused(stack):
     # the token: on every route but the page, unknown routes too (nothing to enumerate)
     for method, path in [("GET", "/health"), ("GET", "/metrics"), ("GET", "/deployments"),
                          ("GET", "/schema/openapi.json"), ("GET", "/dashboard/data"),
-                         ("POST", "/query"), ("GET", "/nope"), ("POST", "/deploy/init")]:  # fmt: skip
+                         ("POST", "/query"), ("GET", "/nope"), ("POST", "/deploy/init"),
+                         ("POST", "/deployments/orders_v1/member")]:  # fmt: skip
         status, headers, doc = stack.call(method, path, {} if method == "POST" else None,
                                           token=False)  # fmt: skip
         assert status == 401 and "bearer token" in doc["error"], path
@@ -193,6 +194,17 @@ def test_every_route(stack):
                          ("POST", "/deployments/nope/stop")]:  # fmt: skip
         status, _, doc = stack.call(method, path, {} if method == "POST" else None)
         assert status == 404 and "no deployment named 'nope'" in doc["error"], path
+    # a member's ask for its run (the spec and settings: token only, above): orders_v1 runs in
+    # one process, so there is no run to join; a malformed report names its field
+    status, _, doc = stack.call("POST", "/deployments/orders_v1/member", {"process": 1, "pid": 2})
+    assert status == 404 and "runs no cluster across hosts" in doc["error"], doc
+    for bad, field in [({"process": 0, "pid": 1}, "process"), ({"process": 1, "pid": -1}, "pid"),
+                       ({"process": 1, "pid": 1, "partitions": ["x"]}, "partitions"),
+                       ({"process": 1, "pid": 1, "reports": [[1, []]]}, "reports"),
+                       ({"process": 1, "pid": 1, "reports": [["on_step", []]] * 10_001}, "reports"),
+                       ({"process": 1, "pid": 1, "run": "x"}, "run")]:  # fmt: skip
+        status, _, doc = stack.call("POST", "/deployments/orders_v1/member", bad)
+        assert status == 400 and field in doc["error"], (bad, doc)
     status, _, metrics = stack.call("GET", "/metrics")
     assert status == 200 and "cqrs_deployment_state" in metrics
     status, _, schema = stack.call("GET", "/schema/openapi.json")

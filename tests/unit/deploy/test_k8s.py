@@ -98,27 +98,41 @@ def test_a_planted_mistake_is_caught(built, plant):
     assert len(bad) == 1, bad
 
 
-def test_the_runtime_runs_its_cluster_in_one_pod(built):
+def test_the_runtime_pods_form_one_cluster(built):
     for name, resources in built.items():
         sts = find(resources, "StatefulSet", "cqrs-runtime")
         headless = find(resources, "Service", sts["spec"]["serviceName"])
         assert headless["spec"]["clusterIP"] == "None", name
-        assert sts["spec"]["replicas"] == 1, name  # no cluster across pods yet
+        assert headless["spec"]["publishNotReadyAddresses"] is True, name  # found while starting
+        assert sts["spec"]["podManagementPolicy"] == "Parallel", name
         assert [v["metadata"]["name"] for v in sts["spec"]["volumeClaimTemplates"]] == ["data"]
         container = sts["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in container["env"]}
         processes = int(env["CQRS_PROCESSES"]["value"])
-        assert int(container["resources"]["requests"]["cpu"]) == processes, name  # a core each
+        assert sts["spec"]["replicas"] == processes, name  # a pod per process
+        assert int(container["resources"]["requests"]["cpu"]) == 1, name  # a core each
+        index = env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert index == "metadata.labels['apps.kubernetes.io/pod-index']", name
         chi = find(resources, "ClickHouseInstallation", "cqrs")
         clusters = [c["name"] for c in chi["spec"]["configuration"]["clusters"]]
         assert env["CQRS_CLICKHOUSE_CLUSTER"]["value"] in clusters, name
+        # the API is pod 0's, reached by its stable name (members) and by cqrs-api (users)
+        api = find(resources, "Service", "cqrs-api")["spec"]
+        assert api["selector"]["apps.kubernetes.io/pod-index"] == "0", name
+        hosts = env["CQRS_ALLOWED_HOSTS"]["value"].split(",")
+        assert {"cqrs-api", f"cqrs-runtime-0.{headless['metadata']['name']}"} <= set(hosts), name
         # the pod's command, with the runtime swapped for echo: the flags `cqrs run` takes
         script = container["args"][0].replace("exec cqrs run", "echo")
         ran = subprocess.run(
             ["sh", "-c", script], capture_output=True, text=True, check=True, timeout=10,
-            env={"CQRS_PROCESSES": "3", "CQRS_SPEC": "s.yaml", "PATH": "/usr/bin:/bin"},
+            env={"CQRS_PROCESSES": "3", "CQRS_SPEC": "s.yaml", "POD_INDEX": "2",
+                 "CLUSTER_PORT": env["CLUSTER_PORT"]["value"], "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
-        assert ran.stdout.split() == ["s.yaml", "--processes", "3"]
+        port = env["CLUSTER_PORT"]["value"]
+        addresses = ",".join(f"cqrs-runtime-{i}.cqrs-runtime:{port}" for i in range(3))
+        assert ran.stdout.split() == ["s.yaml", "--addresses", addresses, "--process-id", "2"]
+        ports = {p["name"]: p["port"] for p in headless["spec"]["ports"]}
+        assert ports["cluster"] == int(port), name
 
 
 def test_the_shape_of_the_stack(built):
