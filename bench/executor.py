@@ -1,0 +1,93 @@
+"""The executor alone (no log, no engine) on orders v1: CPU per command of `PartitionPipeline.run`
+over polls of the orders generator, for this checkout and, alternating with it in the same run,
+another one (`--against`: a directory holding an older commit, say `git archive <commit> | tar -x
+-C <dir>`): what a change to the filters or the executor did per command.
+
+    python -m bench.executor [--against DIR] [--rounds N] [--batches N] [--batch-size N]
+
+Each round runs each checkout in a fresh process of its own (its code first on the path), with
+the collector tuned as the runtime tunes it; the figure is process time over commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.__main__ import ORDERS_SPEC, REPO, log
+
+#: what each process runs: only names both this checkout and an older one have
+_JOB = """
+import itertools, json, sys, time
+import operators.builtin
+from core.envelope import LogRecord, Polled, encode_command
+from dataflows.executor import PartitionPipeline
+from dataflows.spec import load_pipeline
+from deploy.memory import tune_collector
+from examples.orders.generator import OrderGenerator
+
+spec, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+stream = OrderGenerator(seed=1, step_ms=5)
+polls = []
+for b in range(batches):
+    commands = itertools.islice(stream, size)
+    records = [
+        LogRecord(0, b * size + n, c.ts, c.aggregate_id.encode(), encode_command(c))
+        for n, c in enumerate(commands)
+    ]
+    polls.append(Polled(0, records, records[-1].offset + 1))
+pipeline = PartitionPipeline(load_pipeline(spec))
+tune_collector()
+cpu = time.process_time()
+for poll in polls:
+    pipeline.run(poll)
+cpu = time.process_time() - cpu
+print(json.dumps({"commands": batches * size, "us_per_command": cpu / (batches * size) * 1e6}))
+"""
+
+
+def run(checkout: Path, batches: int, size: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _JOB, ORDERS_SPEC, str(batches), str(size)],
+        capture_output=True, text=True, env=env, cwd=checkout, timeout=1800,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{checkout} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(against: Path | None, rounds: int, batches: int, size: int) -> dict[str, list[float]]:
+    checkouts = {"this checkout": REPO}
+    if against is not None:
+        checkouts[str(against)] = against.resolve()
+    figures: dict[str, list[float]] = {name: [] for name in checkouts}
+    for n in range(rounds):
+        for name, checkout in checkouts.items():
+            log(f"round {n + 1}/{rounds}: {name} …")
+            figures[name].append(run(checkout, batches, size)["us_per_command"])
+    for name, runs in figures.items():
+        each = ", ".join(f"{us:.2f}" for us in runs)
+        print(f"{name}: median {statistics.median(runs):.2f} µs/cmd (rounds: {each})")
+    if against is not None:
+        ours, theirs = figures["this checkout"], figures[str(against)]
+        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"ratio this/against: median {statistics.median(ratios):.2f}x (rounds: {each})")
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.executor")
+    parser.add_argument("--against", type=Path)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    a = parser.parse_args()
+    main(a.against, a.rounds, a.batches, a.batch_size)
