@@ -4,23 +4,38 @@ another one (`--against`: a directory holding an older commit, say `git archive 
 -C <dir>`): what a change to the filters or the executor did per command.
 
     python -m bench.executor [--against DIR] [--rounds N] [--batches N] [--batch-size N]
+    python -m bench.executor --steps [--rounds N] [--batch-size N]
 
 Each round runs each checkout in a fresh process of its own (its code first on the path), with
 the collector tuned as the runtime tunes it; the figure is process time over commands.
+
+`--steps` looks closer, in this process: each stateless step of orders v1 (and decoding) over
+the same polls, through its batch path and through its per-record path (what the executor ran
+before batch paths), alternating, the fastest of the rounds of each: a step's gain is a tenth
+of the executor's time or less, under the noise of a whole run on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import operators.builtin  # noqa: F401 - registers the filters the spec names
 from bench.__main__ import ORDERS_SPEC, REPO, log
+from core.envelope import LogRecord, encode_command
+from dataflows.executor import PartitionPipeline
+from dataflows.spec import load_pipeline
+from deploy.memory import tune_collector
+from examples.orders.generator import OrderGenerator
+from operators.base import Stateless
 
 #: what each process runs: only names both this checkout and an older one have
 _JOB = """
@@ -50,6 +65,46 @@ for poll in polls:
 cpu = time.process_time() - cpu
 print(json.dumps({"commands": batches * size, "us_per_command": cpu / (batches * size) * 1e6}))
 """
+
+
+def steps(rounds: int, size: int) -> dict[str, tuple[float, float]]:
+    """Per step, (per-record, batch) µs per command: the fastest of `rounds`."""
+    commands = list(itertools.islice(OrderGenerator(seed=1, step_ms=5), size))
+    records = [
+        LogRecord(0, n, c.ts, c.aggregate_id.encode(), encode_command(c))
+        for n, c in enumerate(commands)
+    ]
+    pipeline = load_pipeline(REPO / ORDERS_SPEC)
+    decoder = PartitionPipeline(pipeline)._decode
+    envelopes, _ = decoder.batch(records)
+    # each step over what reaches it: the shared filters' output for a projection's steps
+    accepted = PartitionPipeline(pipeline)._steps(pipeline.filters, envelopes, [])
+    cases: dict[str, tuple[Any, Any]] = {
+        "decode": (lambda: [decoder(r) for r in records], lambda: decoder.batch(records))
+    }
+    for step in [*pipeline.filters, *(s for p in pipeline.projections for s in p.steps)]:
+        if isinstance(step, Stateless) and type(step).apply_batch is not Stateless.apply_batch:
+            items = envelopes if step in pipeline.filters else accepted
+            apply = step.apply
+            cases[step.step_id] = (
+                lambda apply=apply, items=items: [apply(e) for e in items],
+                lambda step=step, items=items: step.apply_batch(items),
+            )
+    tune_collector()
+    best: dict[str, list[float]] = {name: [float("inf")] * 2 for name in cases}
+    for _ in range(rounds):
+        for name, paths in cases.items():
+            for i, path in enumerate(paths):
+                n = len(records if name == "decode" else envelopes)
+                cpu = time.process_time()
+                path()
+                best[name][i] = min(best[name][i], (time.process_time() - cpu) / n * 1e6)
+    for name, (each, batch) in best.items():
+        print(
+            f"{name}: per record {each:.3f} µs/cmd, batch {batch:.3f} µs/cmd "
+            f"({batch / each:.2f}x, {each - batch:+.3f} µs)"
+        )
+    return {name: (each, batch) for name, (each, batch) in best.items()}
 
 
 def run(checkout: Path, batches: int, size: int) -> dict[str, Any]:
@@ -89,5 +144,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--steps", action="store_true")
     a = parser.parse_args()
-    main(a.against, a.rounds, a.batches, a.batch_size)
+    if a.steps:
+        steps(a.rounds, a.batch_size)
+    else:
+        main(a.against, a.rounds, a.batches, a.batch_size)
