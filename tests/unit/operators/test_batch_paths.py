@@ -17,11 +17,9 @@ from examples.orders.generator import OrderGenerator
 from operators.base import Stateless
 from operators.decode import Decoder
 from operators.select import ConditionParams, DropIf, Select
-from operators.validate import Validate, ValidateParams
 from tests.unit.operators.helpers import env
 
 ORDERS = OrderGenerator(seed=3).take(200)
-SCHEMAS = "examples.orders.schemas:SCHEMAS"
 
 _good = st.sampled_from(ORDERS).map(encode_command)
 _bad_value = st.one_of(
@@ -139,49 +137,3 @@ def test_select_takes_its_batch_in_columns():
     step = Select("s", ConditionParams(where))
     step.apply = None  # the per-record path would raise
     assert step.apply_batch(batch) == [batch[0], Skipped("s", "filtered")]
-
-
-_breaks = st.sampled_from(
-    [
-        {},
-        {"key": None},
-        {"key": b"o-other"},
-        {"ahead": 7_200_000},
-        {"type": "order.teleported"},
-        {"v": 2},
-        {"data": {"order_id": "o-other"}},  # key_field is not the aggregate
-        {"data": {"amount": -1}},
-        {"data": {"items": []}},
-        {"data": {"order_id": None}},
-        {"drop": "currency"},
-    ]
-)
-
-
-def _broken(command: Command, change: dict[str, Any]) -> Envelope:
-    data = {**command.data, **change.get("data", {})}
-    data.pop(change.get("drop", ""), None)
-    fields = {f: getattr(command, f) for f in command.__struct_fields__}
-    fields.update({k: change[k] for k in ("type", "v") if k in change}, data=data)
-    key = change["key"] if "key" in change else command.aggregate_id.encode()
-    log_time = command.ts - change.get("ahead", 0)
-    return Envelope(LogRecord(0, 0, log_time, key, b""), Command(**fields))
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(st.sampled_from(ORDERS), _breaks, _breaks), max_size=25),
-    st.booleans(),
-    st.sampled_from(["1h", "3h"]),
-)
-def test_validating_a_batch_equals_validating_each_command(cases, require_key, max_future):
-    step = Validate("v", ValidateParams(SCHEMAS, require_key=require_key, max_future=max_future))
-    batch = [_broken(command, {**a, **b}) for command, a, b in cases]  # two breaks at once
-    assert through_executor(step, batch) == per_record(step, batch)
-
-
-def test_validate_converts_a_batch_by_schema():
-    batch = [_broken(c, {}) for c in ORDERS[:30]]
-    step = Validate("v", ValidateParams(SCHEMAS))
-    step.apply = None  # the per-record path would raise: every command here passes
-    assert step.apply_batch(batch) == batch
