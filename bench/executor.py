@@ -5,6 +5,11 @@ another one (`--against`: a directory holding an older commit, say `git archive 
 
     python -m bench.executor [--against DIR] [--rounds N] [--batches N] [--batch-size N]
     python -m bench.executor --steps [--rounds N] [--batch-size N]
+    python -m bench.executor --end-to-end N --against DIR
+
+`--end-to-end` is scenario 2 (orders v1 from earliest to caught up, 6 partitions, the real
+broker and the embedded engine) for this checkout, the other one and the bare loop, one after
+the other on one broker and topic: the ratio to the bare loop before and after, in one run.
 
 Each round runs each checkout in a fresh process of its own (its code first on the path), with
 the collector tuned as the runtime tunes it; the figure is process time over commands.
@@ -21,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,6 +113,34 @@ def steps(rounds: int, size: int) -> dict[str, tuple[float, float]]:
     return {name: (each, batch) for name, (each, batch) in best.items()}
 
 
+def end_to_end(against: Path, commands: int) -> dict[str, dict[str, Any]]:
+    from bench import memory  # its job runner starts a checkout's own bench worker
+    from bench.__main__ import WORK, fill
+    from deploy.broker import KafkaDistribution, LocalBroker
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "executor-broker", ignore_errors=True)
+    broker = LocalBroker(WORK / "executor-broker", KafkaDistribution(REPO / ".cache"))
+    brokers = broker.start().bootstrap
+    try:
+        fill(brokers, "executor6", 6, commands)
+        args = {"brokers": brokers, "topic": "executor6", "spec": ORDERS_SPEC}
+        results = {
+            "this checkout": memory.run(REPO, "executor-this", "ours", args),
+            str(against): memory.run(against.resolve(), "executor-against", "ours", args),
+            "bare loop": memory.run(REPO, "executor-bare", "bare", args),
+        }
+    finally:
+        broker.stop()
+    bare = results["bare loop"]["commands_per_s"]
+    for name, r in results.items():
+        print(
+            f"{name}: {r['commands_per_s']:,.0f} cmd/s, {r['cpu_us_per_command']:.1f} µs CPU/cmd "
+            f"({r['commands_per_s'] / bare:.2f}x the bare loop)"
+        )
+    return results
+
+
 def run(checkout: Path, batches: int, size: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
@@ -145,8 +179,13 @@ if __name__ == "__main__":
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--steps", action="store_true")
+    parser.add_argument("--end-to-end", type=int, metavar="COMMANDS")
     a = parser.parse_args()
-    if a.steps:
+    if a.end_to_end:
+        if a.against is None:
+            parser.error("--end-to-end needs --against DIR (the checkout to compare with)")
+        end_to_end(a.against, a.end_to_end)
+    elif a.steps:
         steps(a.rounds, a.batch_size)
     else:
         main(a.against, a.rounds, a.batches, a.batch_size)
