@@ -5,7 +5,7 @@ another one (`--against`: a directory holding an older commit, say `git archive 
 
     python -m bench.executor [--against DIR] [--rounds N] [--batches N] [--batch-size N]
     python -m bench.executor --steps [--rounds N] [--batch-size N]
-    python -m bench.executor --end-to-end N --against DIR
+    python -m bench.executor --end-to-end N --against DIR [--rounds N]
 
 `--end-to-end` is scenario 2 (orders v1 from earliest to caught up, 6 partitions, the real
 broker and the embedded engine) for this checkout, the other one and the bare loop, one after
@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import operators.builtin  # noqa: F401 - registers the filters the spec names
-from bench.__main__ import ORDERS_SPEC, REPO, log
+from bench import memory
+from bench.__main__ import ORDERS_SPEC, REPO, WORK, fill, log
 from core.envelope import LogRecord, encode_command
 from dataflows.executor import PartitionPipeline
 from dataflows.spec import load_pipeline
+from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.memory import tune_collector
 from examples.orders.generator import OrderGenerator
 from operators.base import Stateless
@@ -50,6 +52,7 @@ import operators.builtin
 from core.envelope import LogRecord, Polled, encode_command
 from dataflows.executor import PartitionPipeline
 from dataflows.spec import load_pipeline
+from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.memory import tune_collector
 from examples.orders.generator import OrderGenerator
 
@@ -113,31 +116,34 @@ def steps(rounds: int, size: int) -> dict[str, tuple[float, float]]:
     return {name: (each, batch) for name, (each, batch) in best.items()}
 
 
-def end_to_end(against: Path, commands: int) -> dict[str, dict[str, Any]]:
-    from bench import memory  # its job runner starts a checkout's own bench worker
-    from bench.__main__ import WORK, fill
-    from deploy.broker import KafkaDistribution, LocalBroker
-
+def end_to_end(against: Path, commands: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Scenario 2 for both checkouts and the bare loop, `rounds` times, the checkouts' order
+    swapped every round, so neither is always the first to read the log after the fill."""
     WORK.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK / "executor-broker", ignore_errors=True)
     broker = LocalBroker(WORK / "executor-broker", KafkaDistribution(REPO / ".cache"))
     brokers = broker.start().bootstrap
+    jobs = [("this checkout", REPO, "ours"), (str(against), against.resolve(), "ours")]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in jobs}
+    results["bare loop"] = []
     try:
         fill(brokers, "executor6", 6, commands)
         args = {"brokers": brokers, "topic": "executor6", "spec": ORDERS_SPEC}
-        results = {
-            "this checkout": memory.run(REPO, "executor-this", "ours", args),
-            str(against): memory.run(against.resolve(), "executor-against", "ours", args),
-            "bare loop": memory.run(REPO, "executor-bare", "bare", args),
-        }
+        for n in range(rounds):
+            order = jobs if n % 2 == 0 else jobs[::-1]
+            for name, checkout, kind in [*order, ("bare loop", REPO, "bare")]:
+                results[name].append(memory.run(checkout, f"executor-{kind}", kind, args))
     finally:
         broker.stop()
-    bare = results["bare loop"]["commands_per_s"]
-    for name, r in results.items():
-        print(
-            f"{name}: {r['commands_per_s']:,.0f} cmd/s, {r['cpu_us_per_command']:.1f} µs CPU/cmd "
-            f"({r['commands_per_s'] / bare:.2f}x the bare loop)"
-        )
+    for n in range(rounds):
+        bare = results["bare loop"][n]["commands_per_s"]
+        for name, runs in results.items():
+            r = runs[n]
+            print(
+                f"round {n + 1} {name}: {r['commands_per_s']:,.0f} cmd/s, "
+                f"{r['cpu_us_per_command']:.1f} µs CPU/cmd ({r['commands_per_s'] / bare:.2f}x "
+                "the bare loop)"
+            )
     return results
 
 
@@ -184,7 +190,7 @@ if __name__ == "__main__":
     if a.end_to_end:
         if a.against is None:
             parser.error("--end-to-end needs --against DIR (the checkout to compare with)")
-        end_to_end(a.against, a.end_to_end)
+        end_to_end(a.against, a.end_to_end, a.rounds)
     elif a.steps:
         steps(a.rounds, a.batch_size)
     else:
