@@ -7,10 +7,6 @@ another one (`--against`: a directory holding an older commit, say `git archive 
     python -m bench.executor --steps [--rounds N] [--batch-size N]
     python -m bench.executor --end-to-end N --against DIR [--rounds N]
 
-`--end-to-end` is scenario 2 (orders v1 from earliest to caught up, 6 partitions, the real
-broker and the embedded engine) for this checkout, the other one and the bare loop, one after
-the other on one broker and topic: the ratio to the bare loop before and after, in one run.
-
 Each round runs each checkout in a fresh process of its own (its code first on the path), with
 the collector tuned as the runtime tunes it; the figure is process time over commands.
 
@@ -18,6 +14,10 @@ the collector tuned as the runtime tunes it; the figure is process time over com
 the same polls, through its batch path and through its per-record path (what the executor ran
 before batch paths), alternating, the fastest of the rounds of each: a step's gain is a tenth
 of the executor's time or less, under the noise of a whole run on a shared machine.
+
+`--end-to-end` is scenario 2 (orders v1 from earliest to caught up, 6 partitions, the real
+broker and the embedded engine) for this checkout, the other one and the bare loop, one after
+the other on one broker and topic: the ratio to the bare loop before and after, in one run.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.memory import tune_collector
 from examples.orders.generator import OrderGenerator
 from operators.base import Stateless
+from operators.decode import Decoder
 
 #: what each process runs: only names both this checkout and an older one have
 _JOB = """
@@ -84,7 +85,7 @@ def steps(rounds: int, size: int) -> dict[str, tuple[float, float]]:
         for n, c in enumerate(commands)
     ]
     pipeline = load_pipeline(REPO / ORDERS_SPEC)
-    decoder = PartitionPipeline(pipeline)._decode
+    decoder = Decoder(pipeline.spec.source.max_record_bytes)
     envelopes, _ = decoder.batch(records)
     # each step over what reaches it: the shared filters' output for a projection's steps
     accepted = PartitionPipeline(pipeline)._steps(pipeline.filters, envelopes, [])
