@@ -153,6 +153,13 @@ def decode_command(raw: bytes | None) -> Command:
         raise MalformedCommand(Reason.NOT_JSON, str(exc)) from None
 
 
+def decode_commands(values: list[bytes]) -> list[Command]:
+    """Decode a batch of commands in one call, raising at the first that is not one (then
+    `decode_command` on each says which and why): a poll's worth without a Python frame per
+    record."""
+    return list(map(_decoder.decode, values))
+
+
 def encode_command(command: Command) -> bytes:
     """Encode a command as the JSON envelope the log carries."""
     return _encoder.encode(command)

@@ -7,9 +7,10 @@ one per command, and keys the recovery state by partition: `{step_id: snapshot}`
 
 No record stops the pipeline: what a step raises on one command sends that command to the DLQ
 (`filter_error`) and the rest of the batch goes on. A stateless step is run over the whole batch
-and, only if it raised, again one command at a time (it is pure, so running it twice changes
-nothing). A partition-local step either guards its own records (`guards_records`), or runs
-from a snapshot taken before the batch, so a command it raised on leaves no trace in its state.
+(`apply_batch`: a filter may work on the batch's columns there) and, only if it raised, again one
+command at a time through `apply` (it is pure, so running it twice changes nothing). A
+partition-local step either guards its own records (`guards_records`), or runs from a snapshot
+taken before the batch, so a command it raised on leaves no trace in its state.
 
 Nothing here imports Bytewax: the executor is tested on its own, and `dataflows.builder` wires
 it into a dataflow.
@@ -59,11 +60,11 @@ NO_OBSERVERS = Observers()
 
 def _apply(f: Stateless, items: list[Envelope]) -> list[Output]:
     """A stateless step over a batch; if it raised, again a command at a time."""
-    apply = f.apply
     try:
-        return [apply(e) for e in items]
+        return f.apply_batch(items)
     except Exception:
         pass
+    apply = f.apply
     outputs: list[Output] = []
     for envelope in items:
         try:
@@ -117,15 +118,13 @@ class PartitionPipeline:
         first = min(firsts, default=polled.next_offset - 1)
         newest = records[-1].timestamp if records else 0
         out = BatchOutput(polled.partition, first, polled.next_offset - 1, newest)
-        envelopes: list[Any] = []
         rejects = out.rejects
         for r in polled.rejects:  # unreadable, or skipped by an operator: from the source
             rejects.append(r)
             self._observers.on_rejected(r.step, r.reason.value, 1)
         decoded_from = len(rejects)
-        for record in records:
-            decoded = self._decode(record)
-            (envelopes if isinstance(decoded, Envelope) else rejects).append(decoded)
+        envelopes, unreadable = self._decode.batch(records)
+        rejects.extend(unreadable)
         self._report(DECODE_STEP, len(records), len(envelopes), len(rejects) - decoded_from, 0)
         for r in rejects[decoded_from:]:
             self._observers.on_rejected(r.step, r.reason.value, 1)

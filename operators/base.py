@@ -8,7 +8,8 @@
 - `Keyed`: the common case of `PartitionLocal`: one immutable state value per key.
 
 No record may stop a pipeline: an exception a step raises on one command sends that command to
-the DLQ (`filter_error`) and the batch goes on. For stateless steps the executor sees to it. A
+the DLQ (`filter_error`) and the batch goes on. For stateless steps the executor sees to it
+(and a stateless step may take the whole batch at once, `apply_batch`). A
 partition-local step folds a batch into state it changes in place, so it guards each record in
 its own loop, working out everything that can raise before it changes anything
 (`guards_records`); for any other, the executor keeps a snapshot to fall back on.
@@ -56,6 +57,17 @@ class Filter(ABC):  # noqa: B024 - a marker base: the shapes below carry the abs
 class Stateless(Filter):
     @abstractmethod
     def apply(self, envelope: Envelope) -> Output: ...
+
+    def apply_batch(self, batch: list[Envelope]) -> list[Output]:
+        """`apply` over a batch, one output per envelope in order.
+
+        A filter overrides this where working on the batch's columns costs less Python per
+        command than calling `apply` for each. It may raise on a batch it cannot take as a
+        whole: the executor then runs that batch again through `apply`, a command at a time,
+        so the outputs must be exactly what `apply` would give (the property tests check it).
+        """
+        apply = self.apply
+        return [apply(e) for e in batch]
 
 
 class PartitionLocal(Filter, Generic[S]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from core.envelope import (
     Envelope,
     LogRecord,
@@ -9,12 +11,15 @@ from core.envelope import (
     Reason,
     Rejected,
     decode_command,
+    decode_commands,
     failure,
 )
 
 STEP_ID = "decode"
 #: larger records are refused before decoding: one giant command must not stall a pipeline
 MAX_RECORD_BYTES = 1024 * 1024
+
+_value = attrgetter("value")
 
 
 class Decoder:
@@ -32,3 +37,22 @@ class Decoder:
             return Rejected(record=record, step=STEP_ID, reason=exc.reason, detail=exc.detail)
         except Exception as exc:  # a nesting too deep for the decoder, or anything else
             return failure(record, STEP_ID, exc)
+
+    def batch(self, records: list[LogRecord]) -> tuple[list[Envelope], list[Rejected]]:
+        """A poll's records, decoded: the envelopes and the rejects, each in log order.
+
+        The common poll (every record a command within the size limit) is decoded in one call;
+        any other is decoded a record at a time, so each reject says why, as `__call__` does.
+        """
+        values = list(map(_value, records))
+        try:
+            if not values or max(map(len, values)) <= self.max_bytes:
+                return list(map(Envelope, records, decode_commands(values))), []
+        except Exception:  # a value that is None, or not a command: the per-record path says why
+            pass
+        envelopes: list[Envelope] = []
+        rejects: list[Rejected] = []
+        for record in records:
+            decoded = self(record)
+            (envelopes if type(decoded) is Envelope else rejects).append(decoded)  # type: ignore
+        return envelopes, rejects

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from core.envelope import Envelope
@@ -19,6 +20,8 @@ MISSING: Any = type(
 )()
 
 Getter = Callable[[Envelope], Any]
+#: a path's values over a batch, in order: what `getter` gives for each envelope
+Column = Callable[[list[Envelope]], list[Any]]
 
 COMMAND_FIELDS = ("id", "type", "aggregate_id", "ts", "v")
 LOG_FIELDS = ("partition", "offset", "timestamp")
@@ -52,6 +55,24 @@ def getter(path: str) -> Getter:
     if root == "data":
         return lambda e: _walk(e.command.data, rest)
     return lambda e: _walk(e.attrs.get(root, MISSING), rest)
+
+
+def column(path: str) -> Column:
+    """A path's getter over a whole batch: the envelope's and the record's fields through one
+    C-level `map`, the rest in one comprehension rather than a Python call per envelope."""
+    segments = check_path(path)
+    root, rest = segments[0], segments[1:]
+    if root in COMMAND_FIELDS or root == "log":
+        get = attrgetter(f"command.{root}" if root in COMMAND_FIELDS else f"record.{rest[0]}")
+        return lambda batch: list(map(get, batch))
+    if root == "data":
+        if len(rest) == 1:
+            (name,) = rest
+            return lambda batch: [e.command.data.get(name, MISSING) for e in batch]
+        return lambda batch: [_walk(e.command.data, rest) for e in batch]
+    if not rest:
+        return lambda batch: [e.attrs.get(root, MISSING) for e in batch]
+    return lambda batch: [_walk(e.attrs.get(root, MISSING), rest) for e in batch]
 
 
 def _walk(value: Any, segments: list[str]) -> Any:
