@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -264,10 +265,6 @@ def bytewax_kafka(args: dict[str, Any]) -> dict[str, Any]:
 def latency(args: dict[str, Any]) -> dict[str, Any]:
     """Produce at a fixed rate into a live deployment; the time from each batch's newest log
     time to its rows being written (visible in the stable view from that moment)."""
-    from commands.load import produce_load
-    from commands.producer import CommandProducer
-    from examples.orders.generator import OrderGenerator
-
     brokers, topic, work = args["brokers"], args["topic"], Path(args["work"])
     with CommandLog(brokers, topic) as log:
         log.ensure(6)
@@ -288,11 +285,13 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     deployment.start(deployment.prepare(open_client(dsn)))
     time.sleep(5)  # started and idle: what follows is steady state
     recorder.latencies.clear()
-    generator = OrderGenerator(
-        seed=7, start_ms=int(time.time() * 1000), step_ms=1000 / args["rate"]
-    )
-    with CommandProducer(brokers, topic) as producer:
-        sent = produce_load(producer, generator, rate=args["rate"], duration_s=args["seconds"])
+    # the producer in a process of its own, as a real one is (`bench.paced_load`)
+    load = [str(args["rate"]), str(args["seconds"])]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.paced_load", brokers, topic, *load],
+        capture_output=True, text=True, check=True, timeout=args["seconds"] + 120,
+    )  # fmt: skip
+    sent = json.loads(done.stdout.strip().splitlines()[-1])
     time.sleep(3)
     deployment.stop()
     values = sorted(recorder.latencies)
@@ -302,8 +301,8 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "rate": args["rate"],
-        "sent": sent.sent,
-        "achieved_rate": round(sent.rate),
+        "sent": sent["sent"],
+        "achieved_rate": round(sent["rate"]),
         "batches": len(values),
         "p50_s": at(0.5),
         "p99_s": at(0.99),
