@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
 from bench.bare_loop import bare_loop, consumer_from_start
+from bench.null_store import null_client
 from commands.log import CommandLog, part_key
 from core.envelope import LogRecord, Polled
 from dataflows.metrics import DeploymentMetrics, Metrics
@@ -111,6 +112,8 @@ def ours(args: dict[str, Any]) -> dict[str, Any]:
     recorder = Recorder()
     metrics = recorder.deployment_metrics(pipeline)
     dsn = f"chdb://{work / 'clickhouse'}"
+    # "null": no engine in this process, inserts serialised and dropped (`bench.null_store`)
+    factory = null_client if args.get("store") == "null" else open_client
     deployment = Deployment(
         DeploymentConfig(
             pipeline=pipeline,
@@ -120,16 +123,18 @@ def ours(args: dict[str, Any]) -> dict[str, Any]:
             recovery_root=work / "recovery",
             stop_at=ends,
             partitions=only,
+            client_factory=factory,
         ),
         metrics,
     )
-    partitions = deployment.prepare(open_client(dsn))
+    partitions = deployment.prepare(factory(dsn))
     total = sum(ends.values())
     with RssSampler() as rss:
         started, cpu = time.perf_counter(), time.process_time()
         deployment.run(partitions)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return figures(total, elapsed, cpu, rss, recorder.inserts)
+    # the library chDB's engine lives in: whether this run loaded it
+    return figures(total, elapsed, cpu, rss, recorder.inserts) | {"chdb": "chdb" in sys.modules}
 
 
 def bare(args: dict[str, Any]) -> dict[str, Any]:
