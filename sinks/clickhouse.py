@@ -245,7 +245,7 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
                 self._observers,
             )
         partition = int(for_part)
-        batch.written[partition] = -1 if resume_state is None else resume_state
+        batch.attach(partition, resume_state)
         return _ProjectionPartition(batch, partition)
 
 
@@ -265,5 +265,7 @@ class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
         return self._batch.written[self._partition]
 
     def close(self) -> None:
+        """Also called when Bytewax drops a part it rebuilt from a recovery snapshot, while the
+        worker's other parts go on: the batch is released by the last part that closes."""
         self._batch.flush()
-        self._batch.release()
+        self._batch.detach()

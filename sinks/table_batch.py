@@ -52,8 +52,8 @@ class Observers:
 
 
 class TableBatch:
-    """`written`: per partition, the highest offset whose rows are written (its resume state,
-    set when its sink partition is built)."""
+    """`written`: per partition, the highest offset whose rows are written (from its resume
+    state on, `attach`)."""
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class TableBatch:
         self._since = 0.0  # when the oldest buffered batch arrived
         self._log_times: list[int] = []  # newest log time of each buffered batch with rows
         self._dlq: DlqWriter | None = None
+        self._parts = 0  # sink partitions attached and not closed
         self.released = False
 
     def add(self, partition: int, values: list[SinkItem]) -> None:
@@ -125,6 +126,19 @@ class TableBatch:
         self._ranges = {}
         self._runs = []
         self._log_times = []
+
+    def attach(self, partition: int, resumed: int | None) -> None:
+        """A sink partition joins; the highest of what the batch wrote for it and its resume
+        state counts (Bytewax may build a part before the snapshot it resumes from arrives,
+        then build it again from that snapshot)."""
+        self._parts += 1
+        done = -1 if resumed is None else resumed
+        self.written[partition] = max(self.written.get(partition, -1), done)
+
+    def detach(self) -> None:
+        self._parts -= 1
+        if self._parts <= 0:
+            self.release()
 
     def release(self) -> None:
         if self.released:
