@@ -299,6 +299,12 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     sent = json.loads(done.stdout.strip().splitlines()[-1])
     time.sleep(3)
     deployment.stop()
+    # p99 per tenth of the run: a tail that grows from tenth to tenth is a backlog (the pipeline
+    # not keeping up); one that comes and goes is a stall (an epoch's flush and snapshot)
+    tenth = max(1, len(recorder.latencies) // 10)
+    slices = [
+        sorted(recorder.latencies[i : i + tenth]) for i in range(0, len(recorder.latencies), tenth)
+    ]
     values = sorted(recorder.latencies)
 
     def at(q: float) -> float:
@@ -312,6 +318,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         "p50_s": at(0.5),
         "p99_s": at(0.99),
         "max_s": round(values[-1], 3),
+        "p99_s_by_tenth": [round(s[int(0.99 * (len(s) - 1))], 2) for s in slices],
     }
 
 
