@@ -57,7 +57,8 @@ def main(
     for name, r in results.items():
         print(
             f"{name}: {r['achieved_rate']:,} cmd/s, p50 {r['p50_s']} s, "
-            f"p99 {r['p99_s']} s, max {r['max_s']} s ({r['batches']:,} batches)"
+            f"p99 {r['p99_s']} s, max {r['max_s']} s ({r['batches']:,} batches; p99 by tenth "
+            f"of the run: {r.get('p99_s_by_tenth')})"
         )
     return results
 

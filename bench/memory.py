@@ -1,8 +1,10 @@
 """Scenario 5 (peak RSS of orders v1 over a long stream) on its own, for this checkout and, side by
 side on the same broker and topic, another one (`--against`: a directory holding an older
-commit, say `git archive <commit> | tar -x -C <dir>`): what a change did to the memory.
+commit, say `git archive <commit> | tar -x -C <dir>`): what a change did to the memory. With
+`--null-store`, this checkout also runs without the embedded engine (its inserts serialised and
+dropped): the pipeline process's own memory, as it would be beside a ClickHouse server.
 
-    python -m bench.memory [--commands N] [--against DIR]
+    python -m bench.memory [--commands N] [--against DIR] [--null-store]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def run(checkout: Path, name: str, kind: str, args: dict[str, Any]) -> dict[str,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(commands: int, against: Path | None) -> dict[str, dict[str, Any]]:
+def main(commands: int, against: Path | None, null_store: bool) -> dict[str, dict[str, Any]]:
     WORK.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK / "memory-broker", ignore_errors=True)  # a fresh log: only this run's topic
     broker = LocalBroker(WORK / "memory-broker", KafkaDistribution(REPO / ".cache"))
@@ -48,6 +50,9 @@ def main(commands: int, against: Path | None) -> dict[str, dict[str, Any]]:
         results["this checkout"] = run(REPO, "memory-this", "ours", args)
         if against is not None:
             results[str(against)] = run(against.resolve(), "memory-against", "ours", args)
+        if null_store:
+            null = {**args, "store": "null"}
+            results["this checkout, no engine"] = run(REPO, "memory-null", "ours", null)
     finally:
         broker.stop()
     for name, r in results.items():
@@ -64,5 +69,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--commands", type=int, default=5_000_000)
     parser.add_argument("--against", type=Path)
+    parser.add_argument(
+        "--null-store",
+        action="store_true",
+        help="also run this checkout without the engine in process (bench.null_store)",
+    )
     a = parser.parse_args()
-    main(a.commands, a.against)
+    main(a.commands, a.against, a.null_store)

@@ -1,27 +1,22 @@
-"""The ClickHouse projection sink: batched, synchronous inserts, one sink partition per log
-partition.
+"""The ClickHouse projection sink: batched, synchronous, idempotent inserts, one sink
+partition per log partition (the recovery keys), the partitions of a worker written together
+(`sinks.table_batch`).
 
-Rows are buffered and inserted when `max_rows` are waiting, when the oldest has waited
-`max_delay`, and at every epoch's snapshot. Bytewax snapshots a sink partition only after its
-epoch's items were written, so flushing at the snapshot means a recovery snapshot never covers
-a row that is still only in memory; flushing on `max_delay` keeps rows visible quickly even
-though epochs (and so snapshots) are seconds apart.
-
-Each insert carries a deduplication token made of the deployment, table, partition and offset
-range; a retry sends the same rows with the same token, so an insert that succeeded although
-the client saw an error is not applied twice. After each insert the partition's progress is
-recorded. While ClickHouse is failing, the insert is retried and `write_batch` does not return:
-Bytewax stops pulling from the source, so memory stays at one buffer per partition.
+Bytewax snapshots a sink partition only after its epoch's items were written, and a snapshot
+flushes the batch first, so a recovery snapshot never covers a row that is still only in
+memory; flushing on `max_delay` keeps rows visible quickly even though epochs (and so
+snapshots) are seconds apart. While ClickHouse is failing, the insert is retried and
+`write_batch` does not return: Bytewax stops pulling from the source, so memory stays at one
+buffer per worker and table.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import time
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 
 import bytewax.operators as op
 import msgspec
@@ -30,7 +25,6 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
 from commands.log import part_key
-from core.envelope import LogRecord, Reason, Rejected
 from core.errors import StoreError
 from core.outputs import BatchOutput, Output, Projected
 from core.schema import Table
@@ -49,11 +43,8 @@ from sinks.output import (
     WrittenObserver,
     register_sink,
 )
-from sinks.progress import record_progress
-from sinks.retry import Backoff, is_content_error, is_fatal_error
 from sinks.store import open_client
-
-log = logging.getLogger(__name__)
+from sinks.table_batch import Limits, Observers, Row, SinkItem, TableBatch
 
 #: Inserts remembered per table for token deduplication: a retried batch, or one replayed with
 #: the same offset range, within this many inserts is dropped by ClickHouse.
@@ -61,11 +52,6 @@ DEDUP_WINDOW = 10_000
 #: ...and for how long, on a replicated table (a server's default is an hour or a week by
 #: version): a runtime down for a weekend still finds the tokens of what it may repeat
 DEDUP_WINDOW_SECONDS = 7 * 24 * 3600
-
-Row = tuple[Any, ...]
-# per batch of one partition: (first offset, last offset, newest log time in epoch ms, rows in
-# the table's column order)
-SinkItem = tuple[int, int, int, list[Row]]
 
 
 def create_projection_table(
@@ -200,7 +186,11 @@ class TableOutput(SinkOutput):
 
 
 class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
-    """Writes one projection table; resume state per partition is the highest offset written."""
+    """Writes one projection table; resume state per partition is the highest offset written.
+
+    The sink partitions (one per log partition: the recovery keys) a worker holds share one
+    `_TableBatch`: one insert of rows and one of progress per flush for all of them, not one
+    pair per partition."""
 
     def __init__(
         self,
@@ -216,25 +206,23 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
         on_written: WrittenObserver | None = None,
         client_factory: ClientFactory = open_client,
     ) -> None:
-        self._on_written = on_written
         self._database = database
         self._table = table
         self._dsn = dsn
         self._keys = [part_key(p) for p in sorted(partitions)]
         self._index = {key: i for i, key in enumerate(self._keys)}
         self._dlq = dlq
-        self._max_rows = max_rows
-        self._max_delay_s = max_delay_s
-        self._on_flush = on_flush
-        self._on_retry = on_retry
+        self._limits = Limits(max_rows, max_delay_s)
+        self._observers = Observers(on_flush, on_retry, on_written)
         self._client_factory = client_factory
-        self._built: list[_ProjectionPartition] = []
+        # per worker thread: Bytewax builds, writes and snapshots a worker's parts on its thread
+        self._batches: dict[int, TableBatch] = {}
 
     def close_all(self) -> None:
         """Release what the partitions opened (Bytewax skips `close` when a run fails); no
         flush here: what a failed run did not write is written again after its restart."""
-        for part in self._built:
-            part.release()
+        for batch in self._batches.values():
+            batch.release()
 
     def list_parts(self) -> list[str]:
         return list(self._keys)
@@ -245,155 +233,39 @@ class ProjectionSink(FixedPartitionedSink[SinkItem, int]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _ProjectionPartition:
-        return _ProjectionPartition(
-            self, self._client_factory(self._dsn), int(for_part), resume_state
-        )
+        worker = threading.get_ident()
+        batch = self._batches.get(worker)
+        if batch is None or batch.released:
+            batch = self._batches[worker] = TableBatch(
+                self._database,
+                self._table,
+                self._client_factory(self._dsn),
+                self._limits,
+                self._dlq,
+                self._observers,
+            )
+        partition = int(for_part)
+        batch.attach(partition, resume_state)
+        return _ProjectionPartition(batch, partition)
 
 
 class _ProjectionPartition(StatefulSinkPartition[SinkItem, int]):
-    def __init__(
-        self, sink: ProjectionSink, client: Client, partition: int, written: int | None
-    ) -> None:
-        self._sink = sink
-        self._client = client
+    """One log partition's recovery key: its rows go to the worker's shared batch, and its
+    snapshot (the highest offset written) is taken only after that batch was written."""
+
+    def __init__(self, batch: TableBatch, partition: int) -> None:
+        self._batch = batch
         self._partition = partition
-        table = sink._table
-        self._target = qualified(sink._database, table.name)
-        self._token_prefix = f"{sink._database}.{table.name}:{partition}"
-        self._names = table.column_names
-        self._types = [t for _, t in table.columns]
-        self._written = -1 if written is None else written
-        self._rows: list[Row] = []
-        self._first = -1
-        self._last = -1
-        self._since = 0.0  # when the oldest buffered batch arrived
-        self._log_times: list[int] = []  # newest log time of each buffered batch with rows
-        self._dlq: DlqWriter | None = None
-        self._released = False
 
     def write_batch(self, values: list[SinkItem]) -> None:
-        now = time.monotonic()
-        for first, last, log_time, rows in values:
-            if self._first < 0:
-                self._first = first
-                self._since = now
-            self._last = max(self._last, last)
-            self._rows.extend(rows)
-            if rows:
-                self._log_times.append(log_time)
-        if len(self._rows) >= self._sink._max_rows or now - self._since >= self._sink._max_delay_s:
-            self._flush()
+        self._batch.add(self._partition, values)
 
     def snapshot(self) -> int:
-        self._flush()
-        return self._written
+        self._batch.flush()
+        return self._batch.written[self._partition]
 
     def close(self) -> None:
-        self._flush()
-        self.release()
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        self._client.close()
-        if self._dlq is not None:
-            self._dlq.close()
-            self._dlq = None
-
-    def _flush(self) -> None:
-        if self._first < 0:
-            return
-        started = time.perf_counter()
-        token = f"{self._token_prefix}:{self._first}-{self._last}"
-        if self._rows:
-            self._insert(self._rows, token)
-            if self._sink._on_flush is not None:
-                self._sink._on_flush(
-                    self._sink._table.name, len(self._rows), time.perf_counter() - started
-                )
-            if self._sink._on_written is not None:
-                self._sink._on_written(self._log_times)
-        self._written = max(self._written, self._last)
-        self._retrying(
-            lambda: record_progress(
-                self._client,
-                self._sink._database,
-                self._sink._table.name,
-                self._partition,
-                self._written,
-            )
-        )
-        self._rows = []
-        self._log_times = []
-        self._first = self._last = -1
-
-    def _insert(self, rows: list[Row], token: str) -> None:
-        """Insert, retrying infrastructure errors; split the batch on a content error until
-        the rows ClickHouse refuses are found, send those to the DLQ, and write the rest."""
-
-        def insert() -> None:
-            # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
-            self._client.insert(
-                self._target,
-                list(zip(*rows, strict=True)),
-                column_names=self._names,
-                column_type_names=self._types,
-                column_oriented=True,
-                # through a Distributed table (a cluster), the shards' inserts happen before
-                # this returns, each with the token, never from a queue after a crash
-                settings={
-                    "async_insert": 0,
-                    "insert_distributed_sync": 1,
-                    "insert_deduplication_token": token,
-                },
-            )
-
-        try:
-            self._retrying(insert)
-        except Exception as exc:
-            if not is_content_error(exc):
-                raise
-            if len(rows) == 1:
-                self._reject(rows[0], exc)
-                return
-            middle = len(rows) // 2
-            self._insert(rows[:middle], f"{token}/a")
-            self._insert(rows[middle:], f"{token}/b")
-
-    def _retrying(self, action: Callable[[], None]) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                action()
-                return
-            except Exception as exc:
-                if is_content_error(exc) or is_fatal_error(exc):
-                    raise
-                if self._sink._on_retry is not None:
-                    self._sink._on_retry(self._sink._table.name, exc)
-                seconds = backoff.pause()
-                log.warning(
-                    "insert into %s failed (%s); retried in %.1fs", self._target, exc, seconds
-                )
-
-    def _reject(self, row: Row, exc: BaseException) -> None:
-        """A row ClickHouse will never take: to the DLQ, as JSON of its columns."""
-        named = dict(zip(self._names, row, strict=True))
-        version = named.get(self._sink._table.version or "", self._last)
-        record = LogRecord(
-            partition=self._partition,
-            offset=version if isinstance(version, int) else self._last,
-            timestamp=int(time.time() * 1000),
-            key=self._sink._table.name.encode(),
-            value=msgspec.json.encode(named, enc_hook=str),
-        )
-        rejected = Rejected(
-            record=record,
-            step=f"{self._sink._table.name}/sink",
-            reason=Reason.UNWRITABLE_ROW,
-            detail=str(exc).strip(),
-        )
-        if self._dlq is None:
-            self._dlq = self._sink._dlq()
-        self._dlq.write([rejected])
+        """Also called when Bytewax drops a part it rebuilt from a recovery snapshot, while the
+        worker's other parts go on: the batch is released by the last part that closes."""
+        self._batch.flush()
+        self._batch.detach()

@@ -8,6 +8,7 @@ place as the data, by any process that can query it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from clickhouse_connect.driver.client import Client
 
@@ -35,12 +36,13 @@ def create_progress_table(client: Client, database: str, cluster: str | None = N
 
 
 def record_progress(
-    client: Client, database: str, projection: str, partition: int, offset: int
+    client: Client, database: str, projection: str, offsets: Mapping[int, int]
 ) -> None:
-    """`offset` is the last offset written (-1: none yet)."""
+    """`offsets`: {partition: the last offset written (-1: none yet)}, one insert for all."""
+    now = int(time.time() * 1000)
     client.insert(
         qualified(database, PROGRESS.name),
-        [(projection, partition, offset, int(time.time() * 1000))],
+        [(projection, partition, offset, now) for partition, offset in offsets.items()],
         column_names=_COLUMNS,
         column_type_names=_TYPES,
         settings={"async_insert": 0},

@@ -1,0 +1,223 @@
+"""One table's buffered rows for the sink partitions a worker holds, written together.
+
+Rows are inserted when `max_rows` are waiting, when the oldest has waited `max_delay`, and at
+any of the partitions' snapshots: one insert of rows whose deduplication token names every
+partition's offset range (a retry sends the same rows with the same token, so an insert that
+succeeded although the client saw an error is not applied twice), then one progress insert
+for all those partitions. A partition's progress, and its snapshot, move only after its rows
+were written. One pair of inserts per flush for a worker's partitions, not a pair per
+partition: each insert is synchronous on the worker thread (and a new part in ClickHouse), so
+their count, more than their size, is what the latency pays (BENCHMARKS.md, scenario 3).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from clickhouse_connect.driver.client import Client
+
+from core.envelope import LogRecord, Reason, Rejected
+from core.schema import Table
+from sinks.ddl import qualified
+from sinks.dlq import DlqWriter
+from sinks.output import FlushObserver, RetryObserver, WrittenObserver
+from sinks.progress import record_progress
+from sinks.retry import Backoff, is_content_error, is_fatal_error
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+# per batch of one partition: (first offset, last offset, newest log time in epoch ms, rows in
+# the table's column order)
+SinkItem = tuple[int, int, int, list[Row]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int
+    max_delay_s: float
+
+
+@dataclass(frozen=True)
+class Observers:
+    on_flush: FlushObserver | None = None
+    on_retry: RetryObserver | None = None
+    on_written: WrittenObserver | None = None
+
+
+class TableBatch:
+    """`written`: per partition, the highest offset whose rows are written (from its resume
+    state on, `attach`)."""
+
+    def __init__(
+        self,
+        database: str,
+        table: Table,
+        client: Client,
+        limits: Limits,
+        dlq: Callable[[], DlqWriter],
+        observers: Observers,
+    ) -> None:
+        self._database = database
+        self._table = table
+        self._client = client
+        self._limits = limits
+        self._new_dlq = dlq
+        self._observers = observers
+        self._target = qualified(database, table.name)
+        self._token_prefix = f"{database}.{table.name}"
+        self._names = table.column_names
+        self._types = [t for _, t in table.columns]
+        self.written: dict[int, int] = {}
+        self._rows: list[Row] = []
+        # per buffered partition: [first offset, last offset]
+        self._ranges: dict[int, list[int]] = {}
+        # (index of its first row, partition), one per run of rows: a refused row's partition
+        self._runs: list[tuple[int, int]] = []
+        self._since = 0.0  # when the oldest buffered batch arrived
+        self._log_times: list[int] = []  # newest log time of each buffered batch with rows
+        self._dlq: DlqWriter | None = None
+        self._parts = 0  # sink partitions attached and not closed
+        self.released = False
+
+    def add(self, partition: int, values: list[SinkItem]) -> None:
+        now = time.monotonic()
+        if not self._ranges:
+            self._since = now
+        span = self._ranges.get(partition)
+        for first, last, log_time, rows in values:
+            if span is None:
+                span = self._ranges[partition] = [first, last]
+            span[1] = max(span[1], last)
+            if rows:
+                if not self._runs or self._runs[-1][1] != partition:
+                    self._runs.append((len(self._rows), partition))
+                self._rows.extend(rows)
+                self._log_times.append(log_time)
+        limits = self._limits
+        if len(self._rows) >= limits.max_rows or now - self._since >= limits.max_delay_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._ranges:
+            return
+        started = time.perf_counter()
+        ranges = ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(self._ranges.items()))
+        seen = self._observers
+        if self._rows:
+            self._insert(self._rows, 0, f"{self._token_prefix}:{ranges}")
+            if seen.on_flush is not None:
+                seen.on_flush(self._table.name, len(self._rows), time.perf_counter() - started)
+            if seen.on_written is not None:
+                seen.on_written(self._log_times)
+        for partition, (_, last) in self._ranges.items():
+            self.written[partition] = max(self.written.get(partition, -1), last)
+        offsets = {p: self.written[p] for p in self._ranges}
+        self._retrying(
+            lambda: record_progress(self._client, self._database, self._table.name, offsets)
+        )
+        self._rows = []
+        self._ranges = {}
+        self._runs = []
+        self._log_times = []
+
+    def attach(self, partition: int, resumed: int | None) -> None:
+        """A sink partition joins; the highest of what the batch wrote for it and its resume
+        state counts (Bytewax may build a part before the snapshot it resumes from arrives,
+        then build it again from that snapshot)."""
+        self._parts += 1
+        done = -1 if resumed is None else resumed
+        self.written[partition] = max(self.written.get(partition, -1), done)
+
+    def detach(self) -> None:
+        self._parts -= 1
+        if self._parts <= 0:
+            self.release()
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self._client.close()
+        if self._dlq is not None:
+            self._dlq.close()
+            self._dlq = None
+
+    def _insert(self, rows: list[Row], at: int, token: str) -> None:
+        """Insert, retrying infrastructure errors; split the batch on a content error until
+        the rows ClickHouse refuses are found, send those to the DLQ, and write the rest.
+        `at`: the index of `rows[0]` in the buffer."""
+
+        def insert() -> None:
+            # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
+            self._client.insert(
+                self._target,
+                list(zip(*rows, strict=True)),
+                column_names=self._names,
+                column_type_names=self._types,
+                column_oriented=True,
+                # through a Distributed table (a cluster), the shards' inserts happen before
+                # this returns, each with the token, never from a queue after a crash
+                settings={
+                    "async_insert": 0,
+                    "insert_distributed_sync": 1,
+                    "insert_deduplication_token": token,
+                },
+            )
+
+        try:
+            self._retrying(insert)
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            if len(rows) == 1:
+                self._reject(rows[0], at, exc)
+                return
+            middle = len(rows) // 2
+            self._insert(rows[:middle], at, f"{token}/a")
+            self._insert(rows[middle:], at + middle, f"{token}/b")
+
+    def _retrying(self, action: Callable[[], None]) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                if is_content_error(exc) or is_fatal_error(exc):
+                    raise
+                if self._observers.on_retry is not None:
+                    self._observers.on_retry(self._table.name, exc)
+                seconds = backoff.pause()
+                log.warning(
+                    "insert into %s failed (%s); retried in %.1fs", self._target, exc, seconds
+                )
+
+    def _reject(self, row: Row, at: int, exc: BaseException) -> None:
+        """A row ClickHouse will never take: to the DLQ, as JSON of its columns."""
+        partition = self._runs[bisect.bisect_right(self._runs, (at, 1 << 30)) - 1][1]
+        last = self._ranges[partition][1]
+        named = dict(zip(self._names, row, strict=True))
+        version = named.get(self._table.version or "", last)
+        record = LogRecord(
+            partition=partition,
+            offset=version if isinstance(version, int) else last,
+            timestamp=int(time.time() * 1000),
+            key=self._table.name.encode(),
+            value=msgspec.json.encode(named, enc_hook=str),
+        )
+        rejected = Rejected(
+            record=record,
+            step=f"{self._table.name}/sink",
+            reason=Reason.UNWRITABLE_ROW,
+            detail=str(exc).strip(),
+        )
+        if self._dlq is None:
+            self._dlq = self._new_dlq()
+        self._dlq.write([rejected])
