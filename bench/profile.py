@@ -1,0 +1,141 @@
+"""Where scenario 2's time goes, end to end: py-spy over the pipeline (`ours`) and the bare loop on
+one broker and topic, each sample put in one bucket by the innermost frame that names one.
+
+    python -m bench.profile [--commands N] [--against DIR] [--rate HZ] [--keep DIR]
+
+Every job (the pipeline of this checkout, of `--against` if given, and the bare loop) runs under
+`py-spy record --subprocesses -f raw`. py-spy's own idle filter lets through threads blocked in
+`epoll`, a `Condition` or the engine, so samples whose innermost frame waits are counted as
+"idle" here and left out. A bucket's µs per command is its share of the other samples times the
+job's CPU per command (measured by the job itself, in the same run): an estimate, since the
+engine's native threads use CPU that no Python frame shows, and are spread over the buckets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.__main__ import ORDERS_SPEC, REPO, WORK, fill, log
+from deploy.broker import KafkaDistribution, LocalBroker
+
+#: (bucket, a fragment of "function (file)" in a frame), first match from the innermost frame
+BUCKETS: list[tuple[str, str]] = [
+    ("idle", "select (selectors.py"),
+    ("idle", "wait (threading.py"),
+    ("bytewax: its Rust loop (innermost frame is the run)", "Deployment.run (deploy/"),
+    ("freeing a batch's outputs (on_batch's own line)", "on_batch (dataflows/builder.py"),
+    ("gc", "(gc)"),
+    ("insert: chDB", "chdb/"),
+    ("insert: serialisation", "clickhouse_connect/"),
+    ("sinks (own)", "/sinks/"),
+    ("metrics", "prometheus_client/"),
+    ("metrics", "/dataflows/metrics.py"),
+    ("metrics", "bench/worker.py"),
+    ("kafka-python: fetch/parse", "kafka/"),
+    ("source: LogRecord building", "/dataflows/source.py"),
+    ("executor: dedupe", "/operators/dedupe.py"),
+    ("executor: order_state", "order_state"),
+    ("executor: window", "/operators/window"),
+    ("executor: decode", "/operators/decode.py"),
+    ("executor: decode", "core/envelope.py"),
+    ("executor: other filters", "/operators/"),
+    ("executor: other filters", "examples/"),
+    ("executor: own loop", "/dataflows/executor.py"),
+    ("recovery/snapshots", "recovery"),
+    ("recovery/snapshots", "sqlite"),
+    ("bare loop: fold/rows", "bench/bare_loop.py"),
+    ("bytewax", "bytewax/"),
+    ("deploy", "/deploy/"),
+]
+
+
+def bucket(stack: str) -> str:
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for name, fragment in BUCKETS:
+            if fragment in frame:
+                return name
+    return "other: " + frames[-1][:80]
+
+
+def profile(
+    name: str, checkout: Path, kind: str, args: dict[str, Any], rate: int, keep: Path
+) -> dict[str, Any]:
+    """One job of `checkout` under py-spy; its figures and its samples by bucket."""
+    work = WORK / f"profile-{name}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    raw = keep / f"{name}.raw"
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONDONTWRITEBYTECODE": "1"}
+    spy = Path(sys.executable).with_name("py-spy")
+    log(f"{name} under py-spy …")
+    done = subprocess.run(
+        [str(spy), "record", "--subprocesses", "--nonblocking", "-r", str(rate), "-f", "raw",
+         "-o", str(raw),
+         "--", sys.executable, "-m", "bench.worker", kind,
+         json.dumps({**args, "work": str(work)})],
+        capture_output=True, text=True, env=env, cwd=checkout, timeout=3600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
+    # py-spy writes its own lines to stdout too: the job's figures are its JSON line
+    figures = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
+    samples: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples[bucket(stack)] += int(count)
+    return {"figures": figures, "samples": dict(samples)}
+
+
+def report(name: str, result: dict[str, Any]) -> None:
+    figures, samples = result["figures"], dict(result["samples"])
+    cpu_us = figures["cpu_us_per_command"]
+    idle = samples.pop("idle", 0)
+    busy = sum(samples.values())
+    print(
+        f"{name}: {figures['commands_per_s']:,.0f} cmd/s, {cpu_us:.1f} µs CPU/cmd under py-spy "
+        f"({busy:,} busy samples, {idle:,} idle left out)"
+    )
+    for bucket_name, n in sorted(samples.items(), key=lambda kv: -kv[1]):
+        if n / busy >= 0.003:
+            print(f"  {bucket_name}: {n / busy * cpu_us:.2f} µs/cmd ({n / busy:.1%})")
+
+
+def main(commands: int, against: Path | None, rate: int, keep: Path) -> dict[str, Any]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "profile-broker", ignore_errors=True)
+    broker = LocalBroker(WORK / "profile-broker", KafkaDistribution(REPO / ".cache"))
+    brokers = broker.start().bootstrap
+    results = {}
+    try:
+        fill(brokers, "profile6", 6, commands)
+        args = {"brokers": brokers, "topic": "profile6", "spec": ORDERS_SPEC}
+        jobs = [("this checkout", REPO, "ours"), ("bare loop", REPO, "bare")]
+        if against is not None:
+            jobs.insert(1, (str(against), against.resolve(), "ours"))
+        for n, (name, checkout, kind) in enumerate(jobs):
+            results[name] = profile(f"job{n}-{kind}", checkout, kind, args, rate, keep)
+    finally:
+        broker.stop()
+    for name, result in results.items():
+        report(name, result)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.profile")
+    parser.add_argument("--commands", type=int, default=300_000)
+    parser.add_argument("--against", type=Path)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--keep", type=Path, default=WORK / "profile")
+    a = parser.parse_args()
+    main(a.commands, a.against, a.rate, a.keep)
