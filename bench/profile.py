@@ -133,6 +133,7 @@ def report(name: str, result: dict[str, Any]) -> None:
 
 def main(commands: int, against: Path | None, rate: int, keep: Path) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
+    keep = keep.resolve()  # py-spy runs from each checkout's directory
     keep.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK / "profile-broker", ignore_errors=True)
     broker = LocalBroker(WORK / "profile-broker", KafkaDistribution(REPO / ".cache"))
