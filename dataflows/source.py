@@ -29,12 +29,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import starmap
+from operator import attrgetter
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
 from commands.dead_letters import ReplayCheck
@@ -45,6 +48,11 @@ from core.errors import CommandLogError
 STEP_ID = "source"
 #: records per poll of a partition, at most
 BATCH_SIZE = 5000
+
+#: a consumer record's fields, in `LogRecord`'s order (kafka-python gives headers as a list,
+#: empty when there are none)
+_FIELDS = attrgetter("partition", "offset", "timestamp", "key", "value", "headers")
+_HEADERS = attrgetter("headers")
 
 # (partition, records, next offset, lag: records in the partition not read yet, if known)
 ConsumedObserver = Callable[[int, int, int, int | None], None]
@@ -167,6 +175,47 @@ def _raised_parsing(exc: BaseException) -> bool:
     return False
 
 
+def read_records(
+    messages: Sequence[ConsumerRecord],
+    stop: int | None,
+    skips: frozenset[int],
+    check: Callable[[LogRecord], LogRecord] | None,
+) -> tuple[list[LogRecord], list[Rejected]]:
+    """A poll's records (those before `stop`) and the rejects of the offsets in `skips`;
+    `check` sees each record with headers (a replay's claim). Most polls have none of these
+    to look at, and take one C-level pass: a Python iteration per record cost ~2 µs a command
+    under load in scenario 2 (`python -m bench.profile`), one pass ~0.6."""
+    if not (
+        skips
+        or (stop is not None and messages and messages[-1].offset >= stop)
+        or (check is not None and any(map(_HEADERS, messages)))
+    ):
+        return list(starmap(LogRecord, map(_FIELDS, messages))), []
+    return read_each(messages, stop, skips, check)
+
+
+def read_each(
+    messages: Sequence[ConsumerRecord],
+    stop: int | None,
+    skips: frozenset[int],
+    check: Callable[[LogRecord], LogRecord] | None,
+) -> tuple[list[LogRecord], list[Rejected]]:
+    """`read_records` a record at a time: for a poll with something to look at in a record."""
+    records, rejects = [], []
+    for m in messages:
+        if stop is not None and m.offset >= stop:
+            break
+        record = LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
+        if m.offset in skips:
+            detail = f"offset {m.offset} skipped by an operator (cqrs skip)"
+            rejects.append(Rejected(record, STEP_ID, Reason.SKIPPED_BY_OPERATOR, detail))
+        elif m.headers and check is not None:
+            records.append(check(record))
+        else:
+            records.append(record)
+    return records, rejects
+
+
 class _LogPartition(StatefulSourcePartition[Batch, int]):
     def __init__(
         self, source: CommandLogSource, partition: int, offset: int, stop: int | None
@@ -226,18 +275,8 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             position = consumer.position(self._tp)
         except KafkaError:  # it may ask the broker, which may be away: what was read is known
             position = messages[-1].offset + 1 if messages else self._next
-        records, rejects = [], []
-        for m in messages:
-            if stop is not None and m.offset >= stop:
-                break
-            record = LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
-            if m.offset in self._skips:
-                detail = f"offset {m.offset} skipped by an operator (cqrs skip)"
-                rejects.append(Rejected(record, STEP_ID, Reason.SKIPPED_BY_OPERATOR, detail))
-            elif m.headers and source.replays is not None:
-                records.append(source.replays.checked(record))
-            else:
-                records.append(record)
+        check = source.replays.checked if source.replays is not None else None
+        records, rejects = read_records(messages, stop, self._skips, check)
         moved = min(position, stop) if stop is not None else position
         return self._emit(records, rejects, moved)
 

@@ -1,0 +1,56 @@
+"""The source's one-pass reading of a poll gives what reading it a record at a time gives."""
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka.consumer.fetcher import ConsumerRecord
+
+from core.envelope import LogRecord, Reason
+from dataflows.source import read_each, read_records
+
+_headers = st.lists(st.tuples(st.sampled_from(["replayed-from-dlq", "trace"]), st.binary()))
+
+
+@st.composite
+def polls(draw: st.DrawFn) -> list[ConsumerRecord]:
+    first = draw(st.integers(0, 50))
+    count = draw(st.integers(0, 12))
+    with_headers = draw(st.booleans())
+    return [
+        ConsumerRecord(
+            *("log", 3, 0, first + n, draw(st.integers(0, 2**41)), 0),
+            key=draw(st.none() | st.binary(max_size=4)),
+            value=draw(st.none() | st.binary(max_size=8)),
+            headers=draw(_headers) if with_headers else [],
+            **dict.fromkeys(ConsumerRecord._fields[9:], None),
+        )
+        for n in range(count)
+    ]
+
+
+def _replayed(record: LogRecord) -> LogRecord:
+    return msgspec.structs.replace(record, replayed_from=record.offset)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=polls(),
+    stop=st.none() | st.integers(0, 70),
+    skips=st.frozensets(st.integers(0, 70), max_size=3),
+    check=st.sampled_from([None, _replayed]),
+)
+def test_one_pass_equals_a_record_at_a_time(messages, stop, skips, check):
+    records, rejects = read_records(messages, stop, skips, check)
+    assert (records, rejects) == read_each(messages, stop, skips, check)
+    # and what that is, spelled out: nothing at or past stop, a skip's record only as a reject
+    kept = [m for m in messages if stop is None or m.offset < stop]
+    assert [r.offset for r in records] == [m.offset for m in kept if m.offset not in skips]
+    assert [r.record.offset for r in rejects] == [m.offset for m in kept if m.offset in skips]
+    assert all(r.reason is Reason.SKIPPED_BY_OPERATOR for r in rejects)
+    for r in records:
+        m = messages[r.offset - messages[0].offset]
+        assert (r.partition, r.timestamp, r.key, r.value, r.headers) == (
+            3, m.timestamp, m.key, m.value, m.headers,
+        )  # fmt: skip
+        claims = check is not None and bool(m.headers)
+        assert r.replayed_from == (r.offset if claims else None)
