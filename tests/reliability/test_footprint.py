@@ -160,14 +160,16 @@ def deploy_cycles(
         first_spec = spec(tmp_path, FIRST_VERSION)
         api.deploy_init(InitRequest(Path(first_spec).read_text(), first_spec))
         name = f"orders_v{FIRST_VERSION}"
-        # timed from a fifth of the backlog on: not the deployment's start, but its pace
-        while (done := api.get_deployment(name).done) < BACKLOG // 5:
+        # timed from its first written rows on: not the deployment's start, but its pace. A
+        # flush may carry tens of thousands of commands at once (a worker's partitions share
+        # one batch of up to `max_rows`), so the first may already be past half the backlog.
+        while (done := api.get_deployment(name).done) < 1:
             time.sleep(0.05)
         first = done, time.monotonic()
         while (done := api.get_deployment(name).done) < BACKLOG:
             time.sleep(0.05)
         max_rate = (done - first[0]) / (time.monotonic() - first[1])
-        assert done - first[0] > BACKLOG / 2, "too little of the backlog was left to time"
+        assert done - first[0] >= BACKLOG / 4, "too little of the backlog was left to time"
         rate = share * max_rate
         print(f"maximum rate {max_rate:,.0f} commands/s; producing at {rate:,.0f}", flush=True)
         producer_started = time.monotonic()
