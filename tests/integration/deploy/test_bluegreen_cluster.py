@@ -22,9 +22,9 @@ from dataflows.spec import parse_pipeline
 from deploy.deployment import Deployment
 from deploy.model import ReplayRequest
 from deploy.runtime import Runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import produce
+from tests.integration.deploy import test_bluegreen
 from tests.integration.deploy.test_bluegreen import V1, V2, VIEWS, Readers, _count, _stops, named
 from tests.integration.deploy.test_replay import check_v2, commands_in, end_offsets
 from tests.integration.deploy.test_runtime import wait_for
@@ -42,23 +42,9 @@ from tests.oracles import (
 BEFORE, LIVE = 6000, 5000
 WINDOW_COLUMNS = ("window_start", "region", "currency", "paid_orders", "revenue", "revenue_usd")
 
-
-@pytest.fixture
-def P(unique):
-    return f"p{unique}"
-
-
-@pytest.fixture
-def settings(tmp_path, brokers, store_dsn, unique, make_topic):
-    return Settings(
-        data_dir=tmp_path / "data",
-        brokers=brokers,
-        clickhouse=store_dsn,
-        http_port=0,
-        topic=make_topic(partitions=3),
-        query_database=f"q_{unique}",
-        control_database=f"c_{unique}",
-    )
+# blue/green's own fixtures (a pipeline name, settings on a 3-partition topic of their own)
+P = test_bluegreen.P
+settings = test_bluegreen.settings
 
 
 @pytest.fixture
