@@ -50,7 +50,7 @@ fn content_hash(value: &Bound<'_, PyAny>) -> Option<u64> {
 }
 
 fn words<const N: usize>(name: &str, data: &[u8]) -> PyResult<Vec<[u8; N]>> {
-    if data.len() % N != 0 {
+    if !data.len().is_multiple_of(N) {
         return Err(PyValueError::new_err(format!(
             "{name}: {} bytes is not a whole number of {N}-byte items",
             data.len()
@@ -117,7 +117,8 @@ impl SeenIds {
         while self.slots[i] != at {
             i = (i + 1) & mask;
         }
-        // Shift back every later member of the probe run that may not sit past the hole.
+        // Shift back every later member of the probe run whose home is not between the hole
+        // and itself (cyclically): it could not be found past the hole.
         let mut j = i;
         loop {
             j = (j + 1) & mask;
@@ -126,7 +127,12 @@ impl SeenIds {
                 break;
             }
             let home = self.hashes[at as usize - 1] as usize & mask;
-            if (home <= i && i < j) || (i < j && j < home) || (j < home && home <= i) {
+            let stays = if i < j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
                 self.slots[i] = at;
                 i = j;
             }
@@ -150,10 +156,15 @@ impl SeenIds {
         ring: &[T],
         to_bytes: fn(T) -> [u8; N],
     ) -> Py<PyBytes> {
-        let capacity = ring.len();
+        let end = self.head + self.size;
+        let (older, newer) = if end <= ring.len() {
+            (&ring[self.head..end], &ring[..0])
+        } else {
+            (&ring[self.head..], &ring[..end - ring.len()])
+        };
         PyBytes::new_with(py, self.size * N, |buf| {
-            for (n, chunk) in buf.chunks_exact_mut(N).enumerate() {
-                chunk.copy_from_slice(&to_bytes(ring[(self.head + n) % capacity]));
+            for (chunk, &item) in buf.chunks_exact_mut(N).zip(older.iter().chain(newer)) {
+                chunk.copy_from_slice(&to_bytes(item));
             }
             Ok(())
         })
@@ -242,7 +253,9 @@ impl SeenIds {
         ttl: i64,
     ) -> PyResult<Bound<'py, PyBytes>> {
         if keys.len() != values.len() || keys.len() != times.len() {
-            return Err(PyValueError::new_err("keys, values and times differ in length"));
+            return Err(PyValueError::new_err(
+                "keys, values and times differ in length",
+            ));
         }
         let mut codes = Vec::with_capacity(keys.len());
         for ((key, value), ts) in keys.iter().zip(&values).zip(times) {
