@@ -155,7 +155,7 @@ impl SeenIds {
         py: Python<'_>,
         ring: &[T],
         to_bytes: fn(T) -> [u8; N],
-    ) -> Py<PyBytes> {
+    ) -> PyResult<Py<PyBytes>> {
         let end = self.head + self.size;
         let (older, newer) = if end <= ring.len() {
             (&ring[self.head..end], &ring[..0])
@@ -168,8 +168,7 @@ impl SeenIds {
             }
             Ok(())
         })
-        .expect("an allocation")
-        .unbind()
+        .map(Bound::unbind)
     }
 }
 
@@ -275,12 +274,12 @@ impl SeenIds {
     }
 
     /// The live ids, oldest first: (id hashes, content hashes, event times) as packed arrays.
-    fn snapshot(&self, py: Python<'_>) -> (Py<PyBytes>, Py<PyBytes>, Py<PyBytes>) {
-        (
-            self.live(py, &self.hashes, u64::to_ne_bytes),
-            self.live(py, &self.contents, u64::to_ne_bytes),
-            self.live(py, &self.times, i64::to_ne_bytes),
-        )
+    fn snapshot(&self, py: Python<'_>) -> PyResult<(Py<PyBytes>, Py<PyBytes>, Py<PyBytes>)> {
+        Ok((
+            self.live(py, &self.hashes, u64::to_ne_bytes)?,
+            self.live(py, &self.contents, u64::to_ne_bytes)?,
+            self.live(py, &self.times, i64::to_ne_bytes)?,
+        ))
     }
 
     /// Put back the ids of a snapshot, oldest first (the ring keeps the last `capacity`).
