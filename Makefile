@@ -30,7 +30,12 @@ K8S_STAMP := $(K8S_TOOLS)/.installed-$(KUSTOMIZE_VERSION)-$(KUBECONFORM_VERSION)
 
 .PHONY: install system-tools k8s-tools demo test test-fast soak bench lint format broker-start broker-stop clean
 
-$(STAMP): pyproject.toml
+# The compiled part (dedupe's index, a Rust crate): an install from source needs cargo (rustup's
+# default puts it in ~/.cargo/bin); a change to the crate installs again, which rebuilds it.
+NATIVE := $(wildcard operators/native/Cargo.toml operators/native/Cargo.lock operators/native/src/*.rs)
+
+$(STAMP): export PATH := $(PATH):$(HOME)/.cargo/bin
+$(STAMP): pyproject.toml $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -7,11 +7,12 @@ the oldest go first, so memory stays bounded whatever the traffic.
 The memory is a ring of 64-bit id hashes with their event times, in flat arrays, and an
 open-addressing index over it: a flat array of ring positions (linear probing, at most half
 full, deletion by shifting back rather than tombstones). That is about 34 bytes an id, where a
-dict of ints took ~100 (the dict's entry, the two int objects), and nothing in it is an object
-CPython's collector could walk. The arrays are the snapshot: copying them is a memory copy, so
-the state can go into Bytewax recovery at every epoch without costing a pass over every id (the
-index is rebuilt from them on restore). A 64-bit hash makes a false duplicate about as likely
-as one in 10^9 at the default cap.
+dict of ints took ~100, and nothing in it is an object CPython's collector could walk. It is
+compiled (`operators/native`, `SeenIds`): hashing the ids and bytes and probing the index in
+Python cost ~3 µs a command, the most of any step. The arrays are the snapshot: copying them is
+a memory copy, so the state can go into Bytewax recovery at every epoch without costing a pass
+over every id (the index is rebuilt from them on restore). A 64-bit hash makes a false
+duplicate about as likely as one in 10^9 at the default cap.
 
 Beside each id hash the ring keeps a 64-bit hash of the record's bytes: a repeat with the same
 bytes is a duplicate (skipped), but a *different* command reusing a seen id is a conflict and
@@ -28,13 +29,13 @@ offset; the `replayed-from-dlq` header alone gets no one past dedupe.
 from __future__ import annotations
 
 import hashlib
-from array import array
 from typing import Annotated, Any
 
 import msgspec
 
 from core.envelope import Envelope, Reason
 from core.outputs import Output, Skipped
+from operators._seen_ids import CONFLICT, DUPLICATE, NEW, SeenIds
 from operators.aggregates import stable_hash
 from operators.base import PartitionLocal
 from operators.durations import millis
@@ -44,78 +45,6 @@ from operators.registry import register_filter
 class DedupeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ttl: str | int = "10m"
     max_keys: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
-
-
-#: the content hash of ids restored from a snapshot that kept none
-UNKNOWN_CONTENT = 0
-
-
-class SeenIds:
-    """A ring of (id hash, content hash, event time), oldest at `head`, and an index from id
-    hash to ring position: `slots[i]` is a position + 1, 0 a free slot."""
-
-    __slots__ = ("contents", "hashes", "head", "mask", "newest", "size", "slots", "times")
-
-    def __init__(self, capacity: int) -> None:
-        self.hashes = array("Q", bytes(8 * capacity))
-        self.contents = array("Q", bytes(8 * capacity))
-        self.times = array("q", bytes(8 * capacity))
-        self.head = 0
-        self.size = 0
-        self.newest = 0
-        width = 1 << max(3, (2 * capacity - 1).bit_length())  # >= 2 x capacity: half full
-        self.slots = array("I", bytes(4 * width))
-        self.mask = width - 1
-
-    def __len__(self) -> int:
-        return self.size
-
-    def put(self, h: int, content: int, ts: int) -> int | None:
-        """The content hash kept with the id hash `h`; or, if `h` is new, None, and `h` is kept
-        as the newest id (the oldest dropped if the ring is full)."""
-        slots, hashes, mask = self.slots, self.hashes, self.mask
-        i = h & mask
-        while at := slots[i]:
-            if hashes[at - 1] == h:
-                return self.contents[at - 1]
-            i = (i + 1) & mask
-        capacity = len(hashes)
-        if self.size == capacity:
-            self.drop_oldest()
-            i = h & mask  # the drop may have opened a slot earlier in the run
-            while slots[i]:
-                i = (i + 1) & mask
-        at = (self.head + self.size) % capacity
-        hashes[at] = h
-        self.contents[at] = content
-        self.times[at] = ts
-        slots[i] = at + 1
-        self.size += 1
-        if ts > self.newest:
-            self.newest = ts
-        return None
-
-    def drop_oldest(self) -> None:
-        slots, hashes, mask = self.slots, self.hashes, self.mask
-        at = self.head + 1
-        i = hashes[self.head] & mask
-        while slots[i] != at:
-            i = (i + 1) & mask
-        # Shift back every later member of the probe run that may not sit past the hole.
-        j = i
-        while at := slots[j := (j + 1) & mask]:
-            home = hashes[at - 1] & mask
-            if (home <= i < j) or (i < j < home) or (j < home <= i):
-                slots[i] = at
-                i = j
-        slots[i] = 0
-        self.head = (self.head + 1) % len(hashes)
-        self.size -= 1
-
-    def expire(self, horizon: int) -> None:
-        """Forget ids older than `horizon`; insertion order is close to event-time order."""
-        while self.size and self.times[self.head] < horizon:
-            self.drop_oldest()
 
 
 @register_filter("dedupe", params=DedupeParams)
@@ -135,58 +64,50 @@ class Dedupe(PartitionLocal[SeenIds]):
         state = SeenIds(self.max_keys)
         if snapshot is None:
             return state
-        if len(snapshot) == 3:  # kept before content hashes
+        if len(snapshot) == 3:  # kept before content hashes: every id's is unknown (0)
             hashes, times, newest = snapshot
             contents = bytes(len(hashes))
         else:
             hashes, contents, times, newest = snapshot
         state.newest = newest
-        for h, c, ts in zip(
-            array("Q", hashes), array("Q", contents), array("q", times), strict=True
-        ):
-            state.put(h, c, ts)
-        state.newest = max(state.newest, newest)
+        state.load(hashes, contents, times)
         return state
 
     def process(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
+        keys = [
+            e.command.id
+            if e.record.replayed_from is None
+            else f"{e.command.id}@dlq{e.record.replayed_from}"
+            for e in batch
+        ]
+        codes = state.process(
+            keys, [e.record.value for e in batch], [e.command.ts for e in batch], self.ttl_ms
+        )
+        if codes.count(NEW) == len(codes):
+            return list(batch)
         out: list[Output] = []
-        for envelope in batch:
-            command = envelope.command
-            record = envelope.record
-            key = command.id
-            if record.replayed_from is not None:
-                key = f"{key}@dlq{record.replayed_from}"
-            try:
-                h = stable_hash(key)
-                content = _content_hash(record.value)
-            except Exception as exc:
-                out.append(self.failed(envelope, exc))
-                continue
-            known = state.put(h, content, command.ts)
-            if known is None:
+        for envelope, key, code in zip(batch, keys, codes, strict=True):
+            if code == NEW:
                 out.append(envelope)
-            elif known in (content, UNKNOWN_CONTENT):
+            elif code == DUPLICATE:
                 out.append(self._skipped)
-            else:
-                detail = f"id {command.id!r} was already taken by a different command"
+            elif code == CONFLICT:
+                detail = f"id {envelope.command.id!r} was already taken by a different command"
                 out.append(self.reject(envelope, Reason.ID_CONFLICT, detail))
-        state.expire(state.newest - self.ttl_ms)
+            else:
+                out.append(self.failed(envelope, _hash_error(key, envelope.record.value)))
         return out
 
     def snapshot(self, state: SeenIds) -> tuple[bytes, bytes, bytes, int]:
-        """The live ids, oldest first, as packed arrays."""
-        capacity = len(state.hashes)
-        end = state.head + state.size
-
-        def live(ring: array[int]) -> bytes:
-            if end <= capacity:
-                return ring[state.head : end].tobytes()
-            return (ring[state.head :] + ring[: end - capacity]).tobytes()
-
-        return live(state.hashes), live(state.contents), live(state.times), state.newest
+        """The live ids, oldest first, as packed arrays (native-endian u64, u64, i64)."""
+        return (*state.snapshot(), state.newest)
 
 
-def _content_hash(value: bytes | None) -> int:
-    """64 bits of the record's bytes; never `UNKNOWN_CONTENT`."""
-    digest = hashlib.blake2b(value or b"", digest_size=8).digest()
-    return int.from_bytes(digest, "big") or 1
+def _hash_error(key: str, value: bytes | None) -> Exception:
+    """Why hashing a command failed: the error the Python hashing raises on the same input."""
+    try:
+        stable_hash(key)
+        hashlib.blake2b(value or b"", digest_size=8)
+    except Exception as exc:
+        return exc
+    return TypeError(f"cannot hash a record value of type {type(value).__name__}")
