@@ -44,6 +44,8 @@ BUCKETS: list[tuple[str, str]] = [
     # before the job's clock starts (imports, the engine's start, the tables): not per command
     ("startup", "_find_and_load"),
     ("startup", "ChdbClient.__init__"),
+    # the engine's start and the page-out of its library (`sinks.store._trim_library`): once
+    ("startup", "_start_engine (sinks/store.py"),
     ("startup", "Deployment.prepare"),
     ("startup", "load_pipeline"),
     ("insert: progress rows (sinks/progress.py)", "record_progress"),
