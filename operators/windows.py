@@ -32,7 +32,7 @@ from core.schema import Table, is_ident
 from operators.aggregates import AggSpec, build
 from operators.base import PartitionLocal
 from operators.durations import millis
-from operators.fields import MISSING, attr_name, getter
+from operators.fields import MISSING, attr_name, column, getter
 from operators.registry import register_filter
 
 GroupKey = tuple[str, ...]
@@ -98,6 +98,8 @@ class Windowed(PartitionLocal[WindowState]):
         self.late_policy = params.late
         self._time = getter(params.time)
         self._groups = [(attr_name(col), getter(path)) for col, path in params.group_by.items()]
+        self._times = column(params.time)
+        self._group_columns = [column(path) for path in params.group_by.values()]
         for col in params.group_by:
             if not is_ident(col):
                 raise ValueError(f"group_by: {col!r} cannot be a column (at most 128 characters)")
@@ -106,10 +108,10 @@ class Windowed(PartitionLocal[WindowState]):
         self.group_columns = [col for col, _ in self._groups]
         clash = {"window_start", "window_end", "partition", "pane", "version"}
         taken = set()
-        for column in [*self.group_columns, *names]:
-            if column in clash or column in taken:
-                raise ValueError(f"column {column!r} is used twice (or is a reserved name)")
-            taken.add(column)
+        for name in [*self.group_columns, *names]:
+            if name in clash or name in taken:
+                raise ValueError(f"column {name!r} is used twice (or is a reserved name)")
+            taken.add(name)
         key = ("window_start", *self.group_columns, "partition", "pane")
         self.writes = "table"
         self.table = Table(
@@ -215,31 +217,90 @@ class Windowed(PartitionLocal[WindowState]):
 class _Fixed(Windowed):
     """Tumbling and sliding: fixed windows, rows written as they fill."""
 
+    #: windows start every `hop` and last `size`; a tumbling window's hop is its size
+    size: int
+    hop: int
+
     def process(self, state: WindowState, batch: list[Envelope]) -> list[Output]:
         out: list[Output] = []
         touched: dict[WindowKey, Acc] = {}
         open_ = state.open
-        for envelope in batch:
-            prepared = self.admit(state, envelope, out)
-            if prepared is None:
+        lateness, max_future, size, hop = self.lateness, self.max_future, self.size, self.hop
+        adds = list(enumerate(agg.add for agg in self.aggregations))
+        watermark = state.watermark
+        for envelope, ts, group, inputs in zip(batch, *self._prepare_batch(batch), strict=True):
+            # what `admit` does, inlined: this loop runs for every command a window takes
+            if type(ts) is not int:
+                if type(ts) is Rejected:
+                    out.append(ts)
+                    continue
+                if not isinstance(ts, int) or isinstance(ts, bool):
+                    out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
+                    continue
+            record = envelope.record
+            if watermark is not None and ts < watermark - lateness:
+                out.extend(self.late_output(envelope, (ts, group, inputs), watermark))
                 continue
-            ts, group, inputs = prepared
-            offset = envelope.record.offset
-            for start, end in self.windows_of(ts):
+            mark = record.timestamp + max_future
+            if ts < mark:
+                mark = ts
+            if watermark is None or mark > watermark:
+                watermark = mark
+            offset = record.offset
+            last = ts - ts % hop
+            for start in range(last - size + hop, last + 1, hop):
                 key = (start, group)
                 acc = open_.get(key)
                 if acc is None:
-                    acc = open_[key] = self.new_acc(start, end)
-                self.fold(acc, inputs, offset)
+                    acc = open_[key] = self.new_acc(start, start + size)
+                partials = acc.partials
+                for i, add in adds:
+                    partials[i] = add(partials[i], inputs[i])
+                if offset > acc.offset:
+                    acc.offset = offset
                 touched[key] = acc
+        state.watermark = watermark
         partition = batch[0].record.partition if batch else 0
         for (_, group), acc in touched.items():
             out.append(self.row(group, acc, partition, 0))
-        if state.watermark is not None:
-            horizon = state.watermark - self.lateness
+        if watermark is not None:
+            horizon = watermark - lateness
             for key in [k for k, acc in open_.items() if acc.end <= horizon]:
                 del open_[key]
         return out
+
+    def _prepare_batch(self, batch: list[Envelope]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Each command's event time, group and aggregations' inputs, read by columns; where
+        reading raised, a command at a time (`_prepare`), with the `Rejected` of one that has
+        no event time or raised in place of its time. An event time read by columns is not yet
+        checked."""
+        try:
+            groups = [
+                ["" if v is MISSING else str(v) for v in values(batch)]
+                for values in self._group_columns
+            ]
+            inputs = list(
+                zip(*[agg.extract_batch(batch) for agg in self.aggregations], strict=True)
+            )
+            times = self._times(batch)
+            return times, list(zip(*groups, strict=True)) if groups else [()] * len(batch), inputs
+        except Exception:
+            pass
+        times, groups, inputs = [], [], []
+        for envelope in batch:
+            try:
+                prepared = self._prepare(envelope)
+            except Exception as exc:
+                prepared = self.failed(envelope, exc)
+            if type(prepared) is Rejected:
+                times.append(prepared)
+                groups.append(None)
+                inputs.append(None)
+            else:
+                times.append(prepared[0])  # type: ignore[index]
+                groups.append(prepared[1])  # type: ignore[index]
+                inputs.append(prepared[2])  # type: ignore[index]
+        return times, groups, inputs
 
 
 @register_filter("tumbling", params=TumblingParams)
@@ -247,7 +308,7 @@ class Tumbling(_Fixed):
     """Fixed, non-overlapping windows of `size` on event time."""
 
     def __init__(self, step_id: str, params: TumblingParams) -> None:
-        self.size = millis(params.size, "size")
+        self.size = self.hop = millis(params.size, "size")
         if self.size <= 0:
             raise ValueError("size: must be above zero")
         super().__init__(step_id, params)
