@@ -297,9 +297,9 @@ class _Fixed(Windowed):
                 groups.append(None)
                 inputs.append(None)
             else:
-                times.append(prepared[0])  # type: ignore[index]
-                groups.append(prepared[1])  # type: ignore[index]
-                inputs.append(prepared[2])  # type: ignore[index]
+                times.append(prepared[0])
+                groups.append(prepared[1])
+                inputs.append(prepared[2])
         return times, groups, inputs
 
 
