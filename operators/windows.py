@@ -217,10 +217,6 @@ class Windowed(PartitionLocal[WindowState]):
 class _Fixed(Windowed):
     """Tumbling and sliding: fixed windows, rows written as they fill."""
 
-    #: windows start every `hop` and last `size`; a tumbling window's hop is its size
-    size: int
-    hop: int
-
     def process(self, state: WindowState, batch: list[Envelope]) -> list[Output]:
         out: list[Output] = []
         touched: dict[WindowKey, Acc] = {}
@@ -230,20 +226,15 @@ class _Fixed(Windowed):
         watermark = state.watermark
         for envelope, ts, group, inputs in zip(batch, *self._prepare_batch(batch), strict=True):
             # what `admit` does, inlined: this loop runs for every command a window takes
-            if type(ts) is not int:
-                if type(ts) is Rejected:
-                    out.append(ts)
-                    continue
-                if not isinstance(ts, int) or isinstance(ts, bool):
-                    out.append(self.reject(envelope, Reason.INVALID_DATA, "no integer event time"))
-                    continue
+            if type(ts) is not int and (not isinstance(ts, int) or isinstance(ts, bool)):
+                # no event time: `_prepare` says so (it reads what the column read); or raised
+                out.append(ts if type(ts) is Rejected else self._prepare(envelope))
+                continue
             record = envelope.record
             if watermark is not None and ts < watermark - lateness:
                 out.extend(self.late_output(envelope, (ts, group, inputs), watermark))
                 continue
-            mark = record.timestamp + max_future
-            if ts < mark:
-                mark = ts
+            mark = min(ts, record.timestamp + max_future)
             if watermark is None or mark > watermark:
                 watermark = mark
             offset = record.offset
@@ -270,37 +261,27 @@ class _Fixed(Windowed):
         return out
 
     def _prepare_batch(self, batch: list[Envelope]) -> tuple[list[Any], list[Any], list[Any]]:
-        """Each command's event time, group and aggregations' inputs, read by columns; where
-        reading raised, a command at a time (`_prepare`), with the `Rejected` of one that has
-        no event time or raised in place of its time. An event time read by columns is not yet
-        checked."""
+        """Each command's event time (unchecked), group and inputs, read by columns; where that
+        raised, by `_prepare`, with the `Rejected` of a command in place of its time."""
         try:
             groups = [
                 ["" if v is MISSING else str(v) for v in values(batch)]
                 for values in self._group_columns
             ]
-            inputs = list(
-                zip(*[agg.extract_batch(batch) for agg in self.aggregations], strict=True)
-            )
+            extracted = [agg.extract_batch(batch) for agg in self.aggregations]
+            inputs = list(zip(*extracted, strict=True))
             times = self._times(batch)
             return times, list(zip(*groups, strict=True)) if groups else [()] * len(batch), inputs
         except Exception:
             pass
-        times, groups, inputs = [], [], []
+        each: list[Any] = []
         for envelope in batch:
             try:
                 prepared = self._prepare(envelope)
             except Exception as exc:
                 prepared = self.failed(envelope, exc)
-            if type(prepared) is Rejected:
-                times.append(prepared)
-                groups.append(None)
-                inputs.append(None)
-            else:
-                times.append(prepared[0])
-                groups.append(prepared[1])
-                inputs.append(prepared[2])
-        return times, groups, inputs
+            each.append((prepared, None, None) if type(prepared) is Rejected else prepared)
+        return tuple(map(list, zip(*each, strict=True))) if each else ([], [], [])  # type: ignore
 
 
 @register_filter("tumbling", params=TumblingParams)
