@@ -76,7 +76,10 @@ class Envelope(msgspec.Struct, frozen=True, gc=False):
     attrs: dict[str, Any] = {}
 
     def with_attrs(self, **attrs: Any) -> Envelope:
-        return Envelope(self.record, self.command, {**self.attrs, **attrs})
+        # `attrs` is this call's own dict: with nothing derived yet it is the new attrs as is
+        if self.attrs:
+            attrs = {**self.attrs, **attrs}
+        return Envelope(self.record, self.command, attrs)
 
 
 class Reason(StrEnum):

@@ -18,6 +18,7 @@ it into a dataflow.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from operators.route import ROUTE_ATTR, RouteFilter
 from sinks.output import SinkOutput
 
 #: outputs that leave the chain at the step that made them
-_ASIDE = (Rejected, Skipped)
+_ASIDE = frozenset((Rejected, Skipped))
 
 
 def _nothing(*args: Any) -> None:
@@ -152,10 +153,13 @@ class PartitionPipeline:
                 break
             local = isinstance(f, PartitionLocal)
             outputs = self._fold(f, items) if local else _apply(f, items)  # type: ignore
-            passed = [o for o in outputs if type(o) not in _ASIDE]
             rejected = skipped = 0
-            if len(passed) < len(outputs):
-                rejected, skipped = self._set_aside(f.step_id, outputs, rejects)
+            types = set(map(type, outputs))  # in C: most batches of most steps set none aside
+            if types.isdisjoint(_ASIDE):
+                passed = outputs
+            else:
+                passed = [o for o in outputs if type(o) not in _ASIDE]
+                rejected, skipped = self._set_aside(f.step_id, outputs, types, rejects)
             self._report(f.step_id, len(items), len(passed), rejected, skipped)
             items = passed
         return items
@@ -182,22 +186,23 @@ class PartitionPipeline:
         return outputs
 
     def _set_aside(
-        self, step: str, outputs: list[Output], rejects: list[Rejected]
+        self, step: str, outputs: list[Output], types: set[type], rejects: list[Rejected]
     ) -> tuple[int, int]:
-        """Collect a step's rejects and count its skips (the rare case, so a second pass)."""
+        """Collect a step's rejects and count its skips (the rare case, so more passes); `types`
+        are the types among `outputs`."""
         observers = self._observers
-        skipped: dict[str, int] = {}
-        rejected = 0
-        for o in outputs:
-            if type(o) is Rejected:
-                rejects.append(o)
-                rejected += 1
+        rejected: list[Rejected] = []
+        if Rejected in types:
+            rejected = [o for o in outputs if type(o) is Rejected]
+            rejects.extend(rejected)
+            for o in rejected:
                 observers.on_rejected(o.step, o.reason.value, 1)
-            elif type(o) is Skipped:
-                skipped[o.why] = skipped.get(o.why, 0) + 1
+        skipped: Counter[str] = Counter()
+        if Skipped in types:
+            skipped.update([o.why for o in outputs if type(o) is Skipped])
         for why, n in skipped.items():
             observers.on_skipped(step, why, n)
-        return rejected, sum(skipped.values())
+        return len(rejected), skipped.total()
 
     def _report(self, step: str, ins: int, outs: int, rejected: int, skipped: int) -> None:
         self._observers.on_step(step, ins, outs, rejected, skipped)

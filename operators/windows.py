@@ -32,7 +32,7 @@ from core.schema import Table, is_ident
 from operators.aggregates import AggSpec, build
 from operators.base import PartitionLocal
 from operators.durations import millis
-from operators.fields import MISSING, attr_name, getter
+from operators.fields import MISSING, attr_name, column, getter
 from operators.registry import register_filter
 
 GroupKey = tuple[str, ...]
@@ -98,6 +98,8 @@ class Windowed(PartitionLocal[WindowState]):
         self.late_policy = params.late
         self._time = getter(params.time)
         self._groups = [(attr_name(col), getter(path)) for col, path in params.group_by.items()]
+        self._times = column(params.time)
+        self._group_columns = [column(path) for path in params.group_by.values()]
         for col in params.group_by:
             if not is_ident(col):
                 raise ValueError(f"group_by: {col!r} cannot be a column (at most 128 characters)")
@@ -106,10 +108,10 @@ class Windowed(PartitionLocal[WindowState]):
         self.group_columns = [col for col, _ in self._groups]
         clash = {"window_start", "window_end", "partition", "pane", "version"}
         taken = set()
-        for column in [*self.group_columns, *names]:
-            if column in clash or column in taken:
-                raise ValueError(f"column {column!r} is used twice (or is a reserved name)")
-            taken.add(column)
+        for name in [*self.group_columns, *names]:
+            if name in clash or name in taken:
+                raise ValueError(f"column {name!r} is used twice (or is a reserved name)")
+            taken.add(name)
         key = ("window_start", *self.group_columns, "partition", "pane")
         self.writes = "table"
         self.table = Table(
@@ -219,27 +221,67 @@ class _Fixed(Windowed):
         out: list[Output] = []
         touched: dict[WindowKey, Acc] = {}
         open_ = state.open
-        for envelope in batch:
-            prepared = self.admit(state, envelope, out)
-            if prepared is None:
+        lateness, max_future, size, hop = self.lateness, self.max_future, self.size, self.hop
+        adds = list(enumerate(agg.add for agg in self.aggregations))
+        watermark = state.watermark
+        for envelope, ts, group, inputs in zip(batch, *self._prepare_batch(batch), strict=True):
+            # what `admit` does, inlined: this loop runs for every command a window takes
+            if type(ts) is not int and (not isinstance(ts, int) or isinstance(ts, bool)):
+                # no event time: `_prepare` says so (it reads what the column read); or raised
+                out.append(ts if type(ts) is Rejected else self._prepare(envelope))
                 continue
-            ts, group, inputs = prepared
-            offset = envelope.record.offset
-            for start, end in self.windows_of(ts):
+            record = envelope.record
+            if watermark is not None and ts < watermark - lateness:
+                out.extend(self.late_output(envelope, (ts, group, inputs), watermark))
+                continue
+            mark = min(ts, record.timestamp + max_future)
+            if watermark is None or mark > watermark:
+                watermark = mark
+            offset = record.offset
+            last = ts - ts % hop
+            for start in range(last - size + hop, last + 1, hop):
                 key = (start, group)
                 acc = open_.get(key)
                 if acc is None:
-                    acc = open_[key] = self.new_acc(start, end)
-                self.fold(acc, inputs, offset)
+                    acc = open_[key] = self.new_acc(start, start + size)
+                partials = acc.partials
+                for i, add in adds:
+                    partials[i] = add(partials[i], inputs[i])
+                if offset > acc.offset:
+                    acc.offset = offset
                 touched[key] = acc
+        state.watermark = watermark
         partition = batch[0].record.partition if batch else 0
         for (_, group), acc in touched.items():
             out.append(self.row(group, acc, partition, 0))
-        if state.watermark is not None:
-            horizon = state.watermark - self.lateness
+        if watermark is not None:
+            horizon = watermark - lateness
             for key in [k for k, acc in open_.items() if acc.end <= horizon]:
                 del open_[key]
         return out
+
+    def _prepare_batch(self, batch: list[Envelope]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Each command's event time (unchecked), group and inputs, read by columns; where that
+        raised, by `_prepare`, with the `Rejected` of a command in place of its time."""
+        try:
+            groups = [
+                ["" if v is MISSING else str(v) for v in values(batch)]
+                for values in self._group_columns
+            ]
+            extracted = [agg.extract_batch(batch) for agg in self.aggregations]
+            inputs = list(zip(*extracted, strict=True))
+            times = self._times(batch)
+            return times, list(zip(*groups, strict=True)) if groups else [()] * len(batch), inputs
+        except Exception:
+            pass
+        each: list[Any] = []
+        for envelope in batch:
+            try:
+                prepared = self._prepare(envelope)
+            except Exception as exc:
+                prepared = self.failed(envelope, exc)
+            each.append((prepared, None, None) if type(prepared) is Rejected else prepared)
+        return tuple(map(list, zip(*each, strict=True))) if each else ([], [], [])  # type: ignore
 
 
 @register_filter("tumbling", params=TumblingParams)
@@ -247,7 +289,7 @@ class Tumbling(_Fixed):
     """Fixed, non-overlapping windows of `size` on event time."""
 
     def __init__(self, step_id: str, params: TumblingParams) -> None:
-        self.size = millis(params.size, "size")
+        self.size = self.hop = millis(params.size, "size")
         if self.size <= 0:
             raise ValueError("size: must be above zero")
         super().__init__(step_id, params)

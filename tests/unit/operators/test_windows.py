@@ -335,3 +335,57 @@ def test_bad_window_params_are_refused(cls, kw, message):
     built = {"Tumbling": Tumbling, "Sliding": Sliding}[cls.__name__.removesuffix("Params")]
     with pytest.raises(ValueError, match=message):
         built("w", params(cls, **kw))
+
+
+def _odd(envelope, when, amount):
+    """The envelope with its event time at `data.when` and its amount replaced."""
+    data = {**envelope.command.data, "when": when, "amount": amount}
+    return Envelope(envelope.record, msgspec.structs.replace(envelope.command, data=data))
+
+
+#: an event time that is none, or late (0); an amount too large for a float (reading it raises)
+_when = st.one_of(st.none(), st.just(True), st.just("12"), st.just(1.5), st.just(0))
+_amount = st.one_of(st.just(10**400), st.just("7"), st.just(None), st.just(2.5))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    streams(),
+    st.dictionaries(st.integers(0, 120), st.tuples(_when, _amount), max_size=6),
+    st.sampled_from(["dlq", "update"]),
+    st.booleans(),
+)
+def test_fixed_windows_read_by_columns_equal_a_command_at_a_time(stream, odd, late, sliding):
+    """`_Fixed.process` reads a batch by columns, and a command at a time (`_prepare`) when
+    that raised: the same outputs (rows, late panes, rejects and failures) and the same state."""
+    events, cuts = stream
+    events = [
+        _odd(e, *odd.get(n, (e.command.ts, e.command.data["amount"]))) for n, e in enumerate(events)
+    ]
+    kw = {"size": 30_000, "hop": 10_000} if sliding else {"size": 10_000}
+    cls, params_cls = (Sliding, SlidingParams) if sliding else (Tumbling, TumblingParams)
+    by_columns = cls("w", params(params_cls, time="data.when", late=late, **kw))
+    each = cls("w", params(params_cls, time="data.when", late=late, **kw))
+
+    def unreadable(batch):
+        raise ValueError("read a command at a time")
+
+    each._times = unreadable
+    for p in {e.record.partition for e in events}:
+        part = [e for e in events if e.record.partition == p]
+        fast, slow = by_columns.restore(None), each.restore(None)
+        for i in range(0, len(part), cuts[0]):
+            batch = part[i : i + cuts[0]]
+            assert by_columns.process(fast, batch) == each.process(slow, batch)
+            assert by_columns.snapshot(fast) == each.snapshot(slow)
+
+
+def test_fixed_windows_read_a_clean_batch_by_columns(monkeypatch):
+    """The column path is taken (not only the fallback) on a batch where nothing raises."""
+    window = Tumbling("w", params(TumblingParams, size=10_000))
+    monkeypatch.setattr(Tumbling, "_prepare", None)  # a command at a time would raise
+    batch = [envelope(0, i, i * 1_000, "a", 1.0, "x", []) for i in range(25)]
+    outputs = window.process(window.restore(None), batch)
+    names = [c for c, _ in window.table.columns]
+    assert [type(o) for o in outputs] == [Projected] * 3
+    assert sum(dict(zip(names, o.row, strict=True))["n"] for o in outputs) == 25

@@ -1,7 +1,12 @@
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from core.envelope import Envelope, LogRecord, Reason, Rejected
 from core.outputs import Projected
 from examples.orders.generator import OrderGenerator
 from examples.orders.order_state import TABLE_COLUMNS, OrderRows, OrderState, OrderStateFilter
+from operators.base import Keyed
 from operators.registry import NoParams
 
 
@@ -84,3 +89,39 @@ def test_snapshot_is_a_copy_later_batches_cannot_change():
     assert isinstance(snap[placed.aggregate_id], OrderState)
     assert snap[placed.aggregate_id].status == "placed"
     assert f.restore(snap)[placed.aggregate_id].status == "placed"
+
+
+_POOL = OrderGenerator(seed=11).take(60)
+_BROKEN = [
+    msgspec.structs.replace(_POOL[0], data={}),  # raises in apply: filter_error
+    msgspec.structs.replace(_POOL[0], type="order.refunded"),  # not handled: rejected
+    *[msgspec.structs.replace(c, data={}) for c in _POOL if c.type != "order.placed"][:1],
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, len(_POOL) + len(_BROKEN) - 1), max_size=80),
+    st.booleans(),
+)
+def test_the_inlined_fold_equals_keyed_process_over_step(picks, with_attrs):
+    """`OrderStateFilter.process` (inlined) against the general `Keyed.process` over `step`:
+    the same outputs (rejects and failures included) and the same state, in any order."""
+    commands = [(_POOL + _BROKEN)[i] for i in picks]
+    attrs = {"route": ("orders",)} if with_attrs else {}
+    envelopes = [
+        Envelope(LogRecord(0, off, c.ts, None, b""), c, dict(attrs))
+        for off, c in enumerate(commands)
+    ]
+    f = OrderStateFilter("order_state", NoParams())
+    fast, general = f.restore(None), f.restore(None)
+    assert f.process(fast, envelopes) == Keyed.process(f, general, envelopes)
+    assert fast == general
+    for out in f.process(f.restore(None), envelopes):
+        if isinstance(out, Envelope) and out.command.type == "order.placed":
+            items = out.command.data["items"]
+            assert out.attrs["order"].quantity == sum(i["qty"] for i in items)
+            assert out.attrs["order"].amount == round(
+                sum(i["qty"] * i["unit_price"] for i in items), 2
+            )
+            assert out.attrs.keys() == {*attrs, "order"}
