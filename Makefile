@@ -30,12 +30,14 @@ K8S_STAMP := $(K8S_TOOLS)/.installed-$(KUSTOMIZE_VERSION)-$(KUBECONFORM_VERSION)
 
 .PHONY: install system-tools k8s-tools demo test test-fast soak bench lint format broker-start broker-stop clean
 
-# The compiled part (dedupe's index, a Rust crate): an install from source needs cargo (rustup's
-# default puts it in ~/.cargo/bin); a change to the crate installs again, which rebuilds it.
+# The compiled part (dedupe's index, a Rust crate): an install from source needs cargo >= 1.87
+# (rustup puts it in ~/.cargo/bin, here before any older one on the PATH: Debian's is too old);
+# a change to the crate installs again, which rebuilds it.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 NATIVE := $(wildcard operators/native/Cargo.toml operators/native/Cargo.lock operators/native/src/*.rs)
 
-$(STAMP): export PATH := $(PATH):$(HOME)/.cargo/bin
 $(STAMP): pyproject.toml $(NATIVE)
+	@command -v cargo >/dev/null || { echo "dedupe's index is a Rust crate: install a Rust toolchain >= 1.87 (https://rustup.rs), then make install again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -112,4 +114,4 @@ broker-stop: $(STAMP)
 
 clean:
 	-$(BIN)/cqrs broker stop
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache operators/native/target operators/_seen_ids*.so

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from core.envelope import Envelope, Reason
+from core.envelope import MAX_TS, Envelope, Reason
 from core.outputs import Output, Skipped
 from operators._seen_ids import CONFLICT, DUPLICATE, NEW, SeenIds
 from operators.aggregates import stable_hash
@@ -56,7 +56,9 @@ class Dedupe(PartitionLocal[SeenIds]):
 
     def __init__(self, step_id: str, params: DedupeParams) -> None:
         self.step_id = step_id
-        self.ttl_ms = millis(params.ttl, "ttl")
+        # Event times lie in [0, MAX_TS], so a longer ttl never expires anything: capped, it
+        # fits the index's 64-bit times instead of overflowing them on every batch.
+        self.ttl_ms = min(millis(params.ttl, "ttl"), MAX_TS + 1)
         self.max_keys = params.max_keys
         self._skipped = Skipped(step_id, "deduplicated")
 
@@ -110,4 +112,7 @@ def _hash_error(key: str, value: bytes | None) -> Exception:
         hashlib.blake2b(value or b"", digest_size=8)
     except Exception as exc:
         return exc
-    return TypeError(f"cannot hash a record value of type {type(value).__name__}")
+    return TypeError(
+        f"cannot hash an id of type {type(key).__name__} with a record value of type "
+        f"{type(value).__name__}"
+    )

@@ -21,6 +21,7 @@ that the view adds to its window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -83,7 +84,7 @@ class WindowState:
 
 
 #: what a command brings to its windows, worked out before any window changes
-Prepared = tuple[int, GroupKey, list[Any]]  # (event time, group, each aggregation's input)
+Prepared = tuple[int, GroupKey, Sequence[Any]]  # (event time, group, each aggregation's input)
 
 
 class Windowed(PartitionLocal[WindowState]):
@@ -215,7 +216,15 @@ class Windowed(PartitionLocal[WindowState]):
 
 
 class _Fixed(Windowed):
-    """Tumbling and sliding: fixed windows, rows written as they fill."""
+    """Tumbling and sliding: fixed windows, rows written as they fill (tumbling's hop is its
+    size)."""
+
+    size: int
+    hop: int
+
+    def windows_of(self, ts: int) -> list[tuple[int, int]]:
+        last = ts - ts % self.hop  # `process` inlines this range
+        return [(s, s + self.size) for s in range(last - self.size + self.hop, last + 1, self.hop)]
 
     def process(self, state: WindowState, batch: list[Envelope]) -> list[Output]:
         out: list[Output] = []
@@ -294,10 +303,6 @@ class Tumbling(_Fixed):
             raise ValueError("size: must be above zero")
         super().__init__(step_id, params)
 
-    def windows_of(self, ts: int) -> list[tuple[int, int]]:
-        start = ts - ts % self.size
-        return [(start, start + self.size)]
-
 
 @register_filter("sliding", params=SlidingParams)
 class Sliding(_Fixed):
@@ -311,11 +316,6 @@ class Sliding(_Fixed):
                 f"size ({params.size}) must be a positive multiple of hop ({params.hop})"
             )
         super().__init__(step_id, params)
-
-    def windows_of(self, ts: int) -> list[tuple[int, int]]:
-        last = ts - ts % self.hop
-        first = last - self.size + self.hop
-        return [(s, s + self.size) for s in range(first, last + 1, self.hop)]
 
 
 @register_filter("session", params=SessionParams)

@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.envelope import Command, Envelope, LogRecord, Reason, Rejected, failure
+from core.envelope import MAX_TS, Command, Envelope, LogRecord, Reason, Rejected, failure
 from core.outputs import Skipped
 from operators.aggregates import stable_hash
 from operators.dedupe import Dedupe, DedupeParams, SeenIds
@@ -171,6 +171,21 @@ def test_a_command_whose_id_cannot_be_hashed_fails_as_it_did_in_python():
     assert out == [failure(bad.record, "step", raised), good, failure(bad.record, "step", raised)]
     assert out[0].reason == Reason.FILTER_ERROR and "surrogates not allowed" in out[0].detail
     assert len(state) == 1
+
+
+def test_a_ttl_past_every_event_time_never_expires_and_never_stops_the_pipeline():
+    # A ttl longer than the last event time a command may carry once overflowed the index's
+    # 64-bit times on every batch (the Python index took any int).
+    for ttl in (2**63, "106751991168d", 2**200):
+        dedupe = Dedupe("step", DedupeParams(ttl=ttl))
+        state = dedupe.restore(None)
+        first = envelope("a", b"x", 0, 0)
+        assert dedupe.process(state, [first]) == [first]
+        late = envelope("b", b"y", MAX_TS, 1)
+        assert dedupe.process(state, [late, envelope("a", b"x", MAX_TS, 2)]) == [
+            late,
+            Skipped("step", "deduplicated"),
+        ]
 
 
 # A snapshot the Python index took (commit 7020909): max_keys 6, ttl 1000, after id0..id8 at
