@@ -11,7 +11,7 @@ from operators.registry import NoParams, register_filter
 class Discard(Stateless):
     """Drops every command: what is left of a pipeline is reading and decoding."""
 
-    forwards = True
+    writes = "topic"  # a projector, though it forwards nothing
 
     def __init__(self, step_id: str, params: NoParams) -> None:
         self.step_id = step_id
