@@ -199,12 +199,6 @@ impl SeenIds {
         self.size
     }
 
-    /// How many ids are kept (as `len`).
-    #[getter]
-    fn size(&self) -> usize {
-        self.size
-    }
-
     /// Where the oldest id sits in the ring.
     #[getter]
     fn head(&self) -> usize {

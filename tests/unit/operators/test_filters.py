@@ -144,7 +144,7 @@ def test_dedupe_drops_repeats_and_stays_bounded():
     assert dedupe.process(state, [env(id_="id0", ts=60_000)]) != [Skipped("step", "deduplicated")]
     # and never more than max_keys
     dedupe.process(state, [env(id_=f"n{i}", ts=60_000 + i) for i in range(500)])
-    assert state.size == len(state) == 100
+    assert len(state) == 100
     assert dedupe.process(state, [env(id_="n499", ts=61_000)]) == [Skipped("step", "deduplicated")]
     assert dedupe.process(state, [env(id_="n0", ts=61_000)]) != [Skipped("step", "deduplicated")]
 
@@ -168,7 +168,7 @@ def test_dedupe_snapshot_is_not_changed_by_later_batches():
     snap = dedupe.snapshot(state)
     dedupe.process(state, [env(id_="b")])
     restored = dedupe.restore(snap)
-    assert restored.size == 1
+    assert len(restored) == 1
     assert dedupe.process(restored, [env(id_="b")]) == [env(id_="b")]
     assert dedupe.process(restored, [env(id_="a")]) == [Skipped("step", "deduplicated")]
 
@@ -224,5 +224,5 @@ def test_dedupe_snapshot_of_a_wrapped_ring_restores_the_same_ids():
     dedupe.process(state, [env(id_=f"i{n}", ts=n) for n in range(25)])
     assert state.head != 0  # the ring has wrapped
     restored = dedupe.restore(dedupe.snapshot(state))
-    assert dedupe.snapshot(restored) == dedupe.snapshot(state) and restored.size == 10
-    assert list(restored.times[: restored.size]) == list(range(15, 25))
+    assert dedupe.snapshot(restored) == dedupe.snapshot(state) and len(restored) == 10
+    assert list(restored.times[: len(restored)]) == list(range(15, 25))
