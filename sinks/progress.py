@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from core.schema import Table
 from sinks.ddl import create_table, qualified
+from sinks.writer import TableWriter
 
 PROGRESS = Table(
     name="_progress",
@@ -26,8 +27,6 @@ PROGRESS = Table(
     order_by=("projection", "partition"),
     version="offset",
 )
-_COLUMNS = PROGRESS.column_names
-_TYPES = [t for _, t in PROGRESS.columns]
 
 
 def create_progress_table(client: Client, database: str, cluster: str | None = None) -> None:
@@ -35,18 +34,16 @@ def create_progress_table(client: Client, database: str, cluster: str | None = N
     client.command(create_table(database, PROGRESS, cluster))
 
 
-def record_progress(
-    client: Client, database: str, projection: str, offsets: Mapping[int, int]
-) -> None:
+def progress_writer(client: Client, database: str) -> TableWriter:
+    """The inserts of `record_progress` into the database's progress table."""
+    return TableWriter(client, qualified(database, PROGRESS.name), PROGRESS.columns)
+
+
+def record_progress(writer: TableWriter, projection: str, offsets: Mapping[int, int]) -> None:
     """`offsets`: {partition: the last offset written (-1: none yet)}, one insert for all."""
     now = int(time.time() * 1000)
-    client.insert(
-        qualified(database, PROGRESS.name),
-        [(projection, partition, offset, now) for partition, offset in offsets.items()],
-        column_names=_COLUMNS,
-        column_type_names=_TYPES,
-        settings={"async_insert": 0},
-    )
+    rows = [(projection, partition, offset, now) for partition, offset in offsets.items()]
+    writer.insert(rows, {"async_insert": 0})
 
 
 def read_progress(client: Client, database: str) -> dict[str, dict[int, int]]:

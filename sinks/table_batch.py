@@ -27,8 +27,9 @@ from core.schema import Table
 from sinks.ddl import qualified
 from sinks.dlq import DlqWriter
 from sinks.output import FlushObserver, RetryObserver, WrittenObserver
-from sinks.progress import record_progress
+from sinks.progress import progress_writer, record_progress
 from sinks.retry import Backoff, is_content_error, is_fatal_error
+from sinks.writer import TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ class TableBatch:
         dlq: Callable[[], DlqWriter],
         observers: Observers,
     ) -> None:
-        self._database = database
         self._table = table
         self._client = client
         self._limits = limits
@@ -73,7 +73,9 @@ class TableBatch:
         self._target = qualified(database, table.name)
         self._token_prefix = f"{database}.{table.name}"
         self._names = table.column_names
-        self._types = [t for _, t in table.columns]
+        # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
+        self._writer = TableWriter(client, self._target, table.columns, column_oriented=True)
+        self._progress = progress_writer(client, database)
         self.written: dict[int, int] = {}
         self._rows: list[Row] = []
         # per buffered partition: [first offset, last offset]
@@ -119,9 +121,7 @@ class TableBatch:
         for partition, (_, last) in self._ranges.items():
             self.written[partition] = max(self.written.get(partition, -1), last)
         offsets = {p: self.written[p] for p in self._ranges}
-        self._retrying(
-            lambda: record_progress(self._client, self._database, self._table.name, offsets)
-        )
+        self._retrying(lambda: record_progress(self._progress, self._table.name, offsets))
         self._rows = []
         self._ranges = {}
         self._runs = []
@@ -154,22 +154,17 @@ class TableBatch:
         the rows ClickHouse refuses are found, send those to the DLQ, and write the rest.
         `at`: the index of `rows[0]` in the buffer."""
 
+        columns = list(zip(*rows, strict=True))
+        # through a Distributed table (a cluster), the shards' inserts happen before this
+        # returns, each with the token, never from a queue after a crash
+        settings = {
+            "async_insert": 0,
+            "insert_distributed_sync": 1,
+            "insert_deduplication_token": token,
+        }
+
         def insert() -> None:
-            # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
-            self._client.insert(
-                self._target,
-                list(zip(*rows, strict=True)),
-                column_names=self._names,
-                column_type_names=self._types,
-                column_oriented=True,
-                # through a Distributed table (a cluster), the shards' inserts happen before
-                # this returns, each with the token, never from a queue after a crash
-                settings={
-                    "async_insert": 0,
-                    "insert_distributed_sync": 1,
-                    "insert_deduplication_token": token,
-                },
-            )
+            self._writer.insert(columns, settings)
 
         try:
             self._retrying(insert)

@@ -25,8 +25,8 @@ class FaultyClient:
 
     def insert(self, table: str, data: Any, **kw: Any) -> Any:
         if "_progress" not in table:
-            rows = list(zip(*data, strict=True)) if kw.get("column_oriented") else data
-            self._plan.before_insert(table, rows, kw.get("settings", {}))
+            context = kw["context"]  # the table's own, reused (sinks/writer.py)
+            self._plan.before_insert(table, list(zip(*data, strict=True)), context.settings)
         return self._real.insert(table, data, **kw)
 
 

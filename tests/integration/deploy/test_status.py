@@ -12,7 +12,7 @@ from deploy.status import describe, written
 from operators.code import allow_list
 from sinks.clickhouse import create_projection_table
 from sinks.ddl import create_database
-from sinks.progress import create_progress_table, record_progress
+from sinks.progress import create_progress_table, progress_writer, record_progress
 
 SPEC = """\
 name: shop
@@ -85,10 +85,11 @@ def test_a_deployment_that_wrote_nothing_yet(store, db):
 
 def test_progress_is_the_slowest_projection_per_partition(store, db):
     create(store, db)
-    record_progress(store, db, "orders", {0: 29})
-    record_progress(store, db, "orders", {0: 25})  # an older row: the highest offset counts
-    record_progress(store, db, "per_minute", {0: 19})
-    record_progress(store, db, "orders", {1: 14})  # per_minute wrote nothing in partition 1 yet
+    progress = progress_writer(store, db)
+    record_progress(progress, "orders", {0: 29})
+    record_progress(progress, "orders", {0: 25})  # an older row: the highest offset counts
+    record_progress(progress, "per_minute", {0: 19})
+    record_progress(progress, "orders", {1: 14})  # per_minute wrote nothing in partition 1 yet
     assert written(store, db, TABLES) == {0: 20, 1: 0}
     assert written(store, db, ["orders"]) == {0: 30, 1: 15}
     assert written(store, db, ["per_minute"]) == {0: 20, 1: 0}
@@ -110,8 +111,8 @@ def test_progress_is_the_slowest_projection_per_partition(store, db):
 def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, db):
     create(store, db)
     for projection in TABLES:
-        record_progress(store, db, projection, {0: 59})
-        record_progress(store, db, projection, {1: 5})
+        record_progress(progress_writer(store, db), projection, {0: 59})
+        record_progress(progress_writer(store, db), projection, {1: 5})
     end_offsets, _ = ends({0: 60, 1: 40, 2: 7})  # partition 2 was added to the topic later
     bounded = describe(store, record(db), end_offsets, SPECS)
     assert bounded.next == {0: 60, 1: 6, 2: 0}  # every partition of the topic counts
@@ -124,7 +125,9 @@ def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, d
 def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
     create(store, db)
     for projection in TABLES:
-        record_progress(store, db, projection, {0: 3})  # written before a replay --from 0:10
+        record_progress(
+            progress_writer(store, db), projection, {0: 3}
+        )  # written before a replay --from 0:10
     end_offsets, _ = ends({0: 60, 1: 40})
     status = describe(store, record(db), end_offsets, SPECS)
     assert status.next == {0: 10, 1: 0}

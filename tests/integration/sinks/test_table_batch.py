@@ -3,13 +3,17 @@ and one progress insert per flush whatever the number of partitions, the token n
 partition's range, progress only after the rows, and a refused row sent to the DLQ under its
 own partition."""
 
+import gc
 import time
 from typing import Any
+
+from clickhouse_connect.driver.insert import InsertContext
 
 from core.schema import Table
 from sinks.clickhouse import ProjectionSink, create_projection_table
 from sinks.ddl import create_database
 from sinks.progress import create_progress_table, read_progress
+from sinks.store import open_client
 from sinks.table_batch import Limits, Observers, TableBatch
 from tests.faults import FaultPlan
 
@@ -28,8 +32,9 @@ class Recording:
 
     def insert(self, table: str, data: Any, **kw: Any) -> Any:
         result = self._real.insert(table, data, **kw)  # recorded once it is written
-        rows = len(data[0]) if kw.get("column_oriented") else len(data)
-        token = kw.get("settings", {}).get("insert_deduplication_token", "")
+        context = kw["context"]  # the table's own, reused (sinks/writer.py)
+        rows = len(data[0]) if context.column_oriented else len(data)
+        token = context.settings.get("insert_deduplication_token", "")
         self.inserts.append((table.split(".")[-1].strip("`"), rows, token))
         return result
 
@@ -127,3 +132,31 @@ def test_a_part_bytewax_drops_for_its_resumed_twin_leaves_the_others_writing(
     other.close()
     resumed.close()
     sink.close_all()
+
+
+def test_a_tables_inserts_leave_nothing_for_the_cycle_collector(store, store_dsn, unique):
+    """The runtime runs the collector rarely (deploy/memory.py): a context made per insert
+    refers to itself, and kept its flush's columns alive until a collection."""
+    db = f"batch_{unique}"
+    store.command(create_database(db))
+    create_progress_table(store, db)
+    create_projection_table(store, db, TABLE)
+    batch = TableBatch(db, TABLE, open_client(store_dsn), Limits(1, 3600.0), Dlq, Observers())
+    batch.attach(0, None)
+    now = int(time.time() * 1000)
+    gc.collect()
+    gc.disable()
+    try:
+        before = _contexts()
+        for offset in range(5):
+            batch.add(0, [(offset, offset, now, [(f"k{offset}", offset)])])
+        made = _contexts() - before
+    finally:
+        gc.enable()
+    assert made == 2  # after 5 flushes: the table's and its progress table's, both in use
+    assert read_progress(store, db) == {"t": {0: 4}}
+    assert store.query(f"SELECT count() FROM {db}.t FINAL").result_rows == [(5,)]
+
+
+def _contexts() -> int:
+    return sum(isinstance(o, InsertContext) for o in gc.get_objects())
