@@ -16,7 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
-_EMPTY = [()]
+_EMPTY = ((),)
 
 
 class TableWriter:
