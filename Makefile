@@ -40,7 +40,8 @@ $(STAMP): pyproject.toml $(NATIVE)
 	@command -v cargo >/dev/null || { echo "dedupe's index is a Rust crate: install a Rust toolchain >= 1.87 (https://rustup.rs), then make install again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	# a download the network cuts short is resumed, not failed (PyPI's connection drops at times)
+	$(BIN)/pip install -q --resume-retries 20 -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -89,11 +90,11 @@ acceptance-cluster: $(STAMP)
 $(QUIX_VENV)/.installed:
 	$(PYTHON) -m venv $(QUIX_VENV)
 	$(QUIX_VENV)/bin/pip install -q --upgrade pip
-	$(QUIX_VENV)/bin/pip install -q quixstreams clickhouse-connect chdb msgspec pyyaml
+	$(QUIX_VENV)/bin/pip install -q --resume-retries 20 quixstreams clickhouse-connect chdb msgspec pyyaml
 	touch $@
 
 bench: $(STAMP) $(QUIX_VENV)/.installed
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q --resume-retries 20 -e '.[bench]'
 	$(MAKE) --no-print-directory system-tools SYSTEM_TOOLS="$(BENCH_TOOLS)"
 	$(BIN)/python -m bench
 
