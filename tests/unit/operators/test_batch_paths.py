@@ -6,6 +6,7 @@ per-record path when a batch path raises, so that is what is compared here too."
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import msgspec
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from core.envelope import Command, Envelope, LogRecord, encode_command
 from core.outputs import Skipped
 from dataflows.executor import _apply
 from examples.orders.generator import OrderGenerator
+from operators import validate
 from operators.base import Stateless
 from operators.decode import Decoder
 from operators.select import ConditionParams, DropIf, Select
@@ -176,18 +178,22 @@ _how = st.one_of(st.just("none"), st.just("none"), st.just("none"), st.sampled_f
     st.lists(st.tuples(st.sampled_from(ORDERS), _how), max_size=25),
     st.booleans(),
     st.sampled_from(["1h", "10s"]),
+    st.sampled_from([3, 256]),
 )
-def test_validating_a_batch_equals_validating_each_command(commands, require_key, max_future):
+def test_validating_a_batch_equals_validating_each_command(
+    commands, require_key, max_future, chunk
+):
     step = Validate("validate", ValidateParams(_SCHEMAS, require_key, max_future))
     batch = []
     for offset, (command, how) in enumerate(commands):
         spoiled, key, log_time = _spoiled(command, how)
         batch.append(Envelope(LogRecord(0, offset, log_time, key, b""), spoiled))
-    assert through_executor(step, batch) == per_record(step, batch)
+    with patch.object(validate, "_CHUNK", chunk):
+        assert through_executor(step, batch) == per_record(step, batch)
 
 
 def test_validate_takes_a_good_batch_whole(monkeypatch):
-    """A batch that passes never calls `apply`; one with a bad command goes through it."""
+    """A batch that passes never calls `apply`; a bad command sends its chunk through it."""
     step = Validate("validate", ValidateParams(_SCHEMAS))
     batch = [
         Envelope(LogRecord(0, n, c.ts, c.aggregate_id.encode(), b""), c)
@@ -198,7 +204,8 @@ def test_validate_takes_a_good_batch_whole(monkeypatch):
     assert step.apply_batch(batch) == batch and calls == []
     spoiled, key, log_time = _spoiled(ORDERS[7], "null_key")
     batch[7] = Envelope(LogRecord(0, 7, log_time, key, b""), spoiled)
-    assert step.apply_batch(batch) == batch and calls == batch
+    monkeypatch.setattr(validate, "_CHUNK", 5)
+    assert step.apply_batch(batch) == batch and calls == batch[5:10]
 
 
 def test_select_takes_its_batch_in_columns():
