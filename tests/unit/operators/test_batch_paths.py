@@ -6,9 +6,7 @@ per-record path when a batch path raises, so that is what is compared here too."
 from __future__ import annotations
 
 from typing import Any
-from unittest.mock import patch
 
-import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,11 +14,9 @@ from core.envelope import Command, Envelope, LogRecord, encode_command
 from core.outputs import Skipped
 from dataflows.executor import _apply
 from examples.orders.generator import OrderGenerator
-from operators import validate
 from operators.base import Stateless
 from operators.decode import Decoder
 from operators.select import ConditionParams, DropIf, Select
-from operators.validate import Validate, ValidateParams
 from tests.unit.operators.helpers import env
 
 ORDERS = OrderGenerator(seed=3).take(200)
@@ -133,79 +129,6 @@ _condition = st.dictionaries(
 def test_a_condition_over_a_batch_equals_it_a_command_at_a_time(where, batch, kind):
     step = kind("s", ConditionParams(where))
     assert through_executor(step, batch) == per_record(step, batch)
-
-
-_SCHEMAS = "examples.orders.schemas:SCHEMAS"
-
-
-def _spoiled(command: Command, how: str) -> tuple[Command, bytes | None, int]:
-    """The command as a record carries it (key, log time), spoiled in one way `validate`
-    refuses, or left whole ("none")."""
-    key, log_time, data = command.aggregate_id.encode(), command.ts, dict(command.data)
-    changes: dict[str, Any] = {}
-    if how == "null_key":
-        key = None
-    elif how == "other_key":
-        key = b"o-elsewhere"
-    elif how == "future":
-        log_time = command.ts - 3_601_000
-    elif how == "unknown_type":
-        changes["type"] = "order.teleported"
-    elif how == "version":
-        changes["v"] = 2
-    elif how == "other_aggregate":
-        changes["aggregate_id"] = "o-other"
-    elif how == "wrong_order_id":
-        data["order_id"] = "o-other"
-    elif how == "missing_field":
-        data.pop("order_id")
-    elif how == "bad_value":
-        data["order_id"] = 7
-    elif how == "extra_field":
-        data["note"] = "kept"
-    if data != command.data:
-        changes["data"] = data
-    return msgspec.structs.replace(command, **changes), key, log_time
-
-
-_SPOILS = ["null_key", "other_key", "future", "unknown_type", "version", "other_aggregate",
-           "wrong_order_id", "missing_field", "bad_value", "extra_field"]  # fmt: skip
-_how = st.one_of(st.just("none"), st.just("none"), st.just("none"), st.sampled_from(_SPOILS))
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(st.sampled_from(ORDERS), _how), max_size=25),
-    st.booleans(),
-    st.sampled_from(["1h", "10s"]),
-    st.sampled_from([3, 256]),
-)
-def test_validating_a_batch_equals_validating_each_command(
-    commands, require_key, max_future, chunk
-):
-    step = Validate("validate", ValidateParams(_SCHEMAS, require_key, max_future))
-    batch = []
-    for offset, (command, how) in enumerate(commands):
-        spoiled, key, log_time = _spoiled(command, how)
-        batch.append(Envelope(LogRecord(0, offset, log_time, key, b""), spoiled))
-    with patch.object(validate, "_CHUNK", chunk):
-        assert through_executor(step, batch) == per_record(step, batch)
-
-
-def test_validate_takes_a_good_batch_whole(monkeypatch):
-    """A batch that passes never calls `apply`; a bad command sends its chunk through it."""
-    step = Validate("validate", ValidateParams(_SCHEMAS))
-    batch = [
-        Envelope(LogRecord(0, n, c.ts, c.aggregate_id.encode(), b""), c)
-        for n, c in enumerate(ORDERS[:40])
-    ]
-    calls: list[Envelope] = []
-    monkeypatch.setattr(step, "apply", lambda e: calls.append(e) or e)
-    assert step.apply_batch(batch) == batch and calls == []
-    spoiled, key, log_time = _spoiled(ORDERS[7], "null_key")
-    batch[7] = Envelope(LogRecord(0, 7, log_time, key, b""), spoiled)
-    monkeypatch.setattr(validate, "_CHUNK", 5)
-    assert step.apply_batch(batch) == batch and calls == batch[5:10]
 
 
 def test_select_takes_its_batch_in_columns():
