@@ -143,9 +143,16 @@ def end_to_end(against: Path, commands: int, rounds: int) -> dict[str, list[dict
             print(
                 f"round {n + 1} {name}: {r['commands_per_s']:,.0f} cmd/s, "
                 f"{r['cpu_us_per_command']:.1f} µs CPU/cmd ({r['commands_per_s'] / bare:.2f}x "
-                "the bare loop)"
+                "the bare loop)" + _collector(r)
             )
     return results
+
+
+def _collector(figures: dict[str, Any]) -> str:
+    if "collector_s" not in figures:  # a checkout from before the figure
+        return ""
+    young, middle, full = figures["collections"]
+    return f"; {figures['collector_s']} s in the collector ({young}, {middle}, {full} runs)"
 
 
 def run(checkout: Path, batches: int, size: int) -> dict[str, Any]:

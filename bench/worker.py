@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 import operators.builtin  # noqa: F401
 from bench.bare_loop import bare_loop, consumer_from_start
+from bench.collector import CollectorClock
 from bench.null_store import null_client
 from commands.log import CommandLog, part_key
 from core.envelope import LogRecord, Polled
@@ -129,19 +130,23 @@ def ours(args: dict[str, Any]) -> dict[str, Any]:
     )
     partitions = deployment.prepare(factory(dsn))
     total = sum(ends.values())
-    with RssSampler() as rss:
+    with RssSampler() as rss, CollectorClock() as collector:
         started, cpu = time.perf_counter(), time.process_time()
         deployment.run(partitions)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     # the library chDB's engine lives in: whether this run loaded it
-    return figures(total, elapsed, cpu, rss, recorder.inserts) | {"chdb": "chdb" in sys.modules}
+    return (
+        figures(total, elapsed, cpu, rss, recorder.inserts)
+        | collector.figures()
+        | {"chdb": "chdb" in sys.modules}
+    )
 
 
 def bare(args: dict[str, Any]) -> dict[str, Any]:
     with CommandLog(args["brokers"], args["topic"]) as log:
         ends = log.end_offsets()
     dsn = f"chdb://{Path(args['work']) / 'clickhouse'}"
-    with RssSampler():
+    with RssSampler(), CollectorClock() as collector:
         result = bare_loop(
             args["brokers"],
             args["topic"],
@@ -152,7 +157,7 @@ def bare(args: dict[str, Any]) -> dict[str, Any]:
             args.get("batch_rows"),
         )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return result
+    return result | collector.figures()
 
 
 def clickhouse_parses(args: dict[str, Any]) -> dict[str, Any]:
