@@ -10,9 +10,9 @@
   no cycles (per-record structs are `gc=False`, state is in untracked containers, each sink
   reuses one insert context), so the objects startup made (modules, settings, the dataflow) are
   frozen out of every collection, and the young generation is collected every 200,000
-  allocations instead of 700. Above the ~25,000 tracked objects a batch keeps alive while it
-  runs: at 10,000, every young collection moved a live batch to the older generations, and the
-  full collections that followed cost ~4 µs a command (BENCHMARKS.md).
+  allocations instead of 700: more than the ~25,000 tracked objects a batch keeps alive while it
+  runs. At 10,000, every young collection moved a live batch to the older generations, and the
+  full collections that followed took 2-3 s of every million commands (BENCHMARKS.md).
 """
 
 from __future__ import annotations

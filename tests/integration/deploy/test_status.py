@@ -125,9 +125,8 @@ def test_progress_past_the_stop_and_partitions_the_record_does_not_know(store, d
 def test_a_start_ahead_of_the_progress_counts_from_the_start(store, db):
     create(store, db)
     for projection in TABLES:
-        record_progress(
-            progress_writer(store, db), projection, {0: 3}
-        )  # written before a replay --from 0:10
+        # written before a replay --from 0:10
+        record_progress(progress_writer(store, db), projection, {0: 3})
     end_offsets, _ = ends({0: 60, 1: 40})
     status = describe(store, record(db), end_offsets, SPECS)
     assert status.next == {0: 10, 1: 0}
