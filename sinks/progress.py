@@ -36,7 +36,7 @@ def create_progress_table(client: Client, database: str, cluster: str | None = N
 
 def progress_writer(client: Client, database: str) -> TableWriter:
     """The inserts of `record_progress` into the database's progress table."""
-    return TableWriter(client, qualified(database, PROGRESS.name), PROGRESS.columns)
+    return TableWriter(client, database, PROGRESS)
 
 
 def record_progress(writer: TableWriter, projection: str, offsets: Mapping[int, int]) -> None:

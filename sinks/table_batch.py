@@ -74,7 +74,7 @@ class TableBatch:
         self._token_prefix = f"{database}.{table.name}"
         self._names = table.column_names
         # by columns: cheaper than clickhouse-connect's own pivot (bench.insert_codec)
-        self._writer = TableWriter(client, self._target, table.columns, column_oriented=True)
+        self._writer = TableWriter(client, database, table, column_oriented=True)
         self._progress = progress_writer(client, database)
         self.written: dict[int, int] = {}
         self._rows: list[Row] = []

@@ -16,33 +16,30 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
+from core.schema import Table
+from sinks.ddl import qualified
+
 _EMPTY = ((),)
 
 
 class TableWriter:
     def __init__(
-        self,
-        client: Client,
-        target: str,
-        columns: Sequence[tuple[str, str]],
-        column_oriented: bool = False,
+        self, client: Client, database: str, table: Table, column_oriented: bool = False
     ) -> None:
-        """`target`: the qualified table name; `columns`: (name, ClickHouse type), in the order
-        of the data's values."""
         self._client = client
-        self._target = target
-        self._names = [name for name, _ in columns]
-        self._types = [kind for _, kind in columns]
+        self._table = table
+        self._target = qualified(database, table.name)
         self._column_oriented = column_oriented
         self._context: InsertContext | None = None
 
     def insert(self, data: Sequence[Sequence[Any]], settings: dict[str, Any]) -> None:
-        """`data`: rows, or columns if the writer is column oriented."""
+        """`data`: rows, or columns if the writer is column oriented, in the table's column
+        order."""
         if self._context is None:
             self._context = self._client.create_insert_context(
                 self._target,
-                column_names=self._names,
-                column_type_names=self._types,
+                column_names=self._table.column_names,
+                column_type_names=[kind for _, kind in self._table.columns],
                 column_oriented=self._column_oriented,
             )
         self._context.settings = settings

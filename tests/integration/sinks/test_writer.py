@@ -15,8 +15,8 @@ def test_one_context_serves_every_insert_and_keeps_none_of_their_data(store, uni
     store.command(create_database(db))
     create_projection_table(store, db, TABLE)
     target = qualified(db, TABLE.name)
-    by_columns = TableWriter(store, target, TABLE.columns, column_oriented=True)
-    by_rows = TableWriter(store, target, TABLE.columns)
+    by_columns = TableWriter(store, db, TABLE, column_oriented=True)
+    by_rows = TableWriter(store, db, TABLE)
 
     keys = ["a", "b"]
     held = sys.getrefcount(keys)
