@@ -36,11 +36,12 @@ K8S_STAMP := $(K8S_TOOLS)/.installed-$(KUSTOMIZE_VERSION)-$(KUBECONFORM_VERSION)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 NATIVE := $(wildcard operators/native/Cargo.toml operators/native/Cargo.lock operators/native/src/*.rs)
 
+# --resume-retries: a download the network cuts short is resumed, not failed (PyPI's
+# connection drops at times)
 $(STAMP): pyproject.toml $(NATIVE)
 	@command -v cargo >/dev/null || { echo "dedupe's index is a Rust crate: install a Rust toolchain >= 1.87 (https://rustup.rs), then make install again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# a download the network cuts short is resumed, not failed (PyPI's connection drops at times)
 	$(BIN)/pip install -q --resume-retries 20 -e '.[test]'
 	touch $(STAMP)
 
