@@ -152,10 +152,18 @@ class BlueGreen:
         most `max_behind_s`, waiting up to `wait_s` for that; a green still further behind is
         refused (unless forced). The gate is time, not a count of commands: under a steady
         producer a green that keeps up is always some commands behind, but only its flush
-        delay in time. The runtime's lock is not held while the broker is asked."""
+        delay in time. The runtime's lock is not held while the broker is asked.
+
+        Green must also have written, in every partition, as far as blue had when the promote
+        was asked (`_served`): a log younger than the time gate (a backlog loaded a moment
+        ago) passes that gate whatever green has written, and the views would then answer
+        from less than before, empty at first. A green within the time gate that keeps up
+        gets there within about `max_behind_s`, so that long is waited for it at least."""
         rt = self._host
         deadline = time.monotonic() + wait_s
-        late, lag = float("inf"), 0
+        late, lag, short = float("inf"), 0, 0
+        served: dict[int, int] | None = None
+        graced = False
         while True:
             with rt.lock:
                 mine = self._records(pipeline_name)
@@ -171,20 +179,26 @@ class BlueGreen:
                     return self._switch(pipeline_name, mine, green, "forced")
                 if pointer == green.name:  # a re-run after a crash: the switch was made
                     return self._switch(pipeline_name, mine, green, "finishing a promote")
-                if late <= max_behind_s:
+                if late <= max_behind_s and short == 0:
                     gate = f"{late:.1f}s behind the head of the log ({lag:,} commands)"
                     return self._switch(pipeline_name, mine, green, gate)
-            late, lag = self._behind(green.name)
+                blue = self._active(mine)
+            if served is None:
+                served = self._served(blue, green)
+            late, lag, short = self._behind(green.name, served)
             if late <= max_behind_s:
-                continue  # switch under the lock, if green is still the one in flight
+                if short == 0:
+                    continue  # switch under the lock, if green is still the one in flight
+                if not graced:  # in time: about max_behind_s (once) to reach what blue serves
+                    deadline, graced = max(deadline, time.monotonic() + max_behind_s), True
             if time.monotonic() >= deadline:
                 waited = f" after waiting {wait_s:.0f}s" if wait_s else ""
                 how_far = "an unknown time" if late == float("inf") else f"{late:.1f}s"
                 raise ConfigError(
                     f"{green.name} is {how_far} behind the head of the log{waited} (the gate "
-                    f"is {max_behind_s:g}s); it keeps running: wait (`cqrs deploy await "
-                    f"{pipeline_name}`), promote with --force, or `cqrs deploy abort "
-                    f"{pipeline_name}`"
+                    f"is {max_behind_s:g}s){_short_of(short, blue)}; it keeps running: wait "
+                    f"(`cqrs deploy await {pipeline_name}`), promote with --force, or "
+                    f"`cqrs deploy abort {pipeline_name}`"
                 )
             time.sleep(0.25)
 
@@ -289,14 +303,24 @@ class BlueGreen:
 
     # -- inside --------------------------------------------------------------------------------
 
-    def _behind(self, name: str) -> tuple[float, int]:
-        """(seconds of log time behind the head of the log, commands behind its end)."""
+    def _behind(self, name: str, served: dict[int, int]) -> tuple[float, int, int]:
+        """(seconds of log time behind the head of the log, commands behind its end, commands
+        short of the `served` positions)."""
         failure = self._host.failure(name)
         if failure is not None:
             raise ConfigError(f"{name} failed: {failure}; abort it and deploy a fix")
         status = self._host.get_deployment(name)
         late = status.behind_s  # None: the broker did not say, which is not caught up
-        return float("inf") if late is None else float(late), sum(status.lag.values())
+        short = sum(max(0, offset - status.next.get(p, 0)) for p, offset in served.items())
+        return float("inf") if late is None else float(late), sum(status.lag.values()), short
+
+    def _served(self, blue: Record | None, green: Record) -> dict[int, int]:
+        """Per partition, the offset blue has written up to: what the views answer from now.
+        Nothing to wait for without a blue, or with one on another topic (its offsets say
+        nothing of green's log)."""
+        if blue is None or blue.name == green.name or blue.topic != green.topic:
+            return {}
+        return dict(self._host.get_deployment(blue.name).next)
 
     def _records(self, pipeline_name: str) -> dict[str, Record]:
         return {r.name: r for r in self._host.records.all() if r.pipeline == pipeline_name}
@@ -329,3 +353,9 @@ class BlueGreen:
         self._rebuild(record.pipeline, retired=rebuild_first or set())
         rt.drop(record.name)
         rt.records.note(record, stage, "database dropped")
+
+
+def _short_of(short: int, blue: Record | None) -> str:
+    if not short or blue is None:
+        return ""
+    return f", and {short:,} commands short of what {blue.name} serves"
