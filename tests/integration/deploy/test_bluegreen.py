@@ -137,8 +137,11 @@ def test_blue_green_lifecycle(settings, brokers, store, P):
                 bg.init(named(V2, P).replace("version: 2", "version: 3"), "v3.yaml")
             with pytest.raises(ConfigError, match="behind the head of the log"):
                 bg.promote(P, max_behind_s=0)  # green has a backlog of 30,000 to go
-            # the feeder never stops: promote waits for the time gate instead of one sample
-            bg.promote(P, wait_s=300)
+            # a gate of an hour stands for a log younger than the gate (a run fast enough to
+            # promote within 5 s of loading the backlog): green passes it having written
+            # nothing, and promote must still wait until green has written what v1 serves, or
+            # the readers count empty views. The feeder never stops: the wait is not one sample
+            bg.promote(P, max_behind_s=3600, wait_s=300)
             assert bg.promote(P).active == f"{P}_v2"  # a re-run changes nothing
             readers.wait_for_reads(f"{P}_v2")
             bg.rollback(P)
@@ -242,30 +245,15 @@ def test_a_promote_cut_short_is_finished_by_running_it_again(settings, brokers, 
             bg.abort(P)
 
 
-def test_promote_waits_for_what_blue_serves_and_abort_takes_the_views_only_green_had(
-    settings, brokers, P
-):
-    """A log younger than the time gate passes it whatever green has written: promote must
-    still wait until green has written what blue serves, or the views answer empty (a gate
-    of an hour stands for a backlog loaded a moment ago). Then v2, which adds top_skus_5m, is
-    rolled back, promoted by force and rolled back again, and aborted: its view must go with
-    its database rather than point at a database that is dropped."""
+def test_an_abort_after_a_rollback_takes_the_views_only_green_had(settings, brokers, P):
+    """v2 adds top_skus_5m: promoted, rolled back, then aborted, its view must go with its
+    database rather than point at a database that is dropped."""
     q = settings.query_database
     produce(brokers, settings.topic, OrderGenerator(seed=103).take(500))
     with Runtime(settings, brokers) as runtime:
         runtime.ensure(parse_pipeline(named(V1, P), "v1.yaml"), named(V1, P))
         bg = runtime.bluegreen
-        wait_for(lambda: runtime.get_deployment(f"{P}_v1").done >= 500)
-        served = runtime.get_deployment(f"{P}_v1").next
         bg.init(named(V2, P), "v2.yaml")
-        bg.promote(P, max_behind_s=3600, wait_s=120)
-        for view in VIEWS:  # the views answer from green at once, and not empty
-            sql = f"SELECT count(), any(_deployment) FROM {q}.{view}"
-            ((count, deployment),) = runtime.query(sql).rows
-            assert count > 0 and deployment == f"{P}_v2", (view, count, deployment)
-        written = runtime.get_deployment(f"{P}_v2").next
-        assert all(written[p] >= offset for p, offset in served.items()), (served, written)
-        bg.rollback(P)
         bg.promote(P, force=True)
         bg.rollback(P)
         state = bg.abort(P)
