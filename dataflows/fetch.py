@@ -119,10 +119,9 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):
             if read is None:  # not well-formed: kafka-python's reading decides
                 yield from self._by_client(batch)
                 continue
-            self.records_read += len(read)
-            if read:
-                self._skip_below = _NO_SKIP
-            yield read
+            kept, last_offset = read
+            self.records_read += len(kept)
+            yield self._kept(kept, last_offset)
         if last is not None and last.magic >= 2:
             self.next_fetch_offset = last.next_offset
         self.drain()
@@ -159,15 +158,24 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):
         except Exception as exc:
             error = exc
         self.records_read += len(read)
+        last_offset = read[-1].offset if read else None
         if self._skip_below != _NO_SKIP:
             kept = [i for i, r in enumerate(read) if r.offset >= self._skip_below]
             read = read[kept[0] :] if kept else []
-            if read:
-                self._skip_below = _NO_SKIP
+        read = self._kept(read, last_offset)
         if read:
             yield read
         if error is not None:
             raise error
+
+    def _kept(self, records: list[LogRecord], last_offset: int | None) -> list[LogRecord]:
+        """A batch's records from the fetch offset on: the first kept ends the leaving out;
+        a batch left out whole still moves the position past its records."""
+        if records:
+            self._skip_below = _NO_SKIP
+        elif last_offset is not None:
+            self.next_fetch_offset = last_offset + 1
+        return records
 
 
 def install(consumer: KafkaConsumer) -> None:

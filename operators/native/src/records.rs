@@ -117,8 +117,9 @@ fn bytes_or_none<'py>(py: Python<'py>, data: &[u8], span: Option<Span>) -> Bound
 
 /// The records of a batch's (decompressed) records section `data`, each built as
 /// `build(partition, offset, timestamp, key, value, headers)`, leaving out the leading ones
-/// whose offset is below `skip_below` (a fetch from the middle of a batch); None when `data`
-/// is not `count` well-formed records and nothing else. `append_time` is the batch's time
+/// whose offset is below `skip_below` (a fetch from the middle of a batch), and the offset of
+/// the batch's last record (None for no record); None when `data` is not `count` well-formed
+/// records and nothing else. `append_time` is the batch's time
 /// when the log stamps records (LogAppendTime), else each record's time is `first_timestamp`
 /// plus its delta (CreateTime).
 #[pyfunction]
@@ -134,7 +135,7 @@ pub fn read_batch<'py>(
     append_time: Option<i64>,
     count: i32,
     skip_below: i64,
-) -> PyResult<Option<Bound<'py, PyList>>> {
+) -> PyResult<Option<(Bound<'py, PyList>, Option<i64>)>> {
     let mut reader = Reader { data, pos: 0 };
     let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 16));
     for _ in 0..count.max(0) {
@@ -169,5 +170,5 @@ pub fn read_batch<'py>(
         );
         out.append(build.call1(args)?)?;
     }
-    Ok(Some(out))
+    Ok(Some((out, records.last().map(|r| r.offset))))
 }
