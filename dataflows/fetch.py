@@ -71,7 +71,7 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):
                     break
                 else:
                     batch = next(self.record_iterator, None)
-                    if batch is None:  # ended by an error: as kafka-python, nothing more
+                    if batch is None:  # the batches are over: drained, or ended by an error
                         break
                     self._batch, self._at = batch, 0
         except Exception as exc:
