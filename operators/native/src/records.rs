@@ -75,7 +75,12 @@ impl Reader<'_> {
         self.span(len).map(Some)
     }
 
-    fn record(&mut self, base_offset: i64, first_ts: i64, append_ts: Option<i64>) -> Option<Record> {
+    fn record(
+        &mut self,
+        base_offset: i64,
+        first_ts: i64,
+        append_ts: Option<i64>,
+    ) -> Option<Record> {
         let length = self.varint()?;
         let start = self.pos;
         self.varint()?; // attributes: none defined for records
@@ -104,7 +109,13 @@ impl Reader<'_> {
         if i64::try_from(self.pos - start).ok()? != length {
             return None;
         }
-        Some(Record { offset, timestamp, key, value, headers })
+        Some(Record {
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        })
     }
 }
 
@@ -137,7 +148,8 @@ pub fn read_batch<'py>(
     skip_below: i64,
 ) -> PyResult<Option<(Bound<'py, PyList>, Option<i64>)>> {
     let mut reader = Reader { data, pos: 0 };
-    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 16));
+    // a record takes at least 7 bytes: a count the bytes cannot hold reserves no more
+    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(data.len() / 7));
     for _ in 0..count.max(0) {
         match reader.record(base_offset, first_timestamp, append_time) {
             Some(record) => records.push(record),
@@ -147,7 +159,10 @@ pub fn read_batch<'py>(
     if reader.pos != data.len() {
         return Ok(None);
     }
-    let first = records.iter().position(|r| r.offset >= skip_below).unwrap_or(records.len());
+    let first = records
+        .iter()
+        .position(|r| r.offset >= skip_below)
+        .unwrap_or(records.len());
     let out = PyList::empty(py);
     for r in &records[first..] {
         let headers = PyList::empty(py);
@@ -156,7 +171,10 @@ pub fn read_batch<'py>(
             let name = std::str::from_utf8(&data[name.0..name.1]).unwrap_or_default();
             let pair = PyTuple::new(
                 py,
-                [PyString::new(py, name).into_any(), bytes_or_none(py, data, value)],
+                [
+                    PyString::new(py, name).into_any(),
+                    bytes_or_none(py, data, value),
+                ],
             )?;
             headers.append(pair)?;
         }
