@@ -15,11 +15,12 @@ offsets the consumer never returns, and a bounded run or a lag gate measured by 
 wait for them forever. A poll that only moved the position past them is still emitted (with no
 records), so progress moves too.
 
-A record the client cannot parse (a corrupt batch, a header key that is not UTF-8, a codec it
-lacks or that refuses the bytes) raises inside `poll`; any other error (the broker gone) is
-the deployment's, and restarts it. When it raises twice at the same position, that offset becomes a
-DLQ entry (`unreadable`, step `source`) and the consumer seeks past it. kafka-python parses a
-record batch from its start, so the records after an unreadable one in the same batch cannot
+The consumer reads record batches with the compiled reader (`dataflows.fetch`), so a poll gives
+`LogRecord`s. A record the client cannot parse (a corrupt batch, a header key that is not UTF-8,
+a codec it lacks or that refuses the bytes) raises inside `poll`; any other error (the broker
+gone) is the deployment's, and restarts it. When it raises twice at the same position, that
+offset becomes a DLQ entry (`unreadable`, step `source`) and the consumer seeks past it. A
+record batch is read from its start, so the records after an unreadable one in the same batch cannot
 be read either: each of them becomes an entry of its own. Offsets an operator chose to pass
 over (`cqrs skip`) become DLQ entries too (`skipped_by_operator`), with their bytes.
 """
@@ -32,26 +33,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import starmap
 from operator import attrgetter
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
 from commands.dead_letters import ReplayCheck
 from commands.log import CommandLog, part_key
 from core.envelope import LogRecord, Polled, Reason, Rejected
 from core.errors import CommandLogError
+from dataflows.fetch import install
 
 STEP_ID = "source"
 #: records per poll of a partition, at most
 BATCH_SIZE = 5000
 
-#: a consumer record's fields, in `LogRecord`'s order (kafka-python gives headers as a list,
-#: empty when there are none)
-_FIELDS = attrgetter("partition", "offset", "timestamp", "key", "value", "headers")
 _HEADERS = attrgetter("headers")
 
 # (partition, records, next offset, lag: records in the partition not read yet, if known)
@@ -176,40 +173,39 @@ def _raised_parsing(exc: BaseException) -> bool:
 
 
 def read_records(
-    messages: Sequence[ConsumerRecord],
+    messages: Sequence[LogRecord],
     stop: int | None,
     skips: frozenset[int],
     check: Callable[[LogRecord], LogRecord] | None,
 ) -> tuple[list[LogRecord], list[Rejected]]:
     """A poll's records (those before `stop`) and the rejects of the offsets in `skips`;
     `check` sees each record with headers (a replay's claim). Most polls have none of these
-    to look at, and take one C-level pass: a Python iteration per record cost ~2 µs a command
-    under load in scenario 2 (`python -m bench.profile`), one pass ~0.6."""
+    to look at, and pass as they are: a Python iteration per record cost ~2 µs a command
+    under load in scenario 2 (`python -m bench.profile`)."""
     if not (
         skips
         or (stop is not None and messages and messages[-1].offset >= stop)
         or (check is not None and any(map(_HEADERS, messages)))
     ):
-        return list(starmap(LogRecord, map(_FIELDS, messages))), []
+        return list(messages), []
     return read_each(messages, stop, skips, check)
 
 
 def read_each(
-    messages: Sequence[ConsumerRecord],
+    messages: Sequence[LogRecord],
     stop: int | None,
     skips: frozenset[int],
     check: Callable[[LogRecord], LogRecord] | None,
 ) -> tuple[list[LogRecord], list[Rejected]]:
     """`read_records` a record at a time: for a poll with something to look at in a record."""
     records, rejects = [], []
-    for m in messages:
-        if stop is not None and m.offset >= stop:
+    for record in messages:
+        if stop is not None and record.offset >= stop:
             break
-        record = LogRecord(m.partition, m.offset, m.timestamp, m.key, m.value, m.headers or [])
-        if m.offset in skips:
-            detail = f"offset {m.offset} skipped by an operator (cqrs skip)"
+        if record.offset in skips:
+            detail = f"offset {record.offset} skipped by an operator (cqrs skip)"
             rejects.append(Rejected(record, STEP_ID, Reason.SKIPPED_BY_OPERATOR, detail))
-        elif m.headers and check is not None:
+        elif record.headers and check is not None:
             records.append(check(record))
         else:
             records.append(record)
@@ -252,6 +248,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             fetch_max_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=200,
         )
+        install(consumer)
         consumer.assign([self._tp])
         consumer.seek(self._tp, offset)
         return consumer

@@ -12,6 +12,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
+mod records;
+
 /// What `process` decided for each command.
 const NEW: u8 = 0;
 const DUPLICATE: u8 = 1;
@@ -304,5 +306,6 @@ fn _seen_ids(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DUPLICATE", DUPLICATE)?;
     m.add("CONFLICT", CONFLICT)?;
     m.add("FAILED", FAILED)?;
+    m.add_function(wrap_pyfunction!(records::read_batch, m)?)?;
     Ok(())
 }

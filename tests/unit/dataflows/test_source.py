@@ -3,7 +3,6 @@
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kafka.consumer.fetcher import ConsumerRecord
 
 from core.envelope import LogRecord, Reason
 from dataflows.source import read_each, read_records
@@ -12,17 +11,18 @@ _headers = st.lists(st.tuples(st.sampled_from(["replayed-from-dlq", "trace"]), s
 
 
 @st.composite
-def polls(draw: st.DrawFn) -> list[ConsumerRecord]:
+def polls(draw: st.DrawFn) -> list[LogRecord]:
     first = draw(st.integers(0, 50))
     count = draw(st.integers(0, 12))
     with_headers = draw(st.booleans())
     return [
-        ConsumerRecord(
-            *("log", 3, 0, first + n, draw(st.integers(0, 2**41)), 0),
+        LogRecord(
+            3,
+            first + n,
+            draw(st.integers(0, 2**41)),
             key=draw(st.none() | st.binary(max_size=4)),
             value=draw(st.none() | st.binary(max_size=8)),
             headers=draw(_headers) if with_headers else [],
-            **dict.fromkeys(ConsumerRecord._fields[9:], None),
         )
         for n in range(count)
     ]
