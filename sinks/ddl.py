@@ -130,11 +130,6 @@ def drop_view(database: str, view: str, cluster: str | None = None) -> str:
     return f"DROP VIEW IF EXISTS {qualified(database, view)}{on_cluster(cluster)}"
 
 
-def create_view_if_missing(database: str, view: str, select: str) -> str:
-    """A stable view; `select` comes from the projector, over a `qualified` table name."""
-    return f"CREATE VIEW IF NOT EXISTS {qualified(database, view)} AS {select}"
-
-
 #: what a reader may read of the `system` database: names, shapes and sizes, and the engine's
 #: gauges (`metrics`: counts of threads and bytes of caches, which an operator watches), never
 #: the text of other queries, users, grants, logs, server settings or named collections (the

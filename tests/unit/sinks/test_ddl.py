@@ -2,7 +2,7 @@ import pytest
 
 from core.errors import StoreError
 from core.schema import Table
-from sinks.ddl import create_database, create_table, create_view_if_missing, ident
+from sinks.ddl import create_database, create_or_replace_view, create_table, ident
 
 
 def table(**kw):
@@ -54,10 +54,10 @@ def test_types_with_arguments_pass():
 
 
 def test_stable_view_wraps_the_projectors_query():
-    sql = create_view_if_missing("query", "orders", "SELECT 1")
-    assert sql == "CREATE VIEW IF NOT EXISTS `query`.`orders` AS SELECT 1"
+    sql = create_or_replace_view("query", "orders", "SELECT 1")
+    assert sql == "CREATE OR REPLACE VIEW `query`.`orders` AS SELECT 1"
     with pytest.raises(StoreError):
-        create_view_if_missing("query", "orders; DROP", "SELECT 1")
+        create_or_replace_view("query", "orders; DROP", "SELECT 1")
 
 
 def test_identifiers_are_matched_whole():
