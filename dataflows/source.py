@@ -41,7 +41,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
 from commands.dead_letters import ReplayCheck
-from commands.log import CommandLog, part_key
+from commands.log import RECONNECT_BACKOFF_MAX_MS, CommandLog, part_key
 from core.envelope import LogRecord, Polled, Reason, Rejected
 from core.errors import CommandLogError
 
@@ -251,6 +251,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=200,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         consumer.assign([self._tp])
         consumer.seek(self._tp, offset)
