@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
-from commands.log import MAX_RECORD_BYTES
+from commands.log import MAX_RECORD_BYTES, RECONNECT_BACKOFF_MAX_MS
 from core.envelope import Command, encode_command
 from core.errors import CommandLogError
 
@@ -50,6 +50,7 @@ class CommandProducer:
             "batch_size": 256 * 1024,
             "max_request_size": MAX_RECORD_BYTES + 64 * 1024,
             "bootstrap_timeout_ms": 30_000,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
         self._config.update(overrides)
         self._producer = self._connect()

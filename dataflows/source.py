@@ -40,7 +40,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 
 from commands.dead_letters import ReplayCheck
-from commands.log import CommandLog, part_key
+from commands.log import RECONNECT_BACKOFF_MAX_MS, CommandLog, part_key
 from core.envelope import LogRecord, Polled, Reason, Rejected
 from core.errors import CommandLogError
 from dataflows.fetch import install
@@ -247,6 +247,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=200,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         install(consumer)
         consumer.assign([self._tp])

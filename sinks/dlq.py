@@ -25,7 +25,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
-from commands.log import MAX_RECORD_BYTES, CommandLog
+from commands.log import MAX_RECORD_BYTES, RECONNECT_BACKOFF_MAX_MS, CommandLog
 from core.envelope import Rejected
 from core.errors import FailedAt
 from core.outputs import Output
@@ -140,6 +140,7 @@ class DlqWriter:
             enable_idempotence=True,
             max_request_size=DLQ_MAX_BYTES,
             linger_ms=5,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         self._topic = dlq_topic(source_topic)
         self._source_topic = source_topic

@@ -15,7 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
-from commands.log import CommandLog
+from commands.log import RECONNECT_BACKOFF_MAX_MS, CommandLog
 from core.errors import FailedAt
 from core.outputs import Forwarded, Output
 from sinks.output import Declared, OutputRefused, Results, SinkContext, SinkOutput, register_sink
@@ -77,7 +77,11 @@ class TopicSink(DynamicSink[Forwarded]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _TopicPartition:
         producer = KafkaProducer(
-            bootstrap_servers=self._brokers, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=self._brokers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         part = _TopicPartition(producer, self._topic)
         self._built.append(part)

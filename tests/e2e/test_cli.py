@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from core.errors import CqrsError
+from deploy import bootstrap
 from deploy.runtime_file import SERVING, read_runtime
+from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO
 from tests.oracles import expected_orders
@@ -61,12 +64,16 @@ def test_produce_run_query_stop(env):
         text=True,
     )
     try:
-        # caught up: every produced command is applied (not "the count stood still a while")
+        # caught up: every produced command is applied (not "the count stood still a while");
+        # asked of the runtime's API from this process (a `cqrs status` a poll would take a
+        # second of the CPU the run needs; `cqrs status` itself: test_serve_replay_status_...)
         deadline = time.monotonic() + 120
         while True:
-            done = cqrs(env, "status", "--json", check=False)
-            statuses = json.loads(done.stdout) if done.returncode == 0 else []
-            if statuses and statuses[0]["done"] >= 3000 and statuses[0]["behind_s"] == 0:
+            try:
+                statuses = bootstrap.runtime_service(Settings.from_env(env)).list_deployments()
+            except CqrsError:
+                statuses = []  # not serving yet
+            if statuses and statuses[0].done >= 3000 and statuses[0].behind_s == 0:
                 break
             assert time.monotonic() < deadline, "the pipeline did not catch up"
             time.sleep(0.5)

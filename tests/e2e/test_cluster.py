@@ -11,7 +11,12 @@ import signal
 import subprocess
 import time
 
+import msgspec
+
 from commands.log import CommandLog
+from core.errors import CqrsError
+from deploy import bootstrap
+from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from tests.conftest import REPO, produce
 from tests.e2e.test_cli import CQRS, cqrs
@@ -26,11 +31,22 @@ def status(env):
     return found[0] if found else None
 
 
+def polled(env):
+    """The one deployment's status as `cqrs status --json` has it, asked of the runtime's API from
+    this process (None while no runtime answers): a `cqrs` process a poll would take a second
+    of the two cores the cluster under test runs on."""
+    try:
+        found = bootstrap.runtime_service(Settings.from_env(env)).list_deployments()
+    except CqrsError:
+        return None
+    return msgspec.to_builtins(found[0], str_keys=True) if found else None
+
+
 def wait_for(env, check, what, timeout_s=180):
     """The first status that passes `check`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = status(env) if os.path.exists(f"{env['CQRS_DATA_DIR']}/runtime.json") else None
+        found = polled(env) if os.path.exists(f"{env['CQRS_DATA_DIR']}/runtime.json") else None
         if found is not None and check(found):
             return found
         assert time.monotonic() < deadline, f"{what} not within {timeout_s}s: {found}"

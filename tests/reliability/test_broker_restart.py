@@ -14,18 +14,20 @@ from commands.log import CommandLog
 from commands.producer import CommandProducer
 from core.envelope import decode_command
 from dataflows.metrics import Metrics
-from deploy.broker import LocalBroker
 from deploy.deployment import Deployment, DeploymentConfig
 from deploy.model import State
 from examples.orders.generator import OrderGenerator
-from tests.conftest import distribution, read_log
+from tests.conftest import read_log
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
 
 
 @pytest.mark.slow  # starts and restarts a broker of its own
-def test_the_pipeline_rides_out_a_broker_restart(tmp_path, orders_pipeline, store, store_dsn):
-    broker = LocalBroker(tmp_path / "broker", distribution())
+def test_the_pipeline_rides_out_a_broker_restart(
+    tmp_path, own_broker, orders_pipeline, store, store_dsn
+):
+    broker = own_broker
     bootstrap = broker.start().bootstrap
+    trickle = None
     try:
         topic = "restart"
         with CommandLog(bootstrap, topic) as log:
@@ -103,9 +105,9 @@ def test_the_pipeline_rides_out_a_broker_restart(tmp_path, orders_pipeline, stor
         assert trickle.acked == acked + 100, (trickle.acked, trickle.last_error)
         logged = {decode_command(r.value).id for r in read_log(bootstrap, "restart-trickle")}
         assert {c.id for c in after} <= logged
-        trickle.close()
     finally:
-        broker.stop()
+        if trickle is not None:
+            trickle.close()
 
 
 def _trickle(producer: CommandProducer, stop: threading.Event) -> None:

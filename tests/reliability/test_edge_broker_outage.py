@@ -12,9 +12,7 @@ import msgspec
 import pytest
 
 from commands.log import CommandLog
-from deploy.broker import LocalBroker
 from examples.orders.generator import OrderGenerator
-from tests.conftest import distribution
 from tests.integration.commands.edge_process import EdgeProcess, logged
 
 CLIENTS = 4
@@ -22,8 +20,8 @@ BATCH = 50
 
 
 @pytest.mark.slow  # starts and stops a broker of its own
-def test_a_broker_outage_costs_503s_and_loses_or_invents_nothing(tmp_path):
-    broker = LocalBroker(tmp_path / "broker", distribution())
+def test_a_broker_outage_costs_503s_and_loses_or_invents_nothing(tmp_path, own_broker):
+    broker = own_broker
     bootstrap = broker.start().bootstrap
     edge = None
     try:
@@ -98,4 +96,3 @@ def test_a_broker_outage_costs_503s_and_loses_or_invents_nothing(tmp_path):
     finally:
         if edge is not None:
             assert edge.stop() == 0
-        broker.stop()

@@ -15,8 +15,8 @@ cycle already replays about seven times the first log.
 
 `make test` runs a lean version (three cycles); `make soak` twenty cycles at a tenth of the
 maximum rate and five at half of it.
-Versions start at 8, so the cycles cross orders_v9 → orders_v10, which `cqrs status` must sort
-as numbers.
+Versions start at 8, so the cycles cross orders_v9 → orders_v10, which the runtime's list of
+deployments (what `cqrs status` prints) must sort as numbers.
 """
 
 import json
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from commands.log import CommandLog
 from commands.producer import CommandProducer
 from deploy.client import connect
 from deploy.model import InitRequest
@@ -36,7 +37,7 @@ from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from sinks.store import ENGINE_SETTINGS
 from tests.conftest import REPO
-from tests.e2e.test_cli import CQRS, cqrs, serve
+from tests.e2e.test_cli import CQRS, serve
 
 ARTIFACTS = REPO / "test-artifacts"
 FIRST_VERSION = 8
@@ -96,14 +97,13 @@ def settled_footprint(pid: int) -> dict[str, int]:
     return {**out, "files": min((s["files"] for s in samples), key=len)}
 
 
-def engine_gauges(env) -> dict[str, int]:
+def engine_gauges(api) -> dict[str, int]:
     sql = (
         "SELECT metric, toInt64(value) FROM system.metrics WHERE metric IN ('GlobalThread', "
         "'GlobalThreadActive', 'MarkCacheBytes', 'QueryConditionCacheBytes', "
         "'CompiledExpressionCacheBytes', 'MemoryTracking')"
     )
-    rows = json.loads(cqrs(env, "query", sql, "--format", "json").stdout)["rows"]
-    return {name: value for name, value in rows}
+    return {name: value for name, value in api.query(sql).rows}
 
 
 #: the pipeline the cycles deploy: the orders pipeline's shared filters and window, with state
@@ -135,16 +135,16 @@ def spec(tmp_path, version: int) -> str:
     return str(path)
 
 
-def statuses(env, *flags):
-    return json.loads(cqrs(env, "status", "--json", *flags).stdout)
-
-
 def deploy_cycles(
     env, brokers, tmp_path, cycles: int, share: float = 0.1, control: bool = False
 ) -> list[dict]:
-    """The cycles; with `control`, a fresh runtime on the same data is measured at the end."""
+    """The cycles; with `control`, a fresh runtime on the same data is measured at the end.
+    Only the deploys go through the CLI (the subject); the figures between them are asked of the
+    runtime's API in this process: a `cqrs` process a figure would cost more than the cycle's
+    measurements (seconds on a busy machine)."""
     topic = env["CQRS_TOPIC"]
-    cqrs(env, "topic", "create", "--partitions", "3")
+    with CommandLog(brokers, topic) as log:
+        log.ensure(3)
     now_ms = int(time.time() * 1000)
     with CommandProducer(brokers, topic) as producer:
         for command in OrderGenerator(seed=131, start_ms=now_ms - 3_600_000).take(BACKLOG):
@@ -190,24 +190,22 @@ def deploy_cycles(
             assert f"active orders_v{version}, green -, draining -" in said, said
             promoted = next(
                 e
-                for e in json.loads(cqrs(env, "deploy", "history", "orders", "--json").stdout)[
-                    "events"
-                ][::-1]
-                if e["name"] == f"orders_v{version}" and e["event"] == "promoted"
+                for e in api.deploy_history("orders").events[::-1]
+                if e.name == f"orders_v{version}" and e.event == "promoted"
             )
             active = api.get_deployment(f"orders_v{version}")
             figures.append({
                 "cycle": cycle, "version": version, "seconds": round(took, 1),
                 "max_rate": round(max_rate), "producer_rate": round(rate),
-                "promoted": promoted["detail"], "log": sum(active.end.values()),
+                "promoted": promoted.detail, "log": sum(active.end.values()),
                 "achieved_rate": round((sum(active.end.values()) - BACKLOG)
                                        / (time.monotonic() - producer_started)),
                 "rows": active.rows["paid_per_minute"],
-                **settled_footprint(runtime.pid), **engine_gauges(env),
+                **settled_footprint(runtime.pid), **engine_gauges(api),
             })  # fmt: skip
             print(json.dumps(figures[-1]), flush=True)
-        live = statuses(env)
-        every = statuses(env, "--all")
+        live = api.list_deployments()
+        every = api.list_deployments(everything=True)
         fresh = {}
         if control:  # a fresh runtime on the same data, resumed and caught up
             producer.send_signal(signal.SIGTERM)
@@ -221,7 +219,7 @@ def deploy_cycles(
             while api.get_deployment(f"orders_v{last}").behind_s != 0:
                 assert time.monotonic() < deadline, "the restarted runtime did not catch up"
                 time.sleep(0.5)
-            fresh = {"cycle": "fresh", **settled_footprint(runtime.pid), **engine_gauges(env)}
+            fresh = {"cycle": "fresh", **settled_footprint(runtime.pid), **engine_gauges(api)}
             print(json.dumps(fresh), flush=True)
     finally:
         if producer is not None:
@@ -234,9 +232,9 @@ def deploy_cycles(
     name = f"footprint-{cycles}-at-{share:g}.json"
     (ARTIFACTS / name).write_text(json.dumps(rows, indent=1))
 
-    assert [s["name"] for s in live] == [f"orders_v{last}"]
-    assert [s["version"] for s in every] == list(range(FIRST_VERSION, last + 1))
-    assert {s["stage"] for s in every[:-1]} == {"retired"}
+    assert [s.name for s in live] == [f"orders_v{last}"]
+    assert [s.version for s in every] == list(range(FIRST_VERSION, last + 1))
+    assert {s.stage for s in every[:-1]} == {"retired"}
     first = figures[0]
     for row in figures:
         assert row["GlobalThread"] - row["GlobalThreadActive"] <= IDLE_POOL, row

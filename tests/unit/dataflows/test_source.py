@@ -10,6 +10,13 @@ from dataflows.source import read_each, read_records
 _headers = st.lists(st.tuples(st.sampled_from(["replayed-from-dlq", "trace"]), st.binary()))
 
 
+#: a record's draws, built once (a strategy built at each draw is validated again each time,
+#: which was most of this test's time)
+_timestamp = st.integers(0, 2**41)
+_key = st.none() | st.binary(max_size=4)
+_value = st.none() | st.binary(max_size=8)
+
+
 @st.composite
 def polls(draw: st.DrawFn) -> list[LogRecord]:
     first = draw(st.integers(0, 50))
@@ -19,9 +26,9 @@ def polls(draw: st.DrawFn) -> list[LogRecord]:
         LogRecord(
             3,
             first + n,
-            draw(st.integers(0, 2**41)),
-            key=draw(st.none() | st.binary(max_size=4)),
-            value=draw(st.none() | st.binary(max_size=8)),
+            draw(_timestamp),
+            key=draw(_key),
+            value=draw(_value),
             headers=draw(_headers) if with_headers else [],
         )
         for n in range(count)

@@ -44,6 +44,22 @@ def envelope(partition, offset, ts, group, amount, buyer, items):
     return Envelope(LogRecord(partition, offset, ts, b"a", b""), command)
 
 
+#: one event's draws, built once: a strategy built inside the composite is built and validated
+#: again at every draw, which cost most of these tests' time
+_EVENT = st.tuples(
+    st.integers(0, 20_000),
+    st.integers(0, LATENESS),
+    st.sampled_from(["a", "b"]),
+    st.floats(-100, 100, allow_nan=False).map(lambda x: round(x, 2)),
+    st.sampled_from(["x", "y", "z", "w"]),
+    st.lists(
+        st.fixed_dictionaries({"sku": st.sampled_from("pqrs"), "qty": st.integers(1, 5)}),
+        max_size=3,
+    ),
+)
+_CUTS = st.lists(st.integers(1, 7), min_size=1, max_size=5)
+
+
 @st.composite
 def streams(draw):
     """Per partition: event times that go back at most LATENESS behind the newest so far."""
@@ -53,27 +69,11 @@ def streams(draw):
         n = draw(st.integers(0, 40))
         base = 0
         for offset in range(n):
-            base += draw(st.integers(0, 20_000))
-            ts = max(0, base - draw(st.integers(0, LATENESS)))
-            out.append(
-                envelope(
-                    p,
-                    offset,
-                    ts,
-                    draw(st.sampled_from(["a", "b"])),
-                    draw(st.floats(-100, 100, allow_nan=False).map(lambda x: round(x, 2))),
-                    draw(st.sampled_from(["x", "y", "z", "w"])),
-                    draw(
-                        st.lists(
-                            st.fixed_dictionaries(
-                                {"sku": st.sampled_from("pqrs"), "qty": st.integers(1, 5)}
-                            ),
-                            max_size=3,
-                        )
-                    ),
-                )
-            )
-    cuts = draw(st.lists(st.integers(1, 7), min_size=1, max_size=5))
+            step, back, group, amount, buyer, items = draw(_EVENT)
+            base += step
+            ts = max(0, base - back)
+            out.append(envelope(p, offset, ts, group, amount, buyer, items))
+    cuts = draw(_CUTS)
     return out, cuts
 
 
