@@ -156,7 +156,7 @@ def deploy_cycles(
     last = FIRST_VERSION + cycles
     try:
         # the pipeline's maximum rate, in this runtime: the first deployment catches up
-        api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+        api = runtime_api(env)
         first_spec = spec(tmp_path, FIRST_VERSION)
         api.deploy_init(InitRequest(Path(first_spec).read_text(), first_spec))
         name = f"orders_v{FIRST_VERSION}"
@@ -214,7 +214,7 @@ def deploy_cycles(
             runtime.send_signal(signal.SIGTERM)
             runtime.wait(60)
             runtime = serve(env)
-            api = connect(Settings.from_env(env), find_runtime(Path(env["CQRS_DATA_DIR"])).url)
+            api = runtime_api(env)
             deadline = time.monotonic() + 300
             while api.get_deployment(f"orders_v{last}").behind_s != 0:
                 assert time.monotonic() < deadline, "the restarted runtime did not catch up"
