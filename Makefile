@@ -30,7 +30,7 @@ K8S_STAMP := $(K8S_TOOLS)/.installed-$(KUSTOMIZE_VERSION)-$(KUBECONFORM_VERSION)
 
 .PHONY: install system-tools k8s-tools demo test test-fast soak bench lint format broker-start broker-stop clean
 
-# The compiled part (dedupe's index, a Rust crate): an install from source needs cargo >= 1.87
+# The compiled parts (dedupe's index, the source's record reader: a Rust crate): an install from source needs cargo >= 1.87
 # (rustup puts it in ~/.cargo/bin, here before any older one on the PATH: Debian's is too old);
 # a change to the crate installs again, which rebuilds it.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -39,7 +39,7 @@ NATIVE := $(wildcard operators/native/Cargo.toml operators/native/Cargo.lock ope
 # --resume-retries: a download the network cuts short is resumed, not failed (PyPI's
 # connection drops at times)
 $(STAMP): pyproject.toml $(NATIVE)
-	@command -v cargo >/dev/null || { echo "dedupe's index is a Rust crate: install a Rust toolchain >= 1.87 (https://rustup.rs), then make install again" >&2; exit 1; }
+	@command -v cargo >/dev/null || { echo "the compiled parts (dedupe's index, the source's record reader) are a Rust crate: install a Rust toolchain >= 1.87 (https://rustup.rs), then make install again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --resume-retries 20 -e '.[test]'
@@ -116,4 +116,4 @@ broker-stop: $(STAMP)
 
 clean:
 	-$(BIN)/cqrs broker stop
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache operators/native/target operators/_seen_ids*.so
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache operators/native/target operators/_native*.so

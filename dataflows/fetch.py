@@ -32,7 +32,7 @@ from kafka import KafkaConsumer
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer import IsolationLevel
-from operators._seen_ids import read_batch
+from operators._native import read_batch
 
 from core.envelope import LogRecord
 

@@ -35,7 +35,7 @@ import msgspec
 
 from core.envelope import MAX_TS, Envelope, Reason
 from core.outputs import Output, Skipped
-from operators._seen_ids import CONFLICT, DUPLICATE, NEW, SeenIds
+from operators._native import CONFLICT, DUPLICATE, NEW, SeenIds
 from operators.aggregates import stable_hash
 from operators.base import PartitionLocal
 from operators.durations import millis
