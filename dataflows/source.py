@@ -258,6 +258,10 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         source = self._source
         consumer = self._consumer
         if consumer is None or (source.stop_event is not None and source.stop_event.is_set()):
+            if consumer is None and source.on_consumed is not None:
+                # built at its stop (a bounded run resumed after it read to the end): nothing
+                # to read, but its position is still what the metrics and the placement show
+                source.on_consumed(self._partition, 0, self._next, None)
             raise StopIteration
         stop = self._stop
         if stop is not None and self._next >= stop:
