@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from itertools import dropwhile
 from operator import attrgetter
 from typing import Any
 
@@ -160,8 +161,7 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):
         self.records_read += len(read)
         last_offset = read[-1].offset if read else None
         if self._skip_below != _NO_SKIP:
-            kept = [i for i, r in enumerate(read) if r.offset >= self._skip_below]
-            read = read[kept[0] :] if kept else []
+            read = list(dropwhile(lambda r: r.offset < self._skip_below, read))
         read = self._kept(read, last_offset)
         if read:
             yield read
