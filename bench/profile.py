@@ -1,7 +1,7 @@
 """Where scenario 2's time goes, end to end: py-spy over the pipeline (`ours`) and the bare loop on
 one broker and topic, each sample put in one bucket by the innermost frame that names one.
 
-    python -m bench.profile [--commands N] [--against DIR] [--rate HZ] [--keep DIR]
+    python -m bench.profile [--commands N] [--partitions N] [--against DIR] [--rate HZ] [--keep DIR]
     python -m bench.profile --again [--keep DIR]
 
 `--again` reports a kept run once more (its raw files and figures, after a change to the
@@ -133,7 +133,9 @@ def report(name: str, result: dict[str, Any]) -> None:
             print(f"  {bucket_name}: {n / busy * cpu_us:.2f} µs/cmd ({n / busy:.1%})")
 
 
-def main(commands: int, against: Path | None, rate: int, keep: Path) -> dict[str, Any]:
+def main(
+    commands: int, partitions: int, against: Path | None, rate: int, keep: Path
+) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     keep = keep.resolve()  # py-spy runs from each checkout's directory
     keep.mkdir(parents=True, exist_ok=True)
@@ -142,8 +144,9 @@ def main(commands: int, against: Path | None, rate: int, keep: Path) -> dict[str
     brokers = broker.start().bootstrap
     results = {}
     try:
-        fill(brokers, "profile6", 6, commands)
-        args = {"brokers": brokers, "topic": "profile6", "spec": ORDERS_SPEC}
+        topic = f"profile{partitions}"
+        fill(brokers, topic, partitions, commands)
+        args = {"brokers": brokers, "topic": topic, "spec": ORDERS_SPEC}
         jobs = [("this checkout", REPO, "ours"), ("bare loop", REPO, "bare")]
         if against is not None:
             jobs.insert(1, (str(against), against.resolve(), "ours"))
@@ -160,6 +163,7 @@ def main(commands: int, against: Path | None, rate: int, keep: Path) -> dict[str
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--commands", type=int, default=300_000)
+    parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--against", type=Path)
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--rate", type=int, default=200)
@@ -169,4 +173,4 @@ if __name__ == "__main__":
         for name, result in json.loads((a.keep / "results.json").read_text()).items():
             report(name, result)
     else:
-        main(a.commands, a.against, a.rate, a.keep)
+        main(a.commands, a.partitions, a.against, a.rate, a.keep)

@@ -48,6 +48,10 @@ from dataflows.fetch import install
 STEP_ID = "source"
 #: records per poll of a partition, at most
 BATCH_SIZE = 5000
+#: the first wait after a poll that gave nothing, doubled up to `idle_wait` while polls stay
+#: empty: right after data the next fetch is usually in flight and lands within a millisecond
+#: or two, and a whole `idle_wait` there left a catching-up partition idle after every fetch
+FIRST_WAIT = timedelta(milliseconds=1)
 
 _HEADERS = attrgetter("headers")
 
@@ -225,6 +229,7 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         self._careful_to = source.careful.get(partition, -1)
         self._tp = TopicPartition(source.topic, partition)
         self._awake: datetime | None = None
+        self._wait = FIRST_WAIT  # before the next poll, if this one gives nothing
         self._report_at = 0.0  # when an idle partition next reports its lag
         self._suspect: int | None = None  # a position where poll raised once
         self._consumer: KafkaConsumer | None = None
@@ -297,9 +302,11 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
             source.on_consumed(self._partition, len(records) + len(rejects), self._next, lag)
             self._report_at = time.monotonic() + 1.0
         if not advanced:
-            self._awake = datetime.now(UTC) + source.idle_wait
+            self._awake = datetime.now(UTC) + self._wait
+            self._wait = min(self._wait * 2, source.idle_wait)
             return []
         self._awake = None
+        self._wait = FIRST_WAIT
         return [(self._key, Polled(self._partition, records, self._next, rejects))]
 
     def _unreadable(self, consumer: KafkaConsumer, exc: Exception) -> list[Batch]:
