@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-import operators.builtin  # noqa: F401 - registers the built-in filters
 from cli import (
     broker,
     catalog,

@@ -7,28 +7,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
 from cli.ui import out
 from core.params import Param
-from operators.registry import FILTERS, FilterDoc
-from sinks.output import SINKS, SinkKind
+
+if TYPE_CHECKING:
+    from operators.registry import FilterDoc
+    from sinks.output import SinkKind
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON document")
 def filters(as_json: bool) -> None:
     """The registered filters, with their parameters and what they do."""
-    _show(FILTERS.describe(), as_json)
+    from operators.builtin import list_filters
+
+    _show(list_filters(), as_json)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON document")
 def sinks(as_json: bool) -> None:
     """The sink kinds a projection may write to, with their parameters."""
-    _show(SINKS.describe(), as_json)
+    from sinks.builtin import list_sinks
+
+    _show(list_sinks(), as_json)
 
 
 def _show(kinds: list[FilterDoc] | list[SinkKind], as_json: bool) -> None:

@@ -6,17 +6,18 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
 from cli.ui import console, out
-from commands.dead_letters import DeadLetter, first_of_each, read_dead_letters
-from commands.dead_letters import replay as replay_letters
 from core.errors import CqrsError
 from deploy.bootstrap import resolve_brokers
 from deploy.settings import Settings
-from sinks.dlq import dlq_topic
+
+if TYPE_CHECKING:
+    from commands.dead_letters import DeadLetter
 
 
 @click.group()
@@ -29,6 +30,9 @@ def _letters(
 ) -> Iterator[DeadLetter]:
     """Dead letters from `start` on, each rejection once unless `repeats` (a deployment that
     restarted redid its last epoch, rejects included)."""
+    from commands.dead_letters import first_of_each, read_dead_letters
+    from sinks.dlq import dlq_topic
+
     brokers = resolve_brokers(settings)
     # Repeats are recognised from the DLQ's start, whatever `start` shows.
     letters = read_dead_letters(brokers, dlq_topic(settings.topic), 0, None, follow)
@@ -97,6 +101,9 @@ def dlq_replay(
 ) -> None:
     """Re-produce chosen records, unchanged, to the command log (after fixing the cause); each
     rejection once, whatever repeats of it the DLQ holds."""
+    from commands.dead_letters import first_of_each
+    from commands.dead_letters import replay as replay_letters
+
     if not (offsets or reason or everything):
         raise click.UsageError("choose records: --offset N (repeatable), --reason R or --all")
     wanted = set(offsets)

@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from prometheus_client import CollectorRegistry
 
-from api.edge import PRODUCER_SETTINGS, Edge, EdgeMetrics
-from api.edge_server import serve_edge
-from api.security import Limits
 from cli.ui import console
-from commands.log import CommandLog
-from commands.producer import CommandProducer
 from core.errors import ConfigError
 from deploy.bootstrap import resolve_brokers
 from deploy.settings import Settings
 from deploy.token import ensure_token
-from operators.durations import millis
-from operators.validate import load_schemas
 
 File = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -57,6 +49,16 @@ def edge(
     reuse_port: bool,
 ) -> None:
     """Take commands over HTTP (POST /commands), check them, append them to the log."""
+    from prometheus_client import CollectorRegistry
+
+    from api.edge import PRODUCER_SETTINGS, Edge, EdgeMetrics
+    from api.edge_server import serve_edge
+    from api.security import Limits
+    from commands.log import CommandLog
+    from commands.producer import CommandProducer
+    from operators.durations import millis
+    from operators.validate import load_schemas
+
     if (certfile is None) != (keyfile is None):
         raise ConfigError("give both --certfile and --keyfile for TLS, or neither")
     try:

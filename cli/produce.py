@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.live import Live
 
 from cli.runtime import graceful_sigterm, report_end
 from cli.ui import FittedTable, console, out, result_table
-from commands.edge_client import EdgeClient
-from commands.load import LoadStats, produce_load
-from commands.log import CommandLog
-from commands.producer import CommandProducer
 from core.errors import CqrsError
-from dataflows.spec import load_pipeline
 from deploy.bootstrap import DEMO_SPEC, local_broker, resolve_brokers
 from deploy.model import QueryResult
-from deploy.panels import DEMO_PANELS
-from deploy.runtime import Runtime
 from deploy.settings import Settings
 from deploy.token import read_token
-from examples.orders.generator import OrderGenerator
+
+if TYPE_CHECKING:
+    from commands.load import LoadStats
 
 
 @click.command()
@@ -44,6 +40,12 @@ def produce(
     via: str | None,
 ) -> None:
     """Generate demo orders onto the command log, with a progress line."""
+    from commands.edge_client import EdgeClient
+    from commands.load import produce_load
+    from commands.log import CommandLog
+    from commands.producer import CommandProducer
+    from examples.orders.generator import OrderGenerator
+
     generator = OrderGenerator(
         seed=seed, start_ms=int(time.time() * 1000), step_ms=1000.0 / rate if rate else 1.0
     )
@@ -89,6 +91,14 @@ DEMO_PANEL = "orders_by_status"
 @click.pass_obj
 def demo(settings: Settings, rate: float, seed: int) -> None:
     """Start the broker, produce orders, run the orders pipeline, show live counts (Ctrl-C)."""
+    from commands.load import produce_load
+    from commands.log import CommandLog
+    from commands.producer import CommandProducer
+    from dataflows.spec import load_pipeline
+    from deploy.panels import DEMO_PANELS
+    from deploy.runtime import Runtime
+    from examples.orders.generator import OrderGenerator
+
     settings = settings.with_(panels=DEMO_PANELS)  # the dashboard draws the orders' panels
     launcher = None  # set when the demo starts the local broker, so it stops it again
     if settings.brokers:

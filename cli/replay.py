@@ -3,23 +3,24 @@ running runtime or in one of this process, with a progress bar until it is done.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import TextColumn
 
-from cli.runtime import graceful_sigterm, report_end, shape
+from cli.runtime import graceful_sigterm, read_spec, report_end, shape
 from cli.ui import console, progress_bar
 from core.errors import CqrsError
-from dataflows.spec import load_pipeline
 from deploy import bootstrap
 from deploy.client import RuntimeClient
-from deploy.deployment import Deployment
 from deploy.model import DeploymentStatus, ReplayRequest, State
 from deploy.settings import Settings
+
+if TYPE_CHECKING:
+    from deploy.deployment import Deployment
 
 
 @click.command()
@@ -51,34 +52,41 @@ def replay(
     """Rebuild a pipeline's projections from the log, into a new database."""
     if follow and until:
         raise click.UsageError("--until and --follow exclude each other: a bound, or tailing")
-    pipeline = load_pipeline(spec)
-    request = ReplayRequest(
-        spec.read_text(), str(spec), start, until, follow, into, processes, workers
-    )
-    with contextlib.ExitStack() as stack:
-        svc = stack.enter_context(bootstrap.runtime_or_local(settings))
-        if isinstance(svc, RuntimeClient):  # the runtime that runs, over its API
-            name = svc.replay(request).name
-            if detach:
-                console.print(f"{name} started in the runtime at {svc.url}")
-                return
-            try:
-                _follow_progress(lambda: svc.get_deployment(name))
-            except KeyboardInterrupt:
-                svc.stop(name)
-                console.print(f"cancelled; resume with `cqrs start {name}`")
-            return
-        stack.enter_context(graceful_sigterm())  # one in this process: `kill` stops it cleanly
-        name = svc.replay(request).name
-        console.print(f"{name}: replaying {pipeline.deployment} spec; API {svc.url}")
+    text = read_spec(spec)
+    request = ReplayRequest(text, str(spec), start, until, follow, into, processes, workers)
+    held = bootstrap.held_runtime(settings)
+    if held is not None:  # the runtime that runs, over its API (it checks the spec)
+        _replay_in(held, request, detach)
+        return
+    from dataflows.spec import parse_pipeline
+
+    pipeline = parse_pipeline(text, str(spec))  # checked before a runtime opens here
+    # one in this process: `kill` stops it cleanly
+    with bootstrap.open_runtime(settings) as runtime, graceful_sigterm():
+        name = runtime.replay(request).name
+        console.print(f"{name}: replaying {pipeline.deployment} spec; API {runtime.url}")
         try:
-            _follow_progress(lambda: svc.get_deployment(name), until_settled=svc.settled)
+            _follow_progress(lambda: runtime.get_deployment(name), runtime.settled)
         except KeyboardInterrupt:
-            svc.stop(name)
+            runtime.stop(name)
             console.print(f"cancelled; resume with `cqrs start {name}` (or `cqrs serve`)")
             return
-        ended = svc.settled(name)
+        ended = runtime.settled(name)
     report_end(ended, name)
+
+
+def _replay_in(client: RuntimeClient, request: ReplayRequest, detach: bool) -> None:
+    """The replay in the runtime that runs: started, then followed until done (`detach`: not);
+    Ctrl-C stops it there."""
+    name = client.replay(request).name
+    if detach:
+        console.print(f"{name} started in the runtime at {client.url}")
+        return
+    try:
+        _follow_progress(lambda: client.get_deployment(name))
+    except KeyboardInterrupt:
+        client.stop(name)
+        console.print(f"cancelled; resume with `cqrs start {name}`")
 
 
 def _follow_progress(

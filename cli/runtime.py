@@ -11,23 +11,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.ui import console
-from core.errors import ConfigError, CqrsError
-from dataflows.spec import load_pipeline
+from core.errors import ConfigError, CqrsError, SpecError
 from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
 from deploy.client import connect
 from deploy.cluster import MAX_PROCESSES, MAX_WORKERS, check_addresses
-from deploy.deployment import Deployment
-from deploy.member import LEAVE_S, STUCK, Member
-from deploy.runtime import Runtime
 from deploy.settings import Settings
-from deploy.supervisor import root_cause
 from deploy.token import read_token
+
+if TYPE_CHECKING:
+    from deploy.deployment import Deployment
+    from deploy.runtime import Runtime
 
 _allow_module = click.option(
     "--allow-module",
@@ -70,6 +69,17 @@ def shape(registered: bool = False) -> Callable[[Callable[..., Any]], Callable[.
         )(command)
 
     return options
+
+
+def read_spec(path: Path) -> str:
+    """A spec file's text, or the error `cqrs validate` gives for a file it cannot read (a
+    command that sends the spec to the runtime has the runtime check the rest)."""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc})") from None
 
 
 def _served(
@@ -131,6 +141,9 @@ def run(
     """Run a pipeline's deployment in a runtime of this process, until Ctrl-C. Another
     --processes/--workers than the registered shape resumes it on the new shape. With
     --addresses/--process-id the deployment is one Bytewax cluster across hosts."""
+    from dataflows.spec import load_pipeline
+    from deploy.runtime import Runtime
+
     pipeline = load_pipeline(spec)
     hosts = _hosts(addresses, process_id, processes, runtime_url)
     if hosts and process_id:
@@ -191,6 +204,8 @@ def run_member(
     runtime_url: str | None,
 ) -> None:
     """Process `process_id` of the cluster: joins process 0's runs until SIGTERM or Ctrl-C."""
+    from deploy.member import LEAVE_S, STUCK, Member
+
     url = runtime_url or f"http://{hosts[0].rpartition(':')[0]}:{settings.http_port}"
     if not (settings.token or read_token(settings.token_file)):
         raise ConfigError(
@@ -237,6 +252,8 @@ def _wait(runtime: Runtime, name: str) -> Deployment | None:
 
 def report_end(ended: Deployment | None, name: str) -> None:
     """How a deployment run by this process ended: stopped, completed, or failed (an error)."""
+    from deploy.supervisor import root_cause
+
     if ended is None:
         console.print(f"{name} stopped")
         return
@@ -254,6 +271,8 @@ def serve(
     settings: Settings, http_port: int | None, allow_modules: tuple[str, ...], panels: str | None
 ) -> None:
     """Run the runtime: resume registered deployments, serve the API, until Ctrl-C."""
+    from deploy.runtime import Runtime
+
     settings = _served(settings, http_port, allow_modules, panels)
     with graceful_sigterm(), Runtime(settings, resolve_brokers(settings)) as runtime:
         running = ", ".join(runtime.deployments) or "none yet"

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from cli.ui import console
-from dataflows.graph import mermaid, text
-from dataflows.spec import load_pipeline
 from deploy.settings import Settings
 
 
@@ -16,6 +14,8 @@ from deploy.settings import Settings
 @click.argument("spec", type=click.Path(path_type=Path))
 def validate(spec: Path) -> None:
     """Check a pipeline spec without starting anything."""
+    from dataflows.spec import load_pipeline
+
     pipeline = load_pipeline(spec)
     console.print(f"{spec}: ok — {pipeline.deployment}")
     for table in pipeline.tables:
@@ -29,6 +29,9 @@ def validate(spec: Path) -> None:
 @click.pass_obj
 def graph(settings: Settings, spec: Path, fmt: str) -> None:
     """Draw a pipeline's dataflow, as text or as a Mermaid flowchart."""
+    from dataflows.graph import mermaid, text
+    from dataflows.spec import load_pipeline
+
     pipeline = load_pipeline(spec)
     topic = pipeline.spec.source.topic or settings.topic
     click.echo((mermaid if fmt == "mermaid" else text)(pipeline, topic))

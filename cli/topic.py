@@ -5,10 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.ui import console
-from commands.log import ENFORCED, CommandLog
 from deploy.bootstrap import resolve_brokers
 from deploy.settings import Settings
-from sinks.dlq import ensure_dlq
 
 
 @click.group()
@@ -22,6 +20,9 @@ def topic() -> None:
 def topic_create(settings: Settings, partitions: int) -> None:
     """Create the command log (retention unlimited, log time set by the broker) and its DLQ, if
     missing; an existing log is given the settings it lacks."""
+    from commands.log import ENFORCED, CommandLog
+    from sinks.dlq import ensure_dlq
+
     brokers = resolve_brokers(settings)
     with CommandLog(brokers, settings.topic) as log:
         count = log.ensure(partitions)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from core.errors import ConfigError, NotFound
-from deploy.logs import CommandLogs
 from deploy.model import (
     BlueGreenState,
     Dashboard,
@@ -26,11 +25,7 @@ from deploy.model import (
     ReplayRequest,
 )
 from deploy.query import Reader
-from deploy.records import Records
 from deploy.settings import Settings
-from deploy.specs import Specs
-from deploy.status import describe, listed
-from operators.code import allow_list
 from sinks.store import StoreBusy, open_client
 
 
@@ -41,6 +36,14 @@ class StoreService:
         self._brokers = brokers
 
     def list_deployments(self, everything: bool = False) -> list[DeploymentStatus]:
+        # Statuses need the broker's offsets and every spec parsed (kafka-python, the filters,
+        # Bytewax): imported here, so `cqrs query` without a runtime loads only the query path.
+        from deploy.logs import CommandLogs
+        from deploy.records import Records
+        from deploy.specs import Specs
+        from deploy.status import describe, listed
+        from operators.code import allow_list
+
         client = open_client(self.settings.clickhouse_dsn)
         s = self.settings
         records = Records(client, s.control_database, s.clickhouse_cluster)

@@ -7,9 +7,9 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -19,14 +19,18 @@ from prometheus_client import CollectorRegistry
 import operators.builtin  # noqa: F401 - registers the built-in filters
 from commands.log import CommandLog
 from commands.producer import CommandProducer
+from core.errors import CqrsError
 from dataflows.metrics import Metrics
 from dataflows.spec import Pipeline, load_pipeline
+from deploy import bootstrap
 from deploy.broker import KafkaDistribution, LocalBroker
+from deploy.client import RuntimeClient
 from deploy.deployment import Deployment, DeploymentConfig
 from deploy.settings import Settings
 from sinks.store import open_client
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -156,3 +160,19 @@ def produce(brokers: str, topic: str, commands) -> None:
             producer.send(command)
         producer.flush()
         assert producer.errors == 0, producer.last_error
+
+
+def runtime_api(env: Mapping[str, str]) -> RuntimeClient:
+    """A client of the runtime of `env`'s data dir, with its token, as the CLI gets one (a
+    `CqrsError` when none runs). A test asks the runtime under test from its own process:
+    a `cqrs` process for each question takes a second of the CPU that runtime needs."""
+    return bootstrap.runtime_service(Settings.from_env(env))
+
+
+def ask_runtime(env: Mapping[str, str], question: Callable[[RuntimeClient], T], otherwise: T) -> T:
+    """The answer to `question`, asked of `env`'s runtime; `otherwise` while it has none to
+    give (no runtime serves yet, or it refuses: what the question reads is not there yet)."""
+    try:
+        return question(runtime_api(env))
+    except CqrsError:
+        return otherwise

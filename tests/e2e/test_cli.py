@@ -9,13 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import CqrsError
-from deploy import bootstrap
 from deploy.runtime_file import SERVING, read_runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
-from tests.conftest import REPO
+from tests.conftest import REPO, ask_runtime
 from tests.oracles import expected_orders
+from tests.unit.cli.test_app import HEAVY, imported
 
 CQRS = str(Path(sys.executable).with_name("cqrs"))
 
@@ -69,10 +67,7 @@ def test_produce_run_query_stop(env):
         # second of the CPU the run needs; `cqrs status` itself: test_serve_replay_status_...)
         deadline = time.monotonic() + 120
         while True:
-            try:
-                statuses = bootstrap.runtime_service(Settings.from_env(env)).list_deployments()
-            except CqrsError:
-                statuses = []  # not serving yet
+            statuses = ask_runtime(env, lambda api: api.list_deployments(), [])
             if statuses and statuses[0].done >= 3000 and statuses[0].behind_s == 0:
                 break
             assert time.monotonic() < deadline, "the pipeline did not catch up"
@@ -197,14 +192,18 @@ def test_serve_replay_status_stop_start(env):
         (status,) = json.loads(cqrs(env, "status", "--json").stdout)
         assert status["name"] == "rebuilt" and status["state"] == "completed"
         assert status["rows"]["top_skus_5m"] > 0
-        table = cqrs(env, "status").stdout
-        assert "rebuilt" in table and "completed" in table
+        profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+        table = cqrs(profiled, "status")
+        assert "rebuilt" in table.stdout and "completed" in table.stdout
 
         again = cqrs(env, "replay", spec, "--into", "rebuilt", check=False)
         assert again.returncode == 2 and "database rebuilt already exists" in again.stderr
 
-        live = cqrs(env, "replay", spec, "--into", "live", "--follow", "--detach")
+        live = cqrs(profiled, "replay", spec, "--into", "live", "--follow", "--detach")
         assert "live started in the runtime" in live.stderr
+        # asking the runtime loads none of what runs pipelines (the runtime checks the spec)
+        for asked in (imported(table.stderr), imported(live.stderr)):
+            assert "cli" in asked and asked.isdisjoint(HEAVY), sorted(asked.intersection(HEAVY))
         assert "stopped" in cqrs(env, "stop", "live").stderr
         assert "running" in cqrs(env, "start", "live").stderr
     finally:

@@ -14,11 +14,8 @@ import time
 import msgspec
 
 from commands.log import CommandLog
-from core.errors import CqrsError
-from deploy import bootstrap
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
-from tests.conftest import REPO, produce
+from tests.conftest import REPO, ask_runtime, produce
 from tests.e2e.test_cli import CQRS, cqrs
 from tests.oracles import ORDER_COLUMNS, diff_orders, expected_orders
 
@@ -35,10 +32,7 @@ def polled(env):
     """The one deployment's status as `cqrs status --json` has it, asked of the runtime's API from
     this process (None while no runtime answers): a `cqrs` process a poll would take a second
     of the two cores the cluster under test runs on."""
-    try:
-        found = bootstrap.runtime_service(Settings.from_env(env)).list_deployments()
-    except CqrsError:
-        return None
+    found = ask_runtime(env, lambda api: api.list_deployments(), None)
     return msgspec.to_builtins(found[0], str_keys=True) if found else None
 
 

@@ -13,19 +13,13 @@ import time
 from pathlib import Path
 
 from commands.producer import CommandProducer
-from deploy import bootstrap
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
-from tests.conftest import REPO
+from tests.conftest import REPO, runtime_api
 from tests.e2e.test_cli import cqrs, serve
 
 V1 = str(REPO / "examples" / "orders" / "specs" / "orders.yaml")
 V2 = str(REPO / "examples" / "orders" / "specs" / "orders_v2.yaml")
 VIEWS = ("orders", "revenue_per_minute")
-
-
-def client(env):
-    return bootstrap.runtime_service(Settings.from_env(env))
 
 
 def cells(line):
@@ -45,7 +39,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
     try:
         first = cqrs(env, "deploy", V1)
         assert "active orders_v1" in first.stderr
-        api = client(env)
+        api = runtime_api(env)
         deadline = time.monotonic() + 60
         while any(api.query(f"SELECT count() FROM query.{v}").rows[0][0] == 0 for v in VIEWS):
             assert time.monotonic() < deadline
@@ -69,7 +63,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
                 errors.append(producer.errors)
 
         def read_forever():
-            reader = client(env)
+            reader = runtime_api(env)
             while not stop.is_set():
                 try:
                     for view in VIEWS:
@@ -122,7 +116,7 @@ def test_deploy_v2_with_no_downtime_then_survive_a_killed_runtime(env, brokers, 
         cqrs(env, "deploy", "await", "orders", "--timeout", "300", timeout=400)
         promoted = cqrs(env, "deploy", "promote", "orders", timeout=400)
         assert "active orders_v3, green -, draining orders_v2" in " ".join(promoted.stderr.split())
-        api = client(env)
+        api = runtime_api(env)
         # rollback within the window: v2 serves again, v3 waits as green; then promote again
         rolled = cqrs(env, "deploy", "rollback", "orders")
         assert "active orders_v2, green orders_v3, draining -" in " ".join(rolled.stderr.split())

@@ -16,13 +16,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from commands.log import CommandLog
 from commands.producer import CommandProducer
-from core.errors import CqrsError
-from deploy.bootstrap import runtime_service
 from deploy.runtime_file import find_runtime
 from deploy.settings import Settings
 from deploy.token import read_token
 from examples.orders.dashboard import PANELS
-from tests.conftest import REPO
+from tests.conftest import REPO, ask_runtime
 from tests.e2e.test_cli import CQRS, cqrs
 
 
@@ -67,11 +65,7 @@ def running_pid(env, bootstrap):
 def shown_orders(env):
     """The rows of the demo's stable view, asked of its runtime's API from this process (0 before
     it serves them): a `cqrs query` a poll would take a second of the CPU the demo needs."""
-    try:
-        asked = runtime_service(Settings.from_env(env)).query("SELECT count() FROM query.orders")
-    except CqrsError:
-        return 0
-    return asked.rows[0][0]
+    return ask_runtime(env, lambda api: api.query("SELECT count() FROM query.orders").rows[0][0], 0)
 
 
 def run_the_demo(env, bootstrap):

@@ -12,13 +12,10 @@ import time
 
 from commands.log import CommandLog
 from commands.producer import CommandProducer
-from core.errors import CqrsError
 from dataflows.spec import load_pipeline
-from deploy import bootstrap
 from deploy.runtime_file import find_runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
-from tests.conftest import REPO
+from tests.conftest import REPO, ask_runtime
 from tests.e2e.test_cli import CQRS, cqrs
 from tests.oracles import (
     ORDER_COLUMNS,
@@ -45,7 +42,6 @@ def test_crash_loop(tmp_path, brokers, unique):
         "CQRS_HTTP_PORT": "0",
     }
     topic = env["CQRS_TOPIC"]
-    settings = Settings.from_env(env)
     with CommandLog(brokers, topic) as log:
         log.ensure(6)
     commands = OrderGenerator(seed=61, step_ms=20).take(200_000)
@@ -87,13 +83,8 @@ def test_crash_loop(tmp_path, brokers, unique):
         """Progress rows so far, asked of the running run's runtime over its API from this
         process (a `cqrs query` process took 5-11 s on a busy machine); none before its first
         insert: the table may not exist yet."""
-        try:
-            asked = bootstrap.runtime_service(settings).query(
-                "SELECT count() AS n FROM orders_v1._progress"
-            )
-        except CqrsError:
-            return 0
-        return asked.rows[0][0]
+        sql = "SELECT count() AS n FROM orders_v1._progress"
+        return ask_runtime(env, lambda api: api.query(sql).rows[0][0], 0)
 
     # ten kills at least, and until one has cut a run that had written (a starved machine may
     # take longer than the random moment to get a run to its first insert)

@@ -30,13 +30,10 @@ import pytest
 
 from commands.log import CommandLog
 from commands.producer import CommandProducer
-from deploy.client import connect
 from deploy.model import InitRequest
-from deploy.runtime_file import find_runtime
-from deploy.settings import Settings
 from examples.orders.generator import OrderGenerator
 from sinks.store import ENGINE_SETTINGS
-from tests.conftest import REPO
+from tests.conftest import REPO, runtime_api
 from tests.e2e.test_cli import CQRS, serve
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -47,12 +44,6 @@ BACKLOG = 100_000
 #: pool threads are bounded by its setting instead: busy ones plus at most that many idle.
 THREADS_SLACK, FDS_SLACK, SOCKETS_SLACK, RSS_MARGIN = 2, 8, 2, 0.15
 IDLE_POOL = int(ENGINE_SETTINGS["max_thread_pool_free_size"])
-
-
-def runtime_api(env):
-    """A client of the data dir's runtime, with its token, as the CLI gets one."""
-    settings = Settings.from_env(env)
-    return connect(settings, find_runtime(settings.data_dir).url)
 
 
 def footprint(pid: int) -> dict[str, int]:
