@@ -41,6 +41,9 @@ from operators.base import PartitionLocal
 from operators.durations import millis
 from operators.registry import register_filter
 
+#: a ttl no event time is that far past (they lie in [0, MAX_TS]): the index expires nothing
+_NO_EXPIRY = MAX_TS + 1
+
 
 class DedupeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ttl: str | int = "10m"
@@ -53,6 +56,7 @@ class Dedupe(PartitionLocal[SeenIds]):
     the DLQ (bounded by ttl and max_keys)."""
 
     guards_records = True
+    in_parts = True
 
     def __init__(self, step_id: str, params: DedupeParams) -> None:
         self.step_id = step_id
@@ -76,6 +80,17 @@ class Dedupe(PartitionLocal[SeenIds]):
         return state
 
     def process(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
+        out = self.process_part(state, batch)
+        self.end_batch(state)
+        return out
+
+    def end_batch(self, state: SeenIds) -> None:
+        """Forget the ids older than `ttl` before the newest event time: once a batch, after
+        all its parts (an expiry between parts would let a repeat past the ttl through where
+        the whole batch would not)."""
+        state.process([], [], [], self.ttl_ms)
+
+    def process_part(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
         keys = [
             e.command.id
             if e.record.replayed_from is None
@@ -83,7 +98,7 @@ class Dedupe(PartitionLocal[SeenIds]):
             for e in batch
         ]
         codes = state.process(
-            keys, [e.record.value for e in batch], [e.command.ts for e in batch], self.ttl_ms
+            keys, [e.record.value for e in batch], [e.command.ts for e in batch], _NO_EXPIRY
         )
         if codes.count(NEW) == len(codes):
             return list(batch)
