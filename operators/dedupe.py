@@ -29,6 +29,7 @@ offset; the `replayed-from-dlq` header alone gets no one past dedupe.
 from __future__ import annotations
 
 import hashlib
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -41,6 +42,9 @@ from operators.base import PartitionLocal
 from operators.durations import millis
 from operators.registry import register_filter
 
+_record, _command = attrgetter("record"), attrgetter("command")
+_replayed_from, _value = attrgetter("replayed_from"), attrgetter("value")
+_id, _ts = attrgetter("id"), attrgetter("ts")
 #: a ttl no event time is that far past (they lie in [0, MAX_TS]): the index expires nothing
 _NO_EXPIRY = MAX_TS + 1
 
@@ -91,14 +95,17 @@ class Dedupe(PartitionLocal[SeenIds]):
         state.process([], [], [], self.ttl_ms)
 
     def process_part(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
-        keys = [
-            e.command.id
-            if e.record.replayed_from is None
-            else f"{e.command.id}@dlq{e.record.replayed_from}"
-            for e in batch
-        ]
+        # the batch's columns through C-level maps: no Python per command but the replayed
+        records, commands = list(map(_record, batch)), list(map(_command, batch))
+        if set(map(_replayed_from, records)) <= {None}:
+            keys = list(map(_id, commands))
+        else:
+            keys = [
+                c.id if r.replayed_from is None else f"{c.id}@dlq{r.replayed_from}"
+                for r, c in zip(records, commands, strict=True)
+            ]
         codes = state.process(
-            keys, [e.record.value for e in batch], [e.command.ts for e in batch], _NO_EXPIRY
+            keys, list(map(_value, records)), list(map(_ts, commands)), _NO_EXPIRY
         )
         if codes.count(NEW) == len(codes):
             return list(batch)
