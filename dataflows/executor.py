@@ -158,7 +158,7 @@ class PartitionPipeline:
         for r in polled.rejects:  # unreadable, or skipped by an operator: from the source
             out.rejects.append(r)
             observers.on_rejected(r.step, r.reason.value, 1)
-        decoded, unreadable = 0, []
+        decoded, accepted, unreadable = 0, 0, []
         tallies = {id(f): _Tally() for f in self._every}
         shared: list[Any] = []
         gathered: dict[str, list[Any]] = {name: [] for name, *_ in self._projections}
@@ -167,9 +167,10 @@ class PartitionPipeline:
             decoded += len(envelopes)
             unreadable.extend(refused)
             items = self._steps(self._shared, envelopes, tallies)
-            shared.extend(items)
             if self._shared_whole:
+                shared.extend(items)
                 continue
+            accepted += len(items)  # and, kept by no list, freed with the part where they can be
             for name, _, parts, _ in self._projections:
                 gathered[name].extend(self._steps(parts, items, tallies))
         for f in self._every:
@@ -177,12 +178,13 @@ class PartitionPipeline:
                 f.end_batch(self._states[f.step_id])  # type: ignore[attr-defined]
         if self._shared_whole:
             shared = self._steps(self._shared_whole, shared, tallies)
+            accepted = len(shared)
             gathered = {name: shared for name in gathered}
         finished = {
             name: output.pick(self._steps(whole, gathered[name], tallies))
             for name, output, _, whole in self._projections
         }
-        self._report(out.rejects, len(records), decoded, unreadable, len(shared), tallies)
+        self._report(out.rejects, len(records), decoded, unreadable, accepted, tallies)
         out.items.update(finished)
         for step_id, state in self._states.items():
             watermark = getattr(state, "watermark", None)
