@@ -35,7 +35,7 @@ from sinks.output import SinkOutput
 #: outputs that leave the chain at the step that made them
 _ASIDE = frozenset((Rejected, Skipped))
 #: records a batch is taken in by the steps that can take it in parts (see `run`)
-PART = 512
+PART = 256
 
 
 def _nothing(*args: Any) -> None:
