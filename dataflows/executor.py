@@ -2,11 +2,13 @@
 
 All state in this project is partition-local (an aggregate's commands share a partition, in log
 order), so one object per partition can run the shared filters and then each projection's steps
-over a whole batch, step by step, in plain Python. Bytewax then moves one item per batch, not
-one per command, and keys the recovery state by partition: `{step_id: snapshot}`.
+over a batch, step by step, in plain Python. Bytewax then moves one item per batch, not one per
+command, and keys the recovery state by partition: `{step_id: snapshot}`. Inside, the steps that
+can take a batch in parts take it a part at a time (see `run`): a part of a poll fits the CPU's
+cache, a whole poll does not.
 
 No record stops the pipeline: what a step raises on one command sends that command to the DLQ
-(`filter_error`) and the rest of the batch goes on. A stateless step is run over the whole batch
+(`filter_error`) and the rest of the batch goes on. A stateless step is run over its items
 (`apply_batch`: a filter may work on the batch's columns there) and, only if it raised, again one
 command at a time through `apply` (it is pure, so running it twice changes nothing). A
 partition-local step either guards its own records (`guards_records`), or runs from a snapshot
