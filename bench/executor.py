@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import operators.builtin  # noqa: F401 - registers the filters the spec names
 from bench import memory
 from bench.__main__ import ORDERS_SPEC, REPO, WORK, fill, log
 from core.envelope import LogRecord, encode_command
-from dataflows.executor import PartitionPipeline
+from dataflows.executor import PartitionPipeline, _Tally
 from dataflows.spec import load_pipeline
 from deploy.broker import KafkaDistribution, LocalBroker
 from deploy.memory import tune_collector
@@ -88,7 +89,7 @@ def steps(rounds: int, size: int) -> dict[str, tuple[float, float]]:
     decoder = Decoder(pipeline.spec.source.max_record_bytes)
     envelopes, _ = decoder.batch(records)
     # each step over what reaches it: the shared filters' output for a projection's steps
-    accepted = PartitionPipeline(pipeline)._steps(pipeline.filters, envelopes, [])
+    accepted = PartitionPipeline(pipeline)._steps(pipeline.filters, envelopes, defaultdict(_Tally))
     cases: dict[str, tuple[Any, Any]] = {
         "decode": (lambda: [decoder(r) for r in records], lambda: decoder.batch(records))
     }

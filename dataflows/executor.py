@@ -2,11 +2,13 @@
 
 All state in this project is partition-local (an aggregate's commands share a partition, in log
 order), so one object per partition can run the shared filters and then each projection's steps
-over a whole batch, step by step, in plain Python. Bytewax then moves one item per batch, not
-one per command, and keys the recovery state by partition: `{step_id: snapshot}`.
+over a batch, step by step, in plain Python. Bytewax then moves one item per batch, not one per
+command, and keys the recovery state by partition: `{step_id: snapshot}`. Inside, the steps that
+can take a batch in parts take it a part at a time (see `run`): a part of a poll fits the CPU's
+cache, a whole poll does not.
 
 No record stops the pipeline: what a step raises on one command sends that command to the DLQ
-(`filter_error`) and the rest of the batch goes on. A stateless step is run over the whole batch
+(`filter_error`) and the rest of the batch goes on. A stateless step is run over its items
 (`apply_batch`: a filter may work on the batch's columns there) and, only if it raised, again one
 command at a time through `apply` (it is pure, so running it twice changes nothing). A
 partition-local step either guards its own records (`guards_records`), or runs from a snapshot
@@ -34,6 +36,8 @@ from sinks.output import SinkOutput
 
 #: outputs that leave the chain at the step that made them
 _ASIDE = frozenset((Rejected, Skipped))
+#: records a batch is taken in by the steps that can take it in parts (see `run`)
+PART = 256
 
 
 def _nothing(*args: Any) -> None:
@@ -88,6 +92,30 @@ class _RouteGate(Stateless):
         return envelope if targets is None or self._projection in targets else self._skipped
 
 
+class _Tally:
+    """What one step did over a batch, summed over the parts it took it in: reported once per
+    batch, as if it had taken the batch whole."""
+
+    __slots__ = ("ins", "outs", "rejected", "skipped")
+
+    def __init__(self) -> None:
+        self.ins = self.outs = 0
+        self.rejected: list[Rejected] = []
+        self.skipped: Counter[str] = Counter()
+
+
+def _in_parts(f: Filter) -> bool:
+    """Whether a step gives over a batch's parts, one after another, what it gives over the
+    whole batch: a stateless one does (one output per command), a partition-local one says."""
+    return isinstance(f, Stateless) or (isinstance(f, PartitionLocal) and f.in_parts)
+
+
+def _split(steps: Sequence[Filter]) -> tuple[list[Filter], list[Filter]]:
+    """The steps that can take a batch in parts (up to the first that cannot), and the rest."""
+    n = next((i for i, f in enumerate(steps) if not _in_parts(f)), len(steps))
+    return list(steps[:n]), list(steps[n:])
+
+
 class PartitionPipeline:
     def __init__(
         self,
@@ -97,46 +125,73 @@ class PartitionPipeline:
     ) -> None:
         self._decode = Decoder(pipeline.spec.source.max_record_bytes)
         self._observers = observers
-        self._shared: Sequence[Filter] = pipeline.filters
-        routed = any(isinstance(f, RouteFilter) for f in pipeline.filters)
-        self._projections: list[tuple[str, SinkOutput, Sequence[Filter]]] = [
-            (
-                p.name,
-                p.output,
-                [_RouteGate(p.name), *p.steps] if routed else list(p.steps),
-            )
-            for p in pipeline.projections
-        ]
-        resume = resume or {}
-        every = [*self._shared, *(s for _, _, steps in self._projections for s in steps)]
+        shared = pipeline.filters
+        routed = any(isinstance(f, RouteFilter) for f in shared)
+        self._shared, self._shared_whole = _split(shared)
+        # (name, output, steps taken in parts, steps taken over the whole batch)
+        self._projections: list[tuple[str, SinkOutput, list[Filter], list[Filter]]] = []
+        for p in pipeline.projections:
+            steps = [_RouteGate(p.name), *p.steps] if routed else list(p.steps)
+            parts, whole = _split(steps) if not self._shared_whole else ([], steps)
+            self._projections.append((p.name, p.output, parts, whole))
+        every = [*shared, *(s for *_, parts, whole in self._projections for s in parts + whole)]
+        self._every = every
         self._local = {f.step_id: f for f in every if isinstance(f, PartitionLocal)}
+        resume = resume or {}
         self._states = {sid: f.restore(resume.get(sid)) for sid, f in self._local.items()}
+        in_parts = [*self._shared, *(s for *_, parts, _ in self._projections for s in parts)]
+        self._parted = {id(f) for f in in_parts if isinstance(f, PartitionLocal)}
 
     def run(self, polled: Polled) -> BatchOutput:
-        """Run what one poll of a partition gave (records in log order) through every step."""
+        """Run what one poll of a partition gave (records in log order) through every step.
+
+        The steps that can take it in parts take it `PART` records at a time, each part through
+        all of them before the next: a part's objects are still in the CPU's cache at the next
+        step, where a whole poll's (thousands of commands, megabytes) would be read back from
+        memory at every step. The rest take the whole batch. Outputs, rejects (in step order)
+        and what the observers hear are what taking the whole batch at every step gives.
+        """
         records = polled.records
         firsts = [r.offset for r in records[:1]] + [r.record.offset for r in polled.rejects[:1]]
         first = min(firsts, default=polled.next_offset - 1)
         newest = records[-1].timestamp if records else 0
         out = BatchOutput(polled.partition, first, polled.next_offset - 1, newest)
-        rejects = out.rejects
+        observers = self._observers
         for r in polled.rejects:  # unreadable, or skipped by an operator: from the source
-            rejects.append(r)
-            self._observers.on_rejected(r.step, r.reason.value, 1)
-        decoded_from = len(rejects)
-        envelopes, unreadable = self._decode.batch(records)
-        rejects.extend(unreadable)
-        self._report(DECODE_STEP, len(records), len(envelopes), len(rejects) - decoded_from, 0)
-        for r in rejects[decoded_from:]:
-            self._observers.on_rejected(r.step, r.reason.value, 1)
-        accepted = self._steps(self._shared, envelopes, rejects)
-        self._observers.on_accepted(len(accepted))
-        for name, output, steps in self._projections:
-            out.items[name] = output.pick(self._steps(steps, accepted, rejects))
+            out.rejects.append(r)
+            observers.on_rejected(r.step, r.reason.value, 1)
+        decoded, accepted, unreadable = 0, 0, []
+        tallies = {id(f): _Tally() for f in self._every}
+        shared: list[Any] = []
+        gathered: dict[str, list[Any]] = {name: [] for name, *_ in self._projections}
+        for start in range(0, len(records), PART):
+            envelopes, refused = self._decode.batch(records[start : start + PART])
+            decoded += len(envelopes)
+            unreadable.extend(refused)
+            items = self._steps(self._shared, envelopes, tallies)
+            if self._shared_whole:
+                shared.extend(items)
+                continue
+            accepted += len(items)  # and, kept by no list, freed with the part where they can be
+            for name, _, parts, _ in self._projections:
+                gathered[name].extend(self._steps(parts, items, tallies))
+        for f in self._every:
+            if id(f) in self._parted and tallies[id(f)].ins:
+                f.end_batch(self._states[f.step_id])  # type: ignore[attr-defined]
+        if self._shared_whole:
+            shared = self._steps(self._shared_whole, shared, tallies)
+            accepted = len(shared)
+            gathered = {name: shared for name in gathered}
+        finished = {
+            name: output.pick(self._steps(whole, gathered[name], tallies))
+            for name, output, _, whole in self._projections
+        }
+        self._report(out.rejects, len(records), decoded, unreadable, accepted, tallies)
+        out.items.update(finished)
         for step_id, state in self._states.items():
             watermark = getattr(state, "watermark", None)
             if isinstance(watermark, int):
-                self._observers.on_watermark(step_id, polled.partition, watermark)
+                observers.on_watermark(step_id, polled.partition, watermark)
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -144,65 +199,81 @@ class PartitionPipeline:
         return {sid: self._local[sid].snapshot(state) for sid, state in self._states.items()}
 
     def _steps(
-        self, steps: Sequence[Filter], items: list[Any], rejects: list[Rejected]
+        self, steps: Sequence[Filter], items: list[Any], tallies: dict[int, _Tally]
     ) -> list[Any]:
-        """Each step over the whole batch in turn: what passes goes on, rejects are collected,
-        skipped items are counted and dropped."""
+        """Each step over the items in turn: what passes goes on, rejects are collected and
+        skipped items counted (in the step's tally) and dropped."""
         for f in steps:
             if not items:
                 break
             local = isinstance(f, PartitionLocal)
             outputs = self._fold(f, items) if local else _apply(f, items)  # type: ignore
-            rejected = skipped = 0
+            tally = tallies[id(f)]
+            tally.ins += len(items)
             types = set(map(type, outputs))  # in C: most batches of most steps set none aside
             if types.isdisjoint(_ASIDE):
                 passed = outputs
             else:
                 passed = [o for o in outputs if type(o) not in _ASIDE]
-                rejected, skipped = self._set_aside(f.step_id, outputs, types, rejects)
-            self._report(f.step_id, len(items), len(passed), rejected, skipped)
+                if Rejected in types:
+                    tally.rejected.extend(o for o in outputs if type(o) is Rejected)
+                if Skipped in types:
+                    tally.skipped.update([o.why for o in outputs if type(o) is Skipped])
+            tally.outs += len(passed)
             items = passed
         return items
 
     def _fold(self, f: PartitionLocal[Any], items: list[Any]) -> list[Output]:
         sid = f.step_id
+        process = f.process_part if id(f) in self._parted else f.process
         if f.guards_records:
-            return f.process(self._states[sid], items)
+            return process(self._states[sid], items)
         saved = f.snapshot(self._states[sid])
         try:
-            return f.process(self._states[sid], items)
+            return process(self._states[sid], items)
         except Exception:
             pass
-        # Replay the batch from the snapshot a command at a time, each from its own snapshot.
+        # Replay the items from the snapshot a command at a time, each from its own snapshot.
         outputs: list[Output] = []
         state = self._states[sid] = f.restore(saved)
         for envelope in items:
             before = f.snapshot(state)
             try:
-                outputs.extend(f.process(state, [envelope]))
+                outputs.extend(process(state, [envelope]))
             except Exception as exc:
                 state = self._states[sid] = f.restore(before)
                 outputs.append(f.failed(envelope, exc))
         return outputs
 
-    def _set_aside(
-        self, step: str, outputs: list[Output], types: set[type], rejects: list[Rejected]
-    ) -> tuple[int, int]:
-        """Collect a step's rejects and count its skips (the rare case, so more passes); `types`
-        are the types among `outputs`."""
+    def _report(
+        self,
+        rejects: list[Rejected],
+        records: int,
+        decoded: int,
+        unreadable: list[Rejected],
+        accepted: int,
+        tallies: dict[int, _Tally],
+    ) -> None:
+        """The batch's rejects, in step order, and what each step did, to the observers."""
         observers = self._observers
-        rejected: list[Rejected] = []
-        if Rejected in types:
-            rejected = [o for o in outputs if type(o) is Rejected]
-            rejects.extend(rejected)
-            for o in rejected:
-                observers.on_rejected(o.step, o.reason.value, 1)
-        skipped: Counter[str] = Counter()
-        if Skipped in types:
-            skipped.update([o.why for o in outputs if type(o) is Skipped])
-        for why, n in skipped.items():
-            observers.on_skipped(step, why, n)
-        return len(rejected), skipped.total()
-
-    def _report(self, step: str, ins: int, outs: int, rejected: int, skipped: int) -> None:
-        self._observers.on_step(step, ins, outs, rejected, skipped)
+        observers.on_step(DECODE_STEP, records, decoded, len(unreadable), 0)
+        rejects.extend(unreadable)
+        for r in unreadable:
+            observers.on_rejected(r.step, r.reason.value, 1)
+        shared = len(self._shared) + len(self._shared_whole)
+        for n, f in enumerate(self._every):
+            if n == shared:
+                observers.on_accepted(accepted)
+            tally = tallies[id(f)]
+            if not tally.ins:
+                continue
+            rejects.extend(tally.rejected)
+            for r in tally.rejected:
+                observers.on_rejected(r.step, r.reason.value, 1)
+            for why, count in tally.skipped.items():
+                observers.on_skipped(f.step_id, why, count)
+            observers.on_step(
+                f.step_id, tally.ins, tally.outs, len(tally.rejected), tally.skipped.total()
+            )
+        if shared == len(self._every):
+            observers.on_accepted(accepted)

@@ -75,6 +75,10 @@ class PartitionLocal(Filter, Generic[S]):
     #: record it rejects for raising; otherwise the executor snapshots the state before each
     #: batch and, if `process` raises, replays the batch a record at a time from the snapshot
     guards_records: bool = False
+    #: True when taking a batch in consecutive parts (`process_part` on each, then `end_batch`)
+    #: gives the outputs, one part's after another, and the state that `process` over the whole
+    #: batch gives: the executor then runs the step over parts of a poll (see its `run`)
+    in_parts: bool = False
 
     @abstractmethod
     def restore(self, snapshot: Any | None) -> S:
@@ -88,6 +92,13 @@ class PartitionLocal(Filter, Generic[S]):
     def snapshot(self, state: S) -> Any:
         """An immutable, picklable copy of the state for Bytewax recovery."""
 
+    def process_part(self, state: S, batch: list[Envelope]) -> list[Output]:
+        """`process` over one part of a batch (see `in_parts`)."""
+        return self.process(state, batch)
+
+    def end_batch(self, state: S) -> None:
+        """What is left to do once every part of a batch has been through `process_part`."""
+
 
 class Keyed(PartitionLocal[dict[str, Any]], Generic[S]):
     """One immutable state value per key; returning `None` as state forgets the key.
@@ -96,6 +107,7 @@ class Keyed(PartitionLocal[dict[str, Any]], Generic[S]):
     leaves its key's state exactly as before and goes to the DLQ."""
 
     guards_records = True
+    in_parts = True  # `process` folds one command after another: a part is a shorter batch
 
     @abstractmethod
     def key(self, envelope: Envelope) -> str: ...

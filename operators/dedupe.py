@@ -29,6 +29,7 @@ offset; the `replayed-from-dlq` header alone gets no one past dedupe.
 from __future__ import annotations
 
 import hashlib
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -40,6 +41,12 @@ from operators.aggregates import stable_hash
 from operators.base import PartitionLocal
 from operators.durations import millis
 from operators.registry import register_filter
+
+_record, _command = attrgetter("record"), attrgetter("command")
+_replayed_from, _value = attrgetter("replayed_from"), attrgetter("value")
+_id, _ts = attrgetter("id"), attrgetter("ts")
+#: a ttl no event time is that far past (they lie in [0, MAX_TS]): the index expires nothing
+_NO_EXPIRY = MAX_TS + 1
 
 
 class DedupeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -53,6 +60,7 @@ class Dedupe(PartitionLocal[SeenIds]):
     the DLQ (bounded by ttl and max_keys)."""
 
     guards_records = True
+    in_parts = True
 
     def __init__(self, step_id: str, params: DedupeParams) -> None:
         self.step_id = step_id
@@ -76,14 +84,28 @@ class Dedupe(PartitionLocal[SeenIds]):
         return state
 
     def process(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
-        keys = [
-            e.command.id
-            if e.record.replayed_from is None
-            else f"{e.command.id}@dlq{e.record.replayed_from}"
-            for e in batch
-        ]
+        out = self.process_part(state, batch)
+        self.end_batch(state)
+        return out
+
+    def end_batch(self, state: SeenIds) -> None:
+        """Forget the ids older than `ttl` before the newest event time: once a batch, after
+        all its parts (an expiry between parts would let a repeat past the ttl through where
+        the whole batch would not)."""
+        state.process([], [], [], self.ttl_ms)
+
+    def process_part(self, state: SeenIds, batch: list[Envelope]) -> list[Output]:
+        # the batch's columns through C-level maps: no Python per command but the replayed
+        records, commands = list(map(_record, batch)), list(map(_command, batch))
+        if set(map(_replayed_from, records)) <= {None}:
+            keys = list(map(_id, commands))
+        else:
+            keys = [
+                c.id if r.replayed_from is None else f"{c.id}@dlq{r.replayed_from}"
+                for r, c in zip(records, commands, strict=True)
+            ]
         codes = state.process(
-            keys, [e.record.value for e in batch], [e.command.ts for e in batch], self.ttl_ms
+            keys, list(map(_value, records)), list(map(_ts, commands)), _NO_EXPIRY
         )
         if codes.count(NEW) == len(codes):
             return list(batch)

@@ -231,6 +231,7 @@ class _Fixed(Windowed):
         touched: dict[WindowKey, Acc] = {}
         open_ = state.open
         lateness, max_future, size, hop = self.lateness, self.max_future, self.size, self.hop
+        one = size == hop  # one window an event: no range to build for each
         adds = list(enumerate(agg.add for agg in self.aggregations))
         watermark = state.watermark
         for envelope, ts, group, inputs in zip(batch, *self._prepare_batch(batch), strict=True):
@@ -248,7 +249,7 @@ class _Fixed(Windowed):
                 watermark = mark
             offset = record.offset
             last = ts - ts % hop
-            for start in range(last - size + hop, last + 1, hop):
+            for start in (last,) if one else range(last - size + hop, last + 1, hop):
                 key = (start, group)
                 acc = open_.get(key)
                 if acc is None:

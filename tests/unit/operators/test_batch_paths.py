@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,12 +15,16 @@ from core.envelope import Command, Envelope, LogRecord, encode_command
 from core.outputs import Skipped
 from dataflows.executor import _apply
 from examples.orders.generator import OrderGenerator
+from examples.orders.order_state import OrderRows, OrderState
 from operators.base import Stateless
 from operators.decode import Decoder
+from operators.registry import NoParams
 from operators.select import ConditionParams, DropIf, Select
+from operators.validate import Validate, ValidateParams
 from tests.unit.operators.helpers import env
 
 ORDERS = OrderGenerator(seed=3).take(200)
+SCHEMAS = "examples.orders.schemas:SCHEMAS"
 
 _good = st.sampled_from(ORDERS).map(encode_command)
 _bad_value = st.one_of(
@@ -137,3 +142,64 @@ def test_select_takes_its_batch_in_columns():
     step = Select("s", ConditionParams(where))
     step.apply = None  # the per-record path would raise
     assert step.apply_batch(batch) == [batch[0], Skipped("s", "filtered")]
+
+
+@st.composite
+def _order_command(draw: st.DrawFn) -> Envelope:
+    """A command of the orders demo as logged, or one `validate` refuses for each reason it
+    has: key, time, type, version, data, key field."""
+    c = draw(st.sampled_from(ORDERS))
+    key, log_time = c.aggregate_id.encode(), c.ts
+    match draw(st.integers(0, 11)):
+        case 0:
+            key = draw(st.sampled_from([None, b"o-else"]))
+        case 1:
+            log_time = c.ts - 7_200_000
+        case 2:
+            c = msgspec.structs.replace(c, type="order.teleported")
+        case 3:
+            c = msgspec.structs.replace(c, v=2)
+        case 4:
+            c = msgspec.structs.replace(c, data={**c.data, draw(st.sampled_from(list(c.data))): -1})
+        case 5:
+            c = msgspec.structs.replace(c, data={**c.data, "order_id": "o-else"})
+        case 6:
+            c = msgspec.structs.replace(c, data={})
+    return Envelope(LogRecord(0, 1, log_time, key, b""), c)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_order_command(), max_size=12), st.booleans())
+def test_validate_over_a_batch_equals_it_a_command_at_a_time(batch, require_key):
+    step = Validate("validate", ValidateParams(SCHEMAS, require_key=require_key))
+    assert through_executor(step, batch) == per_record(step, batch)
+
+
+def test_validate_takes_a_batch_of_good_commands_without_apply():
+    batch = [Envelope(LogRecord(0, 1, c.ts, c.aggregate_id.encode(), b""), c) for c in ORDERS]
+    step = Validate("validate", ValidateParams(SCHEMAS))
+    step.apply = None  # the per-record path would raise
+    assert step.apply_batch(batch) == batch
+
+
+_state = st.builds(
+    OrderState,
+    order_id=st.just("o-1"),
+    customer_id=st.just("c-1"),
+    region=st.just("eu-west"),
+    currency=st.just("EUR"),
+    status=st.sampled_from(["placed", "paid"]),
+    item_count=st.integers(1, 3),
+    quantity=st.integers(1, 9),
+    amount=st.floats(0, 99),
+    placed_at=st.integers(0, 9),
+    updated_at=st.integers(0, 9),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_envelope(), st.one_of(_state, _json)), max_size=8))
+def test_order_rows_over_a_batch_equals_it_a_command_at_a_time(pairs):
+    batch = [msgspec.structs.replace(e, attrs={"order": order}) for e, order in pairs]
+    step = OrderRows("orders", NoParams())
+    assert through_executor(step, batch) == per_record(step, batch)
