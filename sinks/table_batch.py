@@ -12,8 +12,8 @@ their count, more than their size, is what the latency pays (BENCHMARKS.md, scen
 The buffer is kept by columns, each batch's rows appended to them as it comes: the insert goes
 by columns (cheaper than clickhouse-connect's own pivot, `bench.insert_codec`), and a buffer of
 rows transposed at the flush held the rows and their columns at once beside the serialised
-block, the process's largest transient (50,000 rows of orders: 9.6 MB of row tuples, 5.7 MB of
-columns, BENCHMARKS.md "Peak RSS"); a batch's row tuples now die with the batch.
+block (50,000 rows of orders: 9.6 MB of row tuples, 5.7 MB of columns; BENCHMARKS.md "Peak
+RSS"); a batch's row tuples now die with the batch.
 """
 
 from __future__ import annotations
