@@ -18,7 +18,7 @@ directory holding that file. README ("The engine's pools") has the figures of
 
 chDB shuts its engine down when the process's last connection to it closes, and starts a new
 one, with a server's defaults, at the next connection. So the engine is held open from its start
-to the process's end by a connection of this module's own: a replay's or a bench job's last sink
+to the process's end by a connection of this module's own: a bench job's last sink
 closing no longer tears it down mid-process (the teardown reads back ~50 MB of the library
 that `_trim_library` gave back: it decided a bounded run's peak RSS when its sinks held the last
 connections; BENCHMARKS.md "Peak RSS"), and a connection after that no longer meets an engine
