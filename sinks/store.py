@@ -15,6 +15,14 @@ directory when the engine starts, and ignores pool sizes given on the connection
 `system.server_settings` and change nothing): so the first connection starts the engine from a
 directory holding that file. README ("The engine's pools") has the figures of
 `python -m bench.engine_pools`.
+
+chDB shuts its engine down when the process's last connection to it closes, and starts a new
+one, with a server's defaults, at the next connection. So the engine is held open from its start
+to the process's end by a connection of this module's own: a bench job's last sink
+closing no longer tears it down mid-process (the teardown reads back ~50 MB of the library
+that `_trim_library` gave back: it decided a bounded run's peak RSS when its sinks held the last
+connections; BENCHMARKS.md "Peak RSS"), and a connection after that no longer meets an engine
+without `ENGINE_SETTINGS` and the page-out.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ _MADV_PAGEOUT = 21  # Linux 5.4+
 _lock = threading.Lock()
 _embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
 _started = False  # whether this process started the engine with ENGINE_SETTINGS
+_held: Client | None = None  # keeps the engine up until the process ends (see above)
 
 
 class StoreBusy(StoreError):
@@ -113,7 +122,7 @@ def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
     chDB reads it (and sizes its pools) only when the engine starts. The directory is changed
     back at once; nothing else of this process runs yet when it opens its store. The session
     settings are the caller's, as for any later connection (a reader's `readonly`)."""
-    global _started
+    global _started, _held
     root = ET.Element("clickhouse")
     for name, value in ENGINE_SETTINGS.items():
         ET.SubElement(root, name).text = value
@@ -125,6 +134,7 @@ def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
             client = _connect(f"chdb://{path}", settings=settings)
         finally:
             os.chdir(previous)
+    _held = _connect(f"chdb://{path}")
     _started = True
     if TRIM_LIBRARY:
         _trim_library()

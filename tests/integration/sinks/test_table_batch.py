@@ -7,6 +7,7 @@ import gc
 import time
 from typing import Any
 
+import pytest
 from clickhouse_connect.driver.insert import InsertContext
 
 from core.schema import Table
@@ -104,6 +105,13 @@ def test_a_workers_partitions_share_one_insert_and_one_progress_insert(store, st
     assert [t for t, _, _ in client.inserts[before:]] == ["t", "_progress"]
     assert client.inserts[before][2] == f"{db}.t:0:3-3,1:7-7"
     assert read_progress(store, db)["t"] == {0: 3, 1: 7, 2: 3}
+
+    # a projector's row of another width is refused whole: no column of the buffer grew
+    with pytest.raises(ValueError, match="has 2 columns, a row of partition 0 has 1"):
+        due.add(0, [(8, 8, now, [("f",), ("g",)])])
+    at = len(client.inserts)
+    due.flush()
+    assert [t for t, _, _ in client.inserts[at:]] == ["_progress"]
 
 
 def test_a_part_bytewax_drops_for_its_resumed_twin_leaves_the_others_writing(

@@ -1,4 +1,5 @@
-"""The embedded engine gives back the library pages its start read in, and runs on."""
+"""The embedded engine gives back the library pages its start read in, runs on, and stays up
+when its caller's last connection closes."""
 
 import json
 import subprocess
@@ -23,12 +24,18 @@ PROBE = textwrap.dedent(
         return kb // 1024
 
     store.TRIM_LIBRARY = False
-    client = store.open_client(f"chdb://{tempfile.mkdtemp()}/store")
+    path = f"{tempfile.mkdtemp()}/store"
+    client = store.open_client(f"chdb://{path}")
     before = library_mb()
     store._trim_library()
     after = library_mb()
     answer = client.command("SELECT sum(number) FROM numbers(1000)")
-    print(json.dumps({"before": before, "after": after, "answer": answer}))
+    client.close()  # the caller's last connection (a bounded run's last sink closing)
+    again = store.open_client(f"chdb://{path}")
+    pool = again.command(
+        "SELECT value FROM system.server_settings WHERE name = 'max_thread_pool_free_size'"
+    )
+    print(json.dumps({"before": before, "after": after, "answer": answer, "pool": pool}))
     """
 )
 
@@ -42,3 +49,6 @@ def test_trimming_the_library_gives_back_most_of_its_pages_and_the_engine_runs_o
     # what the engine's start read in (~250 MB in a process alone; none when another process
     # maps every page it touched): given back, nearly all
     assert figures["after"] < 8 and figures["after"] <= figures["before"]
+    # the caller's last connection closed: the engine runs on with its settings (a new one
+    # would have a server's defaults: 1,000 idle threads kept)
+    assert figures["pool"] == 16
