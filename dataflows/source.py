@@ -48,9 +48,8 @@ from dataflows.fetch import install
 STEP_ID = "source"
 #: records per poll of a partition, at most
 BATCH_SIZE = 5000
-#: the first wait after a poll that gave nothing, doubled up to `idle_wait` while polls stay
-#: empty: right after data the next fetch is usually in flight and lands within a millisecond
-#: or two, and a whole `idle_wait` there left a catching-up partition idle after every fetch
+#: the first wait after an empty poll of a partition that is behind its log's end (see
+#: `next_wait`)
 FIRST_WAIT = timedelta(milliseconds=1)
 
 _HEADERS = attrgetter("headers")
@@ -159,6 +158,18 @@ class CommandLogSource(FixedPartitionedSource[Batch, int]):
         part = _LogPartition(self, partition, offset, stop)
         self._built.append(part)
         return part
+
+
+def next_wait(wait: timedelta, behind: bool, idle_wait: timedelta) -> tuple[timedelta, timedelta]:
+    """After a poll that gave nothing: how long until the next, and the wait to use after
+    that one if it gives nothing too. At the log's end, `idle_wait`. Behind it (catching up,
+    or not answered yet), the next fetch is in flight and lands within a millisecond or two on
+    a near broker: a whole `idle_wait` there left the partition idle after every drained
+    fetch, so the wait starts at `FIRST_WAIT` and doubles up to `idle_wait` while polls stay
+    empty (a far broker costs a few polls more, not one a millisecond)."""
+    if not behind:
+        return idle_wait, FIRST_WAIT
+    return wait, min(wait * 2, idle_wait)
 
 
 def _raised_parsing(exc: BaseException) -> bool:
@@ -292,18 +303,21 @@ class _LogPartition(StatefulSourcePartition[Batch, int]):
         advanced = moved > self._next
         self._next = max(self._next, moved)
         consumer = self._consumer
+        # as of the last fetch's answer: where the log ended then
+        highwater = consumer.highwater(self._tp) if consumer is not None else None
         if (
             source.on_consumed is not None
             and consumer is not None
             and (advanced or time.monotonic() >= self._report_at)
         ):
-            highwater = consumer.highwater(self._tp)
             lag = None if highwater is None else max(0, highwater - self._next)
             source.on_consumed(self._partition, len(records) + len(rejects), self._next, lag)
             self._report_at = time.monotonic() + 1.0
         if not advanced:
-            self._awake = datetime.now(UTC) + self._wait
-            self._wait = min(self._wait * 2, source.idle_wait)
+            # unknown before the first fetch's answer: a new consumer is about to be answered
+            behind = highwater is None or highwater > self._next
+            wait, self._wait = next_wait(self._wait, behind, source.idle_wait)
+            self._awake = datetime.now(UTC) + wait
             return []
         self._awake = None
         self._wait = FIRST_WAIT

@@ -1,11 +1,13 @@
 """The source's one-pass reading of a poll gives what reading it a record at a time gives."""
 
+from datetime import timedelta
+
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.envelope import LogRecord, Reason
-from dataflows.source import read_each, read_records
+from dataflows.source import FIRST_WAIT, next_wait, read_each, read_records
 
 _headers = st.lists(st.tuples(st.sampled_from(["replayed-from-dlq", "trace"]), st.binary()))
 
@@ -61,3 +63,17 @@ def test_one_pass_equals_a_record_at_a_time(messages, stop, skips, check):
         )  # fmt: skip
         claims = check is not None and bool(m.headers)
         assert r.replayed_from == (r.offset if claims else None)
+
+
+def test_the_wait_after_an_empty_poll_is_short_only_while_behind():
+    """Behind the log's end the next fetch is in flight: 1 ms, doubling up to idle_wait while
+    polls stay empty. At the end: idle_wait, and the next time behind starts short again."""
+    idle = timedelta(milliseconds=20)
+    wait, waits = FIRST_WAIT, []
+    for _ in range(7):
+        this, wait = next_wait(wait, True, idle)
+        waits.append(this)
+    assert [w / timedelta(milliseconds=1) for w in waits] == [1, 2, 4, 8, 16, 20, 20]
+    this, wait = next_wait(wait, False, idle)
+    assert (this, wait) == (idle, FIRST_WAIT)
+    assert next_wait(wait, True, idle) == (FIRST_WAIT, 2 * FIRST_WAIT)
