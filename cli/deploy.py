@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.progress import TextColumn
 from rich.text import Text
 
-from cli.runtime import read_spec, shape
+from cli.runtime import shape, spec_text
 from cli.ui import console, out, progress_bar
 from core.errors import CqrsError
 from deploy import bootstrap
@@ -81,7 +81,7 @@ def deploy_all(
     stopped serving), so the pipeline is left as it was and the next deploy is not refused;
     `--keep-green` leaves green in flight instead."""
     client = bootstrap.runtime_service(settings)
-    state = client.deploy_init(InitRequest(read_spec(spec), str(spec), processes, workers))
+    state = client.deploy_init(InitRequest(spec_text(spec), str(spec), processes, workers))
     pipeline, green, blue = state.pipeline, state.green, state.active
     _show(state)
     if green is not None:
@@ -142,7 +142,7 @@ def _undo(client: Service, pipeline: str, green: str, blue: str, cause: CqrsErro
 @click.pass_obj
 def deploy_init(settings: Settings, spec: Path, processes: int, workers: int) -> None:
     """Start green from the earliest offset, tailing, beside blue."""
-    request = InitRequest(read_spec(spec), str(spec), processes, workers)
+    request = InitRequest(spec_text(spec), str(spec), processes, workers)
     _show(bootstrap.runtime_service(settings).deploy_init(request))
 
 

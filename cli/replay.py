@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.progress import TextColumn
 
-from cli.runtime import graceful_sigterm, read_spec, report_end, shape
+from cli.runtime import graceful_sigterm, report_end, shape, spec_text
 from cli.ui import console, progress_bar
 from core.errors import CqrsError
 from deploy import bootstrap
@@ -52,7 +52,7 @@ def replay(
     """Rebuild a pipeline's projections from the log, into a new database."""
     if follow and until:
         raise click.UsageError("--until and --follow exclude each other: a bound, or tailing")
-    text = read_spec(spec)
+    text = spec_text(spec)
     request = ReplayRequest(text, str(spec), start, until, follow, into, processes, workers)
     held = bootstrap.held_runtime(settings)
     if held is not None:  # the runtime that runs, over its API (it checks the spec)

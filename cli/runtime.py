@@ -17,6 +17,7 @@ import click
 
 from cli.ui import console
 from core.errors import ConfigError, CqrsError, SpecError
+from dataflows.spec_file import read_spec
 from deploy import bootstrap
 from deploy.bootstrap import resolve_brokers
 from deploy.client import connect
@@ -71,13 +72,11 @@ def shape(registered: bool = False) -> Callable[[Callable[..., Any]], Callable[.
     return options
 
 
-def read_spec(path: Path) -> str:
-    """A spec file's text, or the error `cqrs validate` gives for a file it cannot read (a
-    command that sends the spec to the runtime has the runtime check the rest)."""
+def spec_text(path: Path) -> str:
+    """A spec file's text, for a command that sends it to the runtime (which checks the rest);
+    a file it cannot read gets the error `cqrs validate` gives."""
     try:
-        return path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+        return read_spec(path).decode()
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text ({exc})") from None
 

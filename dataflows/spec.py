@@ -19,6 +19,7 @@ import sinks.builtin  # noqa: F401 - the built-in sink kinds must be registered
 from core.errors import SpecError
 from core.params import describe_params
 from core.schema import Table
+from dataflows.spec_file import read_spec
 from operators.base import Filter
 from operators.code import AllowList, import_module, only
 from operators.decode import MAX_RECORD_BYTES
@@ -106,11 +107,7 @@ class Pipeline:
 def load_pipeline(path: Path | str, registry: Registry = FILTERS) -> Pipeline:
     """Read, check and resolve a spec file; every problem is a `SpecError` naming the place."""
     path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
-    return parse_pipeline(text, str(path), registry)
+    return parse_pipeline(read_spec(path), str(path), registry)
 
 
 def parse_pipeline(
