@@ -63,8 +63,9 @@ _MADV_PAGEOUT = 21  # Linux 5.4+
 
 _lock = threading.Lock()
 _embedded: tuple[Path, IO[str]] | None = None  # the one chDB directory this process holds
-_started = False  # whether this process started the engine with ENGINE_SETTINGS
-_held: Client | None = None  # keeps the engine up until the process ends (see above)
+#: this process's own connection, made when it started the engine with ENGINE_SETTINGS: it
+#: keeps the engine up until the process ends (see above); None until then
+_held: Client | None = None
 
 
 class StoreBusy(StoreError):
@@ -83,7 +84,7 @@ def open_client(dsn: str, wait_s: float = 0.0, settings: dict[str, Any] | None =
             try:
                 with _lock:
                     _hold_embedded(path)
-                    if not _started:
+                    if _held is None:
                         return _start_engine(path, settings)
                 break
             except StoreBusy:
@@ -122,7 +123,7 @@ def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
     chDB reads it (and sizes its pools) only when the engine starts. The directory is changed
     back at once; nothing else of this process runs yet when it opens its store. The session
     settings are the caller's, as for any later connection (a reader's `readonly`)."""
-    global _started, _held
+    global _held
     root = ET.Element("clickhouse")
     for name, value in ENGINE_SETTINGS.items():
         ET.SubElement(root, name).text = value
@@ -135,7 +136,6 @@ def _start_engine(path: Path, settings: dict[str, Any] | None) -> Client:
         finally:
             os.chdir(previous)
     _held = _connect(f"chdb://{path}")
-    _started = True
     if TRIM_LIBRARY:
         _trim_library()
     return client
