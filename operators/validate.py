@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
-
 import msgspec
 
 from commands.schemas import SchemaRegistry, check_command
@@ -40,13 +38,6 @@ class Validate(Stateless):
         self._schemas = load_schemas(params.schemas)
         self._require_key = params.require_key
         self._max_future = millis(params.max_future, "max_future")
-        # (type, v) -> (data struct, reader of its key field or None), for the batch path
-        self._checks = {
-            (t, v): (schema.data, attrgetter(schema.key_field) if schema.key_field else None)
-            for t in self._schemas.types()
-            for v in self._schemas.versions(t)
-            if (schema := self._schemas.get(t, v)) is not None
-        }
 
     def apply(self, envelope: Envelope) -> Envelope | Rejected:
         refusal = check_command(
@@ -60,31 +51,3 @@ class Validate(Stateless):
         if refusal is not None:
             return self.reject(envelope, refusal.reason, refusal.detail)
         return envelope
-
-    def apply_batch(self, batch: list[Envelope]) -> list[Envelope | Rejected]:
-        """`check_command`'s checks inlined, without three calls per command: a command that
-        passes them all passes; any other goes through `apply`, which says why it does not."""
-        out: list[Envelope | Rejected] = []
-        append, apply, checks, convert = out.append, self.apply, self._checks, msgspec.convert
-        require_key, max_future = self._require_key, self._max_future
-        for envelope in batch:
-            command, record = envelope.command, envelope.record
-            check = checks.get((command.type, command.v))
-            if (
-                check is None
-                or (require_key and record.key != command.aggregate_id.encode())
-                or command.ts > record.timestamp + max_future
-            ):
-                append(apply(envelope))
-                continue
-            schema, key_field = check
-            try:
-                data = convert(command.data, schema)
-            except msgspec.ValidationError:
-                append(apply(envelope))
-                continue
-            if key_field is not None and key_field(data) != command.aggregate_id:
-                append(apply(envelope))
-                continue
-            append(envelope)
-        return out

@@ -175,13 +175,6 @@ def test_validate_over_a_batch_equals_it_a_command_at_a_time(batch, require_key)
     assert through_executor(step, batch) == per_record(step, batch)
 
 
-def test_validate_takes_a_batch_of_good_commands_without_apply():
-    batch = [Envelope(LogRecord(0, 1, c.ts, c.aggregate_id.encode(), b""), c) for c in ORDERS]
-    step = Validate("validate", ValidateParams(SCHEMAS))
-    step.apply = None  # the per-record path would raise
-    assert step.apply_batch(batch) == batch
-
-
 _state = st.builds(
     OrderState,
     order_id=st.just("o-1"),
