@@ -72,16 +72,6 @@ def column(path: str) -> Column:
         return lambda batch: [_walk(e.command.data, rest) for e in batch]
     if not rest:
         return lambda batch: [e.attrs.get(root, MISSING) for e in batch]
-    if len(rest) == 1:  # a field of what a filter derived (`order.region`): `_walk` inlined
-        (name,) = rest
-        return lambda batch: [
-            MISSING
-            if (v := e.attrs.get(root, MISSING)) is MISSING or v is None
-            else v.get(name, MISSING)
-            if isinstance(v, dict)
-            else getattr(v, name, MISSING)
-            for e in batch
-        ]
     return lambda batch: [_walk(e.attrs.get(root, MISSING), rest) for e in batch]
 
 
