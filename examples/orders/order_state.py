@@ -185,7 +185,8 @@ class OrderStateFilter(Keyed[OrderState]):
 
     def process(self, states: dict[str, OrderState], batch: list[Envelope]) -> list[Output]:
         """`Keyed.process` over `step`, inlined: one output per command, no tuple to extend
-        and no call per command but `apply` (a property test holds the two equal)."""
+        and no call per command but `apply` and `with_attrs` (a property test holds the two
+        equal)."""
         out: list[Output] = []
         append, get = out.append, states.get
         for envelope in batch:
@@ -202,10 +203,7 @@ class OrderStateFilter(Keyed[OrderState]):
                 states.pop(key, None)
             else:
                 states[key] = outcome
-            # `with_attrs(order=outcome)`, without a call and its keyword dict per command
-            append(
-                Envelope(envelope.record, envelope.command, {**envelope.attrs, "order": outcome})
-            )
+            append(envelope.with_attrs(order=outcome))
         return out
 
 
